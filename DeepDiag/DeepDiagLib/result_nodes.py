@@ -1,0 +1,49 @@
+"""Load engine result files into new MRML nodes, or add nothing at all.
+
+Each loader reads into a node that is not yet in the scene; only a complete read is
+added, so a bad or missing file never leaves a half-made node behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import slicer
+
+
+def add_segmentation_from_file(scene, path: str | Path, referenceVolumeNode=None, name: str | None = None):
+    """Add a new segmentation node read from a ``.seg.nrrd`` file, shown over ``referenceVolumeNode``."""
+    segmentationNode = slicer.vtkMRMLSegmentationNode()
+    _read_detached(slicer.vtkMRMLSegmentationStorageNode(), segmentationNode, path)
+    segmentationNode.SetName(scene.GenerateUniqueName(name or Path(path).name.split(".")[0]))
+    scene.AddNode(segmentationNode)
+    segmentationNode.CreateDefaultDisplayNodes()
+    if referenceVolumeNode is not None:
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
+        segmentationNode.SetNodeReferenceID("referenceImageGeometryRef", referenceVolumeNode.GetID())
+    return segmentationNode
+
+
+def add_fiducials_from_file(scene, path: str | Path, referenceVolumeNode=None, name: str | None = None):
+    """Add a new fiducial markups node read from a ``.mrk.json`` file.
+
+    The scene needs the Markups logic (``vtkSlicerMarkupsLogic().SetMRMLScene(scene)``),
+    which Slicer sets up itself and tests do in their fixture.
+    """
+    markupsNode = slicer.vtkMRMLMarkupsFiducialNode()
+    _read_detached(slicer.vtkMRMLMarkupsJsonStorageNode(), markupsNode, path)
+    markupsNode.SetName(scene.GenerateUniqueName(name or Path(path).name.split(".")[0]))
+    scene.AddNode(markupsNode)
+    markupsNode.CreateDefaultDisplayNodes()
+    if referenceVolumeNode is not None:
+        markupsNode.SetNodeReferenceID("referenceVolume", referenceVolumeNode.GetID())
+    return markupsNode
+
+
+def _read_detached(storageNode, node, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise OSError(f"{path}: the engine did not produce this file.")
+    storageNode.SetFileName(str(path))
+    if not storageNode.ReadData(node):
+        raise OSError(f"{path}: Slicer could not read this file.")

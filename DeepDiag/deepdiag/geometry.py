@@ -1,0 +1,106 @@
+"""Volumes and their geometry: the only place that converts between IJK, LPS and RAS.
+
+Conventions (the same as ITK and Slicer):
+- ``Volume.array`` is indexed ``[k, j, i]`` (slice, row, column), like
+  ``SimpleITK.GetArrayFromImage`` and ``slicer.util.arrayFromVolume``.
+- Index ``(i, j, k)`` maps to physical LPS millimetres by
+  ``origin + direction @ diag(spacing) @ (i, j, k)``.
+- RAS differs from LPS by the sign of the first two axes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+#: Flips L→R and P→A; its own inverse.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A 3D image on a physical grid.
+
+    Attributes:
+        array: voxel values, shape ``(K, J, I)``.
+        spacing: voxel size in mm along i, j, k.
+        origin: LPS position in mm of voxel (0, 0, 0).
+        direction: 3×3 matrix whose columns are the i, j, k axes in LPS.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3:
+            raise ValueError(f"a Volume is 3D, got an array of shape {self.array.shape}.")
+        direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        object.__setattr__(self, "direction", direction)
+        object.__setattr__(self, "spacing", tuple(float(s) for s in self.spacing))
+        object.__setattr__(self, "origin", tuple(float(o) for o in self.origin))
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        """Number of voxels along i, j, k (ITK order)."""
+        k, j, i = self.array.shape
+        return (i, j, k)
+
+    def with_array(self, array: np.ndarray) -> Volume:
+        """The same grid holding other voxel values (e.g. a label map)."""
+        if array.shape != self.array.shape:
+            raise ValueError(f"array shape {array.shape} does not match the grid {self.array.shape}.")
+        return replace(self, array=array)
+
+    def same_grid(self, other: Volume) -> bool:
+        """Whether both volumes lie exactly on the same voxel grid."""
+        return (
+            self.array.shape == other.array.shape
+            and self.spacing == other.spacing
+            and self.origin == other.origin
+            and np.array_equal(self.direction, other.direction)
+        )
+
+    def ijk_to_lps_matrix(self) -> np.ndarray:
+        """4×4 homogeneous matrix from voxel index (i, j, k) to LPS mm."""
+        matrix = np.eye(4)
+        matrix[:3, :3] = self.direction @ np.diag(self.spacing)
+        matrix[:3, 3] = self.origin
+        return matrix
+
+    def ijk_to_ras_matrix(self) -> np.ndarray:
+        """4×4 homogeneous matrix from voxel index (i, j, k) to RAS mm (Slicer's IJKToRAS)."""
+        return LPS_TO_RAS @ self.ijk_to_lps_matrix()
+
+    def ijk_to_lps(self, ijk: np.ndarray) -> np.ndarray:
+        """Map index points of shape ``(N, 3)`` or ``(3,)`` to LPS mm."""
+        return _apply(self.ijk_to_lps_matrix(), ijk)
+
+    def lps_to_ijk(self, lps: np.ndarray) -> np.ndarray:
+        """Map LPS points to continuous voxel indices (round them to pick a voxel)."""
+        return _apply(np.linalg.inv(self.ijk_to_lps_matrix()), lps)
+
+    def ijk_to_ras(self, ijk: np.ndarray) -> np.ndarray:
+        """Map index points to RAS mm."""
+        return lps_to_ras(self.ijk_to_lps(ijk))
+
+    def voxel_volume_mm3(self) -> float:
+        """Volume of one voxel in mm³."""
+        return float(np.prod(self.spacing))
+
+
+def lps_to_ras(points: np.ndarray) -> np.ndarray:
+    """Convert points of shape ``(N, 3)`` or ``(3,)`` between LPS and RAS (the map is its own inverse)."""
+    return _apply(LPS_TO_RAS, points)
+
+
+ras_to_lps = lps_to_ras
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points, dtype=float)
+    flat = points.reshape(-1, 3)
+    mapped = flat @ matrix[:3, :3].T + matrix[:3, 3]
+    return mapped.reshape(points.shape)

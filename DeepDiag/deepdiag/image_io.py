@@ -1,0 +1,118 @@
+"""Reading and writing volumes with SimpleITK, keeping the geometry exact.
+
+Supported inputs: NRRD, NIfTI, MHA/MHD (any format SimpleITK reads) and folders holding a
+DICOM series. Every failure becomes a ``DeepDiagError`` that names the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import DeepDiagError
+from .files import atomic_output
+from .geometry import Volume
+
+#: Extensions the writers accept (MHD is left out: its two files cannot be replaced atomically).
+WRITABLE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
+_IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".dcm", ".nhdr")
+
+# ITK prints its own warnings on stderr (e.g. "No Series were found"); every problem they
+# point at becomes a DeepDiagError that names the file, so they would only repeat it in C++ terms.
+sitk.ProcessObject_SetGlobalWarningDisplay(False)
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a 3D scalar volume from an image file or a DICOM series folder.
+
+    Raises:
+        DeepDiagError: the path is missing, unreadable, not 3D or not scalar.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DeepDiagError("no such file or folder", path)
+    image = _read_dicom_series(path) if path.is_dir() else _read_image_file(path)
+    return volume_from_image(image)
+
+
+def write_volume(volume: Volume, path: str | Path, compress: bool = True) -> Path:
+    """Write ``volume`` to ``path`` (NRRD, NIfTI or MHA by extension), atomically."""
+    path = Path(path)
+    if not path.name.lower().endswith(WRITABLE_SUFFIXES):
+        raise DeepDiagError(f"cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}", path)
+    with atomic_output(path) as temporary:
+        sitk.WriteImage(image_from_volume(volume), str(temporary), compress)
+    return path
+
+
+def volume_from_image(image: sitk.Image) -> Volume:
+    """Wrap a SimpleITK image as a Volume (copies the voxels)."""
+    return Volume(
+        array=sitk.GetArrayFromImage(image),
+        spacing=image.GetSpacing(),
+        origin=image.GetOrigin(),
+        direction=np.array(image.GetDirection()).reshape(3, 3),
+    )
+
+
+def image_from_volume(volume: Volume) -> sitk.Image:
+    """Make a SimpleITK image with the volume's voxels and exact geometry."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(tuple(volume.direction.ravel()))
+    return image
+
+
+def input_stem(path: str | Path) -> str:
+    """Name for outputs made from an input: the file name without image extensions, or the folder name."""
+    path = Path(path)
+    name = path.name
+    if path.is_dir():
+        return name
+    lowered = name.lower()
+    for suffix in _IMAGE_SUFFIXES:
+        if lowered.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _read_image_file(path: Path) -> sitk.Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise DeepDiagError("not a readable image (unknown format or corrupt header)", path) from None
+    _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        raise DeepDiagError("the image header is readable but its voxel data is not (truncated or corrupt file)", path) from None
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    reader = sitk.ImageSeriesReader()
+    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise DeepDiagError("the folder holds no DICOM series", folder)
+    # Several series in one folder: take the one with the most slices, as a viewer would show first.
+    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len)
+    reader.SetFileNames(files)
+    try:
+        image = reader.Execute()
+    except RuntimeError:
+        raise DeepDiagError("the DICOM series could not be read (missing or inconsistent slices)", folder) from None
+    _check_shape(folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+    return image
+
+
+def _check_shape(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:
+    if dimension != 3:
+        raise DeepDiagError(f"is a {dimension}D image; DeepDiag needs a 3D volume", path)
+    if min(size) < 2:
+        raise DeepDiagError(f"is a single slice ({'x'.join(map(str, size))} voxels); DeepDiag needs a 3D volume", path)
+    if components != 1:
+        raise DeepDiagError(f"has {components} values per voxel; DeepDiag needs a scalar (grey-value) volume", path)

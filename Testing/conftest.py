@@ -1,0 +1,80 @@
+"""Shared fixtures: paths to the shared data, a real MRML scene, oblique test volumes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
+DICOM_SERIES = SHARED_DATA / "totalseg" / "abdomen_ct_dicom"
+
+sys.path.insert(0, str(PROJECT_ROOT / "DeepDiag"))  # the engine and the bridge, as Slicer sees them
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared data not found at {SHARED_DATA}; the project expects ../shared beside it")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def oblique_volume():
+    """A small CT-like volume with oblique direction, anisotropic spacing and an off-zero origin."""
+    from deepdiag.geometry import Volume
+
+    rng = np.random.default_rng(7)
+    angle = 0.37
+    axis = np.array([1.0, 2.0, 3.0]) / np.linalg.norm([1.0, 2.0, 3.0])
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+    return Volume(
+        array=rng.integers(-1024, 1500, size=(9, 11, 13)).astype(np.int16),
+        spacing=(0.7123456789, 0.91, 2.5),
+        origin=(-123.456789, 45.6, -789.012345678),
+        direction=rotation,
+    )
+
+
+@pytest.fixture
+def scene():
+    """A real MRML scene with the logics Slicer would have registered (markups, segmentations)."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test requirements")
+    mrml_scene = slicer.vtkMRMLScene()
+    selection = slicer.vtkMRMLSelectionNode()
+    selection.SetSingletonTag("Singleton")
+    mrml_scene.AddNode(selection)
+    logics = [slicer.vtkSlicerMarkupsLogic(), slicer.vtkSlicerSegmentationsModuleLogic()]
+    for logic in logics:
+        logic.SetMRMLScene(mrml_scene)
+    mrml_scene.deepdiag_logics = logics  # keep the logics alive as long as the scene
+    yield mrml_scene
+    mrml_scene.Clear(1)
+
+
+def load_volume_node(scene, path: Path):
+    """Load a file as a scalar volume node, as Slicer's loadVolume does."""
+    import slicer
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", path.name.split(".")[0])
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node), f"slicer-core could not read {path}"
+    return node
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess:
+    """Run ``python -m deepdiag`` as the Slicer bridge does, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "deepdiag", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
