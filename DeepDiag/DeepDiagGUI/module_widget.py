@@ -1,0 +1,96 @@
+"""The widget life cycle every DeepDiag module shares (Slicer's scripted-module template)."""
+
+from __future__ import annotations
+
+import slicer
+import vtk
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
+
+from .task_runner import EngineTaskRunner
+
+
+class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Loads ``Resources/UI/<Module>.ui``, binds it to the logic's parameter node, runs engine tasks.
+
+    The ``.ui`` must hold ``progressBar``, ``statusLabel`` and ``cancelButton``. Subclasses make
+    their logic in ``createLogic``, connect their buttons in ``setupConnections``, list the
+    buttons that start a run in ``runButtons`` and say in ``canRun`` whether the parameters allow one.
+    """
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.runner = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = self.createLogic()
+        self.runner = EngineTaskRunner(self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton, self._onBusyChanged)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.setupConnections()
+        self.initializeParameterNode()
+
+    def createLogic(self):
+        raise NotImplementedError
+
+    def setupConnections(self) -> None:
+        """Connect the module's own buttons."""
+
+    def canRun(self) -> bool:
+        """Whether the current parameters allow the module's main action."""
+        return bool(self._parameterNode and self._parameterNode.inputVolume)
+
+    def updateButtons(self, caller=None, event=None) -> None:
+        """Enable the buttons listed by ``runButtons`` when a run is possible and none is going."""
+        enabled = self.canRun() and not (self.runner and self.runner.busy)
+        for button in self.runButtons():
+            button.enabled = enabled
+
+    def runButtons(self) -> list:
+        return []
+
+    def cleanup(self) -> None:
+        self.removeObservers()
+        if self.runner is not None:
+            self.runner.cancel()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.updateButtons()
+
+    def _onBusyChanged(self, busy: bool) -> None:
+        self.updateButtons()
