@@ -34,6 +34,30 @@ def run_info(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     reporter.result(description)
 
 
+def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .phantom import PhantomConfig, generate_case, write_case
+
+    config = PhantomConfig(
+        size=tuple(args.size),
+        spacing=tuple(args.spacing),
+        noise_hu=args.noise,
+        nodules=tuple(args.nodules),
+        diameter_mm=tuple(args.diameter),
+        types=tuple(args.types),
+        blur_mm=args.blur,
+    )  # validates every option before anything is written
+    if args.cases < 1:
+        raise DeepDiagError(f"--cases must be at least 1, got {args.cases}")
+    cases = []
+    for index in range(args.cases):
+        reporter.progress("generate", index / args.cases, f"case {index + 1} of {args.cases}")
+        case = generate_case(config, args.seed, index)
+        files = write_case(case, args.output, preview=args.preview)
+        cases.append({"case": case.name, "nodules": len(case.truth["nodules"]), **files})
+    reporter.progress("done", 1.0)
+    reporter.result({"output": str(args.output), "cases": cases})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepdiag", description="Deep-learning diagnosis on CT/MR volumes.")
     parser.add_argument("--version", action="version", version=f"deepdiag {__version__}")
@@ -41,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = _add_command(commands, "info", run_info, "print geometry, intensities and modality guess of a volume as JSON")
     info.add_argument("input", help="image file (NRRD, NIfTI, MHA) or DICOM series folder")
+
+    phantom = _add_command(commands, "phantom", run_phantom, "make synthetic chest CTs with lung nodules and exact ground truth")
+    phantom.add_argument("-o", "--output", required=True, help="folder for images/, labels/, instances/, truth/ (and previews/)")
+    phantom.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
+    phantom.add_argument("--seed", type=int, default=0, help="series seed: the same seed and options give identical files")
+    phantom.add_argument("--size", type=int, nargs=3, default=[512, 512, 300], metavar=("X", "Y", "Z"), help="voxels (default 512 512 300)")
+    phantom.add_argument("--spacing", type=float, nargs=3, default=[0.7, 0.7, 1.25], metavar=("SX", "SY", "SZ"), help="mm (default 0.7 0.7 1.25)")
+    phantom.add_argument("--noise", type=float, default=18.0, help="image noise standard deviation in HU (default 18)")
+    phantom.add_argument("--blur", type=float, default=0.6, help="scanner blur (PSF sigma) in mm (default 0.6)")
+    phantom.add_argument("--nodules", type=int, nargs=2, default=[1, 4], metavar=("MIN", "MAX"), help="nodules per case (default 1 4)")
+    phantom.add_argument("--diameter", type=float, nargs=2, default=[3.0, 30.0], metavar=("MIN", "MAX"), help="nodule diameter range in mm (default 3 30)")
+    phantom.add_argument("--types", nargs="+", default=["solid", "part-solid", "ground-glass"], help="nodule types to draw from")
+    phantom.add_argument("--preview", action="store_true", help="also write a PNG per case (three planes through the largest nodule)")
     return parser
 
 

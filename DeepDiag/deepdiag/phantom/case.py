@@ -1,0 +1,47 @@
+"""One synthetic chest CT with its ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .. import __version__
+from ..geometry import Volume
+from ..terminology import LUNG_NODULES, LUNGS
+from .anatomy import procedural_anatomy
+from .config import PhantomConfig
+from .grid import Grid
+from .imaging import render_ct
+from .nodules import design_nodules, place_nodules
+
+
+@dataclass
+class PhantomCase:
+    name: str
+    ct: Volume  # int16 HU
+    labels: Volume  # uint8: 1 lungs, 2 nodules
+    instances: Volume  # uint8: nodule id per voxel
+    truth: dict
+
+
+def generate_case(config: PhantomConfig, seed: int, index: int) -> PhantomCase:
+    """Case ``index`` of the series for ``seed``: the same arguments always give the same case."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    grid = Grid(config.size, config.spacing)
+    anatomy = procedural_anatomy(grid, rng)
+    instances, nodules = place_nodules(grid, anatomy, design_nodules(config, rng), rng)
+    labels = np.where(instances > 0, LUNG_NODULES.label_value, np.where(anatomy.lungs, LUNGS.label_value, 0)).astype(np.uint8)
+    ct = render_ct(grid, anatomy.tissue, config.noise_hu, config.blur_mm, rng)
+    name = f"phantom_s{seed}_{index:03d}"
+    truth = {
+        "case": name,
+        "generator": f"deepdiag {__version__} phantom",
+        "seed": seed,
+        "index": index,
+        "anatomy": "procedural",
+        "options": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(config).items()},
+        "labels": {"lungs": LUNGS.label_value, "nodules": LUNG_NODULES.label_value},
+        "nodules": nodules,
+    }
+    return PhantomCase(name, grid.volume(ct), grid.volume(labels), grid.volume(instances), truth)

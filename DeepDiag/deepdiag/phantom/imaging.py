@@ -1,0 +1,42 @@
+"""From tissue map to CT image: Hounsfield values, texture, scanner blur, correlated noise."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .grid import Grid
+from .tissues import appearance_tables
+
+_TEXTURE_CELL_MM = 6.0  # size of the smooth parenchymal texture blobs
+_NOISE_CORRELATION_VOXELS = 0.7  # in-plane correlation of noise after reconstruction filtering
+
+
+def render_ct(grid: Grid, tissue: np.ndarray, noise_hu: float, blur_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """An int16 HU image of the tissue map."""
+    means, texture_amplitude = appearance_tables(rng)
+    image = means[tissue]
+    image += texture_amplitude[tissue] * _smooth_field(grid, rng)
+    if blur_mm > 0:
+        image = ndimage.gaussian_filter(image, sigma=[blur_mm / s for s in grid.spacing[::-1]], output=np.float32)
+    if noise_hu > 0:
+        image += _correlated_noise(grid.shape, rng) * (noise_hu * rng.uniform(0.8, 1.2))
+    return np.clip(np.rint(image), -1024, 3071).astype(np.int16)
+
+
+def _smooth_field(grid: Grid, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance smooth random field: white noise on a coarse grid, interpolated up."""
+    coarse_shape = [max(2, int(np.ceil(n * s / _TEXTURE_CELL_MM)) + 1) for n, s in zip(grid.shape, grid.spacing[::-1])]
+    coarse = rng.standard_normal(coarse_shape).astype(np.float32)
+    zoom = [n / c for n, c in zip(grid.shape, coarse_shape)]
+    field = ndimage.zoom(coarse, zoom, order=1, output=np.float32, grid_mode=True, mode="nearest")
+    field = field[: grid.shape[0], : grid.shape[1], : grid.shape[2]]
+    return field / max(float(field.std()), 1e-6)
+
+
+def _correlated_noise(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    sigma = (0.0, _NOISE_CORRELATION_VOXELS, _NOISE_CORRELATION_VOXELS)
+    ndimage.gaussian_filter(noise, sigma=sigma, output=noise)
+    noise /= max(float(noise.std()), 1e-6)
+    return noise

@@ -1,0 +1,237 @@
+"""Lung nodules: shape, type and placement, drawn into the anatomy with exact truth.
+
+- Shapes: ``round``; ``lobulated`` (a sphere swollen by 3–6 random lobes); ``spiculated``
+  (a lobulated core with 6–14 thin tapering spikes). The core is scaled so that its volume
+  is that of a sphere of the nominal diameter.
+- Types: ``solid``; ``ground-glass``; ``part-solid`` (ground glass around a solid core of
+  35–60 % of the radius).
+- Placements: ``isolated`` (≥ 1.5 mm from pleura and vessels), ``juxtavascular`` (touching a
+  vessel), ``juxtapleural`` (touching the pleura; the part beyond it is cut away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from scipy.spatial import ConvexHull
+
+from .anatomy import Anatomy
+from .config import NODULE_PLACEMENTS, NODULE_SHAPES, PhantomConfig
+from .grid import Grid
+from .tissues import Tissue
+from .trees import Segment, tube_mask
+
+_TYPE_WEIGHTS = {"solid": 0.55, "part-solid": 0.15, "ground-glass": 0.30}
+_PLACEMENT_TRIES = 400
+
+
+@dataclass
+class NoduleDesign:
+    """What to draw: type, shape, placement and nominal diameter, plus the random shape parameters."""
+
+    type: str
+    shape: str
+    placement: str
+    nominal_diameter_mm: float
+    lobes: np.ndarray  # (n, 4): unit direction and amplitude
+    spikes: np.ndarray  # (n, 4): unit direction and length relative to the radius
+    core_fraction: float
+
+
+def design_nodules(config: PhantomConfig, rng: np.random.Generator) -> list[NoduleDesign]:
+    count = int(rng.integers(config.nodules[0], config.nodules[1] + 1))
+    types = list(config.types)
+    weights = np.array([_TYPE_WEIGHTS[t] for t in types])
+    designs = []
+    for _ in range(count):
+        diameter = float(np.exp(rng.uniform(*np.log(config.diameter_mm))))  # small nodules are the common ones
+        shape = str(rng.choice(NODULE_SHAPES, p=[0.4, 0.35, 0.25]))
+        lobe_count = int(rng.integers(3, 7)) if shape != "round" else 0
+        spike_count = int(rng.integers(6, 15)) if shape == "spiculated" else 0
+        designs.append(
+            NoduleDesign(
+                type=str(rng.choice(types, p=weights / weights.sum())),
+                shape=shape,
+                placement=str(rng.choice(NODULE_PLACEMENTS, p=[0.5, 0.25, 0.25])),
+                nominal_diameter_mm=diameter,
+                lobes=np.column_stack([_directions(rng, lobe_count), rng.uniform(0.15, 0.35, lobe_count)]),
+                spikes=np.column_stack([_directions(rng, spike_count), rng.uniform(0.5, 1.1, spike_count)]),
+                core_fraction=float(rng.uniform(0.35, 0.6)),
+            )
+        )
+    return designs
+
+
+def place_nodules(grid: Grid, anatomy: Anatomy, designs: list[NoduleDesign], rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+    """Draw each nodule into ``anatomy.tissue``; return the instance map and each nodule's truth.
+
+    A nodule that finds no place after many tries is left out (the truth lists only drawn ones).
+    """
+    instances = np.zeros(grid.shape, dtype=np.uint8)
+    truths = []
+    for design in designs:
+        placed = _find_place(grid, anatomy, instances, design, rng)
+        if placed is None:
+            continue
+        slices, mask, core, center = placed
+        nodule_id = len(truths) + 1
+        instances[slices][mask] = nodule_id
+        region = anatomy.tissue[slices]
+        if design.type == "solid":
+            region[mask] = Tissue.NODULE_SOLID
+        else:
+            region[mask] = Tissue.NODULE_GROUND_GLASS
+            if design.type == "part-solid":
+                region[core & mask] = Tissue.NODULE_SOLID
+        truths.append(measure_nodule(grid, instances, nodule_id, design, center))
+    return instances, truths
+
+
+def measure_nodule(grid: Grid, instances: np.ndarray, nodule_id: int, design: NoduleDesign, center: np.ndarray) -> dict:
+    """Truth of one nodule, measured on its voxel mask."""
+    k, j, i = np.nonzero(instances == nodule_id)
+    volume = float(k.size * np.prod(grid.spacing))
+    return {
+        "id": nodule_id,
+        "center_lps": [round(float(c), 4) for c in center],
+        "equivalent_diameter_mm": round(float((6 * volume / np.pi) ** (1 / 3)), 3),
+        "long_axis_diameter_mm": round(_axial_long_axis(grid, k, j, i), 3),
+        "volume_mm3": round(volume, 3),
+        "nominal_diameter_mm": round(design.nominal_diameter_mm, 3),
+        "type": design.type,
+        "shape": design.shape,
+        "location": design.placement,
+        "voxels": int(k.size),
+    }
+
+
+def _find_place(grid, anatomy, instances, design, rng):
+    radius = design.nominal_diameter_mm / 2
+    lobe_scale = _volume_scale(design, max(min(grid.spacing) / 2, radius / 12))
+    for _ in range(_PLACEMENT_TRIES):
+        center = _candidate_center(grid, anatomy, design, radius, rng)
+        if center is None:
+            continue
+        reach = radius * (1.4 + (design.spikes[:, 3].max() if len(design.spikes) else 0)) + 3.0
+        box = grid.box(center - reach, center + reach)
+        if box is None:
+            continue
+        slices, coords = box
+        mask = _shape_mask(design, radius * lobe_scale, center, *coords)
+        margin = _shape_mask(design, radius * lobe_scale + 1.5, center, *coords)
+        lungs, vessels = anatomy.lungs[slices], anatomy.vessels[slices]
+        if instances[slices][_shape_mask(design, radius * lobe_scale + 3.0, center, *coords)].any():
+            continue  # keep nodules apart, so each is a separate finding
+        if not _fits(design.placement, mask, margin, lungs, vessels):
+            continue
+        core = _shape_mask(design, radius * lobe_scale * design.core_fraction, center, *coords, spikes=False)
+        mask &= lungs
+        center_in_box = tuple(index - s.start for index, s in zip(grid.index_of(center), slices))
+        if mask[center_in_box]:  # the truth centre must lie inside the nodule
+            return slices, mask, core, center
+    return None
+
+
+def _fits(placement: str, mask, margin, lungs, vessels) -> bool:
+    inside = (mask & lungs).sum() / max(mask.sum(), 1)
+    touching_vessels = (mask & vessels).sum() / max(mask.sum(), 1)
+    if placement == "isolated":
+        return bool(lungs[margin].all() and not vessels[margin].any())
+    if placement == "juxtavascular":
+        return bool(lungs[margin].all() and 0.005 < touching_vessels < 0.3)
+    return bool(0.8 < inside < 0.99 and not vessels[mask].any())  # juxtapleural
+
+
+def _candidate_center(grid, anatomy, design, radius, rng) -> np.ndarray | None:
+    """A voxel centre in the lungs, chosen to suit the placement."""
+    lungs_at = partial(_voxel_value, grid, anatomy.lungs)
+    if design.placement == "juxtavascular":
+        segment = anatomy.vessel_segments[int(rng.integers(len(anatomy.vessel_segments)))]
+        point = segment.start + rng.uniform() * (segment.end - segment.start)
+        axis = segment.end - segment.start
+        away = np.cross(axis, rng.normal(size=3))
+        away /= max(np.linalg.norm(away), 1e-9)
+        center = point + away * (segment.r_start + radius * 0.85)
+    else:
+        center = _random_lung_point(grid, anatomy.lungs, rng)
+        if center is None:
+            return None
+        if design.placement == "juxtapleural":
+            direction = rng.normal(size=3)
+            direction /= max(np.linalg.norm(direction), 1e-9)
+            edge = _walk_to_pleura(center, direction, lungs_at)
+            if edge is None:
+                return None
+            center = edge - direction * radius * 0.8
+    snapped = np.array(grid.origin) + np.rint((center - grid.origin) / grid.spacing) * grid.spacing
+    return snapped if lungs_at(snapped) else None
+
+
+def _walk_to_pleura(start, direction, lungs_at, step=1.0, limit=200.0):
+    """Last lung point on the ray from ``start`` along the unit ``direction``."""
+    for distance in np.arange(step, limit, step):
+        if not lungs_at(start + direction * distance):
+            return start + direction * (distance - step)
+    return None
+
+
+def _random_lung_point(grid, lungs, rng, tries=200):
+    for _ in range(tries):
+        k, j, i = (int(rng.integers(n)) for n in lungs.shape)
+        if lungs[k, j, i]:
+            return np.array([grid.axis_mm(0)[i], grid.axis_mm(1)[j], grid.axis_mm(2)[k]])
+    return None
+
+
+def _voxel_value(grid, mask, point) -> bool:
+    ijk = np.rint((np.asarray(point) - grid.origin) / grid.spacing).astype(int)
+    if np.any(ijk < 0) or np.any(ijk >= grid.size):
+        return False
+    return bool(mask[ijk[2], ijk[1], ijk[0]])
+
+
+def _shape_mask(design, radius, center, x, y, z, spikes=True):
+    dx, dy, dz = x - center[0], y - center[1], z - center[2]
+    distance = np.sqrt(dx**2 + dy**2 + dz**2) + 1e-6
+    surface = np.full(distance.shape, radius, dtype=np.float32)
+    for lx, ly, lz, amplitude in design.lobes:
+        alignment = np.clip((dx * lx + dy * ly + dz * lz) / distance, 0, 1)
+        surface += radius * amplitude * alignment**3
+    mask = distance <= surface
+    if spikes:
+        for sx, sy, sz, length in design.spikes:
+            tip = np.asarray(center) + np.array([sx, sy, sz]) * radius * (1.0 + length)
+            mask |= tube_mask(Segment(np.asarray(center, float), tip, max(0.9, radius * 0.12), 0.35), x, y, z)
+    return mask
+
+
+def _volume_scale(design, voxel_mm) -> float:
+    """Radius factor that gives the lobed core the volume of a sphere of the nominal diameter."""
+    radius = 10.0
+    reach = radius * 1.5
+    axis = np.arange(-reach, reach + 1e-6, 0.25, dtype=np.float32)
+    x, y, z = axis[None, None, :], axis[None, :, None], axis[:, None, None]
+    volume = _shape_mask(design, radius, np.zeros(3), x, y, z, spikes=False).sum() * 0.25**3
+    return float((4 / 3 * np.pi * radius**3 / volume) ** (1 / 3))
+
+
+def _axial_long_axis(grid: Grid, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> float:
+    """Longest in-plane extent over the axial slices, edge to edge of the voxels (as read on CT)."""
+    longest = 0.0
+    sx, sy = grid.spacing[0], grid.spacing[1]
+    corners = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    for slice_index in np.unique(k):
+        in_slice = k == slice_index
+        points = np.column_stack([i[in_slice], j[in_slice]]).astype(float)
+        points = (points[:, None, :] + corners[None]).reshape(-1, 2) * [sx, sy]
+        hull = points[ConvexHull(points).vertices]
+        distances = np.sqrt(((hull[:, None, :] - hull[None]) ** 2).sum(-1))
+        longest = max(longest, float(distances.max()))
+    return longest
+
+
+def _directions(rng, count) -> np.ndarray:
+    vectors = rng.normal(size=(count, 3))
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True) if count else np.zeros((0, 3))
