@@ -154,3 +154,37 @@ def test_preview_png_shows_three_planes(tmp_path):
 
     outline_pixels = (pixels == _NODULE_OUTLINE).all(axis=-1).sum()
     assert outline_pixels >= 3 * 8, "each of the three planes should outline the nodule"
+
+
+def test_real_lidc_anatomy_keeps_its_real_nodule(shared_data, tmp_path):
+    case2 = shared_data / "lidc_anatomy" / "case2"  # its nodule: about 12 mm (shared/data/README.md)
+    result = run_cli("phantom", "-o", str(tmp_path), "--anatomy", str(case2), "--nodules", "1", "1",
+                     "--diameter", "8", "15", "--progress", "none", "--size", "224", "224", "160", "--spacing", "1.5", "1.5", "2.5")
+    assert result.returncode == 0, result.stderr
+    truth, ct, labels, instances = next(_cases(tmp_path))
+    real = truth["nodules"][0]
+    assert truth["anatomy"] == "masks:case2"
+    assert real["id"] == 1 and real["shape"] == "real"
+    assert real["equivalent_diameter_mm"] == pytest.approx(12.0, abs=1.5)
+    i, j, k = np.rint(ct.lps_to_ijk(np.array(real["center_lps"]))).astype(int)
+    assert instances.array[k, j, i] == 1
+    assert -900 <= np.median(ct.array[labels.array == 1]) <= -800
+    assert (labels.array == 1).sum() * np.prod(ct.spacing) / 1e6 == pytest.approx(
+        _real_lung_litres(case2), rel=0.1
+    ), "the lungs keep their real volume"
+
+
+def _real_lung_litres(folder):
+    lungs = read_volume(folder / "lungs.nii.gz")
+    return (lungs.array > 0).sum() * np.prod(lungs.spacing) / 1e6
+
+
+def test_anatomy_folder_without_lung_mask_is_refused_before_writing(tmp_path):
+    empty = tmp_path / "anatomy"
+    empty.mkdir()
+    (empty / "vessels.nii.gz").write_text("")
+    target = tmp_path / "out"
+    result = run_cli("phantom", "-o", str(target), "--anatomy", str(empty), "--progress", "none", *SMALL)
+    assert result.returncode == 1
+    assert "lungs.nii.gz" in result.stderr and str(empty) in result.stderr
+    assert not target.exists()

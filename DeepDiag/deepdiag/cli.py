@@ -36,6 +36,7 @@ def run_info(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 
 def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .phantom import PhantomConfig, generate_case, write_case
+    from .phantom.lidc_anatomy import anatomy_folders
 
     config = PhantomConfig(
         size=tuple(args.size),
@@ -45,6 +46,7 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
         diameter_mm=tuple(args.diameter),
         types=tuple(args.types),
         blur_mm=args.blur,
+        anatomy_folders=tuple(str(f) for f in anatomy_folders(args.anatomy)) if args.anatomy else (),
     )  # validates every option before anything is written
     if args.cases < 1:
         raise DeepDiagError(f"--cases must be at least 1, got {args.cases}")
@@ -77,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--nodules", type=int, nargs=2, default=[1, 4], metavar=("MIN", "MAX"), help="nodules per case (default 1 4)")
     phantom.add_argument("--diameter", type=float, nargs=2, default=[3.0, 30.0], metavar=("MIN", "MAX"), help="nodule diameter range in mm (default 3 30)")
     phantom.add_argument("--types", nargs="+", default=["solid", "part-solid", "ground-glass"], help="nodule types to draw from")
+    phantom.add_argument("--anatomy", help="folder of real lung masks (lungs.nii.gz, vessels, airways, fissures, nodule), or a folder of such folders used in turn")
     phantom.add_argument("--preview", action="store_true", help="also write a PNG per case (three planes through the largest nodule)")
     return parser
 

@@ -22,28 +22,20 @@ class Anatomy:
     tissue: np.ndarray  # uint8 Tissue codes, [k, j, i]
     lungs: np.ndarray  # bool: the lung envelope, vessels and airways inside it included
     vessels: np.ndarray  # bool: pulmonary vessels inside the lungs
-    vessel_segments: list[Segment]
+    vessel_points: np.ndarray  # (N, 3) mm: points on vessel axes, where juxtavascular nodules can sit
+    vessel_radii: np.ndarray  # (N,) mm
+    source: str = "procedural"
 
 
 def procedural_anatomy(grid: Grid, rng: np.random.Generator) -> Anatomy:
     x, y, z = grid.coordinates()
     fov_z = grid.size[2] * grid.spacing[2]
-    body_a, body_b = 150 * rng.uniform(0.9, 1.1), 105 * rng.uniform(0.9, 1.1)
-    fat, wall = rng.uniform(10, 22), rng.uniform(8, 12)
-    cavity_a, cavity_b = body_a - fat - wall, body_b - fat - wall
+    cavity_a, cavity_b = 150 * rng.uniform(0.9, 1.1) - 25, 105 * rng.uniform(0.9, 1.1) - 25
     lung_height = min(250.0, 0.85 * fov_z) * rng.uniform(0.9, 1.0)
     lung_base = -lung_height / 2 + rng.uniform(-0.05, 0.05) * lung_height
 
-    tissue = np.full(grid.shape, Tissue.AIR, dtype=np.uint8)
-    tissue[:] = np.where(_ellipse(x, y, 0, 0, body_a, body_b), Tissue.FAT, Tissue.AIR)
-    tissue[np.broadcast_to(_ellipse(x, y, 0, 0, body_a - fat, body_b - fat), grid.shape)] = Tissue.MUSCLE
-    cavity = np.broadcast_to(_ellipse(x, y, 0, 0, cavity_a, cavity_b), grid.shape)
-    tissue[cavity] = Tissue.SOFT_TISSUE
-    tissue[_ribs(x, y, z, cavity_a, cavity_b)] = Tissue.BONE
-
+    tissue, cavity, vertebra = chest_wall(grid, cavity_a, cavity_b, rng)
     spine_y = cavity_b * 0.72
-    vertebra = np.broadcast_to(_ellipse(x, y, 0, spine_y, 22, 17), grid.shape) & (np.mod(z, 28.0) > 5.0)
-    tissue[vertebra] = Tissue.BONE
     heart = _ellipsoid(x, y, z, (cavity_a * 0.12, -cavity_b * 0.3, lung_base + 0.22 * lung_height), (cavity_a * 0.42, cavity_b * 0.45, lung_height * 0.24))
     aorta = np.broadcast_to(_ellipse(x, y, cavity_a * 0.16, spine_y - 26, 12, 12), grid.shape) & (z < lung_base + 0.8 * lung_height)
     tissue[heart | aorta] = Tissue.BLOOD
@@ -56,7 +48,29 @@ def procedural_anatomy(grid: Grid, rng: np.random.Generator) -> Anatomy:
     vessels = draw_segments(grid, vessel_segments) & lungs
     tissue[vessels] = Tissue.VESSEL
     _draw_airways(grid, tissue, lungs, cavity, cavity_b, lung_base, lung_height, rng)
-    return Anatomy(tissue, lungs, vessels, vessel_segments)
+    points = np.array([s.start + rng.uniform() * (s.end - s.start) for s in vessel_segments]).reshape(-1, 3)
+    radii = np.array([(s.r_start + s.r_end) / 2 for s in vessel_segments])
+    return Anatomy(tissue, lungs, vessels, points, radii)
+
+
+def chest_wall(grid: Grid, cavity_a: float, cavity_b: float, rng: np.random.Generator):
+    """Body outline with fat and muscle, ribs and spine around an elliptic pleural cavity of
+    semi-axes ``cavity_a`` × ``cavity_b`` mm; the cavity is filled with soft tissue.
+
+    Returns the tissue map, the cavity mask and the vertebral column mask.
+    """
+    x, y, z = grid.coordinates()
+    fat, wall = rng.uniform(10, 22), rng.uniform(8, 12)
+    body_a, body_b = cavity_a + fat + wall, cavity_b + fat + wall
+    tissue = np.empty(grid.shape, dtype=np.uint8)
+    tissue[:] = np.where(_ellipse(x, y, 0, 0, body_a, body_b), Tissue.FAT, Tissue.AIR)
+    tissue[np.broadcast_to(_ellipse(x, y, 0, 0, body_a - fat, body_b - fat), grid.shape)] = Tissue.MUSCLE
+    cavity = np.broadcast_to(_ellipse(x, y, 0, 0, cavity_a, cavity_b), grid.shape)
+    tissue[cavity] = Tissue.SOFT_TISSUE
+    tissue[_ribs(x, y, z, cavity_a, cavity_b)] = Tissue.BONE
+    vertebra = np.broadcast_to(_ellipse(x, y, 0, cavity_b * 0.72, 22, 17), grid.shape) & (np.mod(z, 28.0) > 5.0)
+    tissue[vertebra] = Tissue.BONE
+    return tissue, cavity, vertebra
 
 
 def _ellipse(x, y, cx, cy, a, b):

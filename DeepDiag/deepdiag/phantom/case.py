@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -13,7 +14,8 @@ from .anatomy import procedural_anatomy
 from .config import PhantomConfig
 from .grid import Grid
 from .imaging import render_ct
-from .nodules import design_nodules, place_nodules
+from .lidc_anatomy import anatomy_from_masks
+from .nodules import add_real_nodule, design_nodules, place_nodules
 
 
 @dataclass
@@ -29,8 +31,15 @@ def generate_case(config: PhantomConfig, seed: int, index: int) -> PhantomCase:
     """Case ``index`` of the series for ``seed``: the same arguments always give the same case."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     grid = Grid(config.size, config.spacing)
-    anatomy = procedural_anatomy(grid, rng)
-    instances, nodules = place_nodules(grid, anatomy, design_nodules(config, rng), rng)
+    instances, nodules = np.zeros(grid.shape, dtype=np.uint8), []
+    if config.anatomy_folders:
+        folder = Path(config.anatomy_folders[index % len(config.anatomy_folders)])
+        anatomy, real_nodule = anatomy_from_masks(grid, folder, rng)
+        if real_nodule is not None:
+            nodules.append(add_real_nodule(grid, anatomy, real_nodule, instances))
+    else:
+        anatomy = procedural_anatomy(grid, rng)
+    instances, nodules = place_nodules(grid, anatomy, design_nodules(config, rng), rng, instances, nodules)
     labels = np.where(instances > 0, LUNG_NODULES.label_value, np.where(anatomy.lungs, LUNGS.label_value, 0)).astype(np.uint8)
     ct = render_ct(grid, anatomy.tissue, config.noise_hu, config.blur_mm, rng)
     name = f"phantom_s{seed}_{index:03d}"
@@ -39,7 +48,7 @@ def generate_case(config: PhantomConfig, seed: int, index: int) -> PhantomCase:
         "generator": f"deepdiag {__version__} phantom",
         "seed": seed,
         "index": index,
-        "anatomy": "procedural",
+        "anatomy": anatomy.source,
         "options": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(config).items()},
         "labels": {"lungs": LUNGS.label_value, "nodules": LUNG_NODULES.label_value},
         "nodules": nodules,

@@ -23,6 +23,7 @@ class PhantomConfig:
         diameter_mm: (smallest, largest) nominal nodule diameter.
         types: nodule types to draw from.
         blur_mm: standard deviation of the scanner's point-spread function.
+        anatomy_folders: folders of real lung masks to build on, used in turn; none: procedural.
     """
 
     size: tuple[int, int, int] = (512, 512, 300)
@@ -32,6 +33,7 @@ class PhantomConfig:
     diameter_mm: tuple[float, float] = (3.0, 30.0)
     types: tuple[str, ...] = NODULE_TYPES
     blur_mm: float = 0.6
+    anatomy_folders: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.size) != 3 or min(self.size) < 16:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import ConvexHull
 
 from .anatomy import Anatomy
@@ -64,13 +65,21 @@ def design_nodules(config: PhantomConfig, rng: np.random.Generator) -> list[Nodu
     return designs
 
 
-def place_nodules(grid: Grid, anatomy: Anatomy, designs: list[NoduleDesign], rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
+def place_nodules(
+    grid: Grid,
+    anatomy: Anatomy,
+    designs: list[NoduleDesign],
+    rng: np.random.Generator,
+    instances: np.ndarray | None = None,
+    truths: list[dict] | None = None,
+) -> tuple[np.ndarray, list[dict]]:
     """Draw each nodule into ``anatomy.tissue``; return the instance map and each nodule's truth.
 
+    ``instances`` and ``truths`` may already hold nodules (a real one); new ids follow theirs.
     A nodule that finds no place after many tries is left out (the truth lists only drawn ones).
     """
-    instances = np.zeros(grid.shape, dtype=np.uint8)
-    truths = []
+    instances = np.zeros(grid.shape, dtype=np.uint8) if instances is None else instances
+    truths = [] if truths is None else truths
     for design in designs:
         placed = _find_place(grid, anatomy, instances, design, rng)
         if placed is None:
@@ -87,6 +96,34 @@ def place_nodules(grid: Grid, anatomy: Anatomy, designs: list[NoduleDesign], rng
                 region[core & mask] = Tissue.NODULE_SOLID
         truths.append(measure_nodule(grid, instances, nodule_id, design, center))
     return instances, truths
+
+
+def add_real_nodule(grid: Grid, anatomy: Anatomy, mask: np.ndarray, instances: np.ndarray) -> dict:
+    """Make a nodule given as a mask (a real, hand-segmented one) nodule 1; return its truth."""
+    instances[mask] = 1
+    anatomy.tissue[mask] = Tissue.NODULE_SOLID
+    k, j, i = np.nonzero(mask)
+    centroid = np.array([k.mean(), j.mean(), i.mean()])
+    nearest = int(np.argmin(((np.column_stack([k, j, i]) - centroid) ** 2).sum(axis=1)))
+    center = np.array([grid.axis_mm(0)[i[nearest]], grid.axis_mm(1)[j[nearest]], grid.axis_mm(2)[k[nearest]]])
+    volume = k.size * float(np.prod(grid.spacing))
+    design = NoduleDesign(
+        type="solid",
+        shape="real",
+        placement=_location_class(mask, anatomy),
+        nominal_diameter_mm=float((6 * volume / np.pi) ** (1 / 3)),
+        lobes=np.zeros((0, 4)),
+        spikes=np.zeros((0, 4)),
+        core_fraction=0.0,
+    )
+    return measure_nodule(grid, instances, 1, design, center)
+
+
+def _location_class(mask: np.ndarray, anatomy: Anatomy) -> str:
+    ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
+    if not anatomy.lungs[ring].all():
+        return "juxtapleural"
+    return "juxtavascular" if anatomy.vessels[ring].any() else "isolated"
 
 
 def measure_nodule(grid: Grid, instances: np.ndarray, nodule_id: int, design: NoduleDesign, center: np.ndarray) -> dict:
@@ -148,12 +185,12 @@ def _candidate_center(grid, anatomy, design, radius, rng) -> np.ndarray | None:
     """A voxel centre in the lungs, chosen to suit the placement."""
     lungs_at = partial(_voxel_value, grid, anatomy.lungs)
     if design.placement == "juxtavascular":
-        segment = anatomy.vessel_segments[int(rng.integers(len(anatomy.vessel_segments)))]
-        point = segment.start + rng.uniform() * (segment.end - segment.start)
-        axis = segment.end - segment.start
-        away = np.cross(axis, rng.normal(size=3))
+        if len(anatomy.vessel_points) == 0:
+            return None
+        pick = int(rng.integers(len(anatomy.vessel_points)))
+        away = rng.normal(size=3)
         away /= max(np.linalg.norm(away), 1e-9)
-        center = point + away * (segment.r_start + radius * 0.85)
+        center = anatomy.vessel_points[pick] + away * (anatomy.vessel_radii[pick] + radius * 0.85)
     else:
         center = _random_lung_point(grid, anatomy.lungs, rng)
         if center is None:

@@ -23,6 +23,7 @@ class Tissue(IntEnum):
     AIRWAY_WALL = 8
     NODULE_SOLID = 9
     NODULE_GROUND_GLASS = 10
+    FISSURE = 11
 
 
 #: (mean HU, texture amplitude HU) per tissue
@@ -38,6 +39,7 @@ APPEARANCE = {
     Tissue.AIRWAY_WALL: (-30.0, 20.0),
     Tissue.NODULE_SOLID: (30.0, 15.0),
     Tissue.NODULE_GROUND_GLASS: (-560.0, 45.0),
+    Tissue.FISSURE: (-150.0, 20.0),  # sub-millimetre sheet: reads about -700 after blur
 }
 
 
