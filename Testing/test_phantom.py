@@ -188,3 +188,32 @@ def test_anatomy_folder_without_lung_mask_is_refused_before_writing(tmp_path):
     assert result.returncode == 1
     assert "lungs.nii.gz" in result.stderr and str(empty) in result.stderr
     assert not target.exists()
+
+
+def test_insertion_into_a_real_ct_keeps_its_grid_and_changes_only_the_nodules(shared_data, tmp_path):
+    source = shared_data / "totalseg" / "chest_ct_crop_1p5mm.nii.gz"
+    result = run_cli("phantom", "-o", str(tmp_path), "--insert-into", str(source), "--cases", "2",
+                     "--nodules", "2", "3", "--diameter", "8", "16", "--types", "solid", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    original = read_volume(source)
+    seen = 0
+    for truth, ct, labels, instances in _cases(tmp_path):
+        assert ct.same_grid(original) and labels.same_grid(original)
+        near_nodules = ndimage.binary_dilation(instances.array > 0, iterations=3)
+        assert np.array_equal(ct.array[~near_nodules], original.array[~near_nodules])
+        for nodule in truth["nodules"]:
+            i, j, k = np.rint(ct.lps_to_ijk(np.array(nodule["center_lps"]))).astype(int)
+            assert instances.array[k, j, i] == nodule["id"]
+            placed_on = original.array[instances.array == nodule["id"]]
+            assert np.median(placed_on) < -600, "the nodule was put where the real scan has lung parenchyma"
+            assert -100 <= np.median(ct.array[instances.array == nodule["id"]]) <= 100
+            seen += 1
+    assert seen >= 4
+
+
+def test_insertion_refuses_a_scan_without_lungs(shared_data, tmp_path):
+    source = shared_data / "totalseg" / "abdomen_mr_3mm.nii.gz"
+    result = run_cli("phantom", "-o", str(tmp_path / "out"), "--insert-into", str(source), "--progress", "none")
+    assert result.returncode == 1
+    assert "no lungs found" in result.stderr and str(source) in result.stderr
+    assert not (tmp_path / "out").exists()

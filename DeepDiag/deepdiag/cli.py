@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import traceback
+from pathlib import Path
 from collections.abc import Callable, Sequence
 
 from . import __version__
@@ -36,6 +37,8 @@ def run_info(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 
 def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .phantom import PhantomConfig, generate_case, write_case
+    from .image_io import read_volume
+    from .phantom.insertion import insert_into
     from .phantom.lidc_anatomy import anatomy_folders
 
     config = PhantomConfig(
@@ -50,10 +53,16 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     )  # validates every option before anything is written
     if args.cases < 1:
         raise DeepDiagError(f"--cases must be at least 1, got {args.cases}")
+    if args.anatomy and args.insert_into:
+        raise DeepDiagError("use either --anatomy or --insert-into, not both")
+    host = read_volume(args.insert_into) if args.insert_into else None
     cases = []
     for index in range(args.cases):
         reporter.progress("generate", index / args.cases, f"case {index + 1} of {args.cases}")
-        case = generate_case(config, args.seed, index)
+        if host is None:
+            case = generate_case(config, args.seed, index)
+        else:
+            case = insert_into(host, Path(args.insert_into), config, args.seed, index)
         files = write_case(case, args.output, preview=args.preview)
         cases.append({"case": case.name, "nodules": len(case.truth["nodules"]), **files})
     reporter.progress("done", 1.0)
@@ -80,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--diameter", type=float, nargs=2, default=[3.0, 30.0], metavar=("MIN", "MAX"), help="nodule diameter range in mm (default 3 30)")
     phantom.add_argument("--types", nargs="+", default=["solid", "part-solid", "ground-glass"], help="nodule types to draw from")
     phantom.add_argument("--anatomy", help="folder of real lung masks (lungs.nii.gz, vessels, airways, fissures, nodule), or a folder of such folders used in turn")
+    phantom.add_argument("--insert-into", metavar="CT", help="add the nodules to this real CT (its lungs, its grid) instead of making anatomy")
     phantom.add_argument("--preview", action="store_true", help="also write a PNG per case (three planes through the largest nodule)")
     return parser
 

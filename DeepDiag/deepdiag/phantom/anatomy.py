@@ -73,6 +73,17 @@ def chest_wall(grid: Grid, cavity_a: float, cavity_b: float, rng: np.random.Gene
     return tissue, cavity, vertebra
 
 
+def sample_vessel_points(grid: Grid, vessels: np.ndarray, rng: np.random.Generator, count: int = 4000, radius_mm: float = 1.0):
+    """A random sample of vessel voxels (mm) with a nominal radius: where juxtavascular nodules are tried."""
+    flat = np.flatnonzero(vessels)
+    if flat.size == 0:
+        return np.zeros((0, 3)), np.zeros(0)
+    chosen = np.sort(rng.choice(flat, size=min(count, flat.size), replace=False))
+    k, j, i = np.unravel_index(chosen, vessels.shape)
+    points = np.column_stack([grid.axis_mm(0)[i], grid.axis_mm(1)[j], grid.axis_mm(2)[k]])
+    return points, np.full(len(points), radius_mm)
+
+
 def _ellipse(x, y, cx, cy, a, b):
     return ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 <= 1.0
 

@@ -43,14 +43,19 @@ def generate_case(config: PhantomConfig, seed: int, index: int) -> PhantomCase:
     labels = np.where(instances > 0, LUNG_NODULES.label_value, np.where(anatomy.lungs, LUNGS.label_value, 0)).astype(np.uint8)
     ct = render_ct(grid, anatomy.tissue, config.noise_hu, config.blur_mm, rng)
     name = f"phantom_s{seed}_{index:03d}"
-    truth = {
+    truth = case_truth(name, config, seed, index, anatomy.source, nodules)
+    return PhantomCase(name, grid.volume(ct), grid.volume(labels), grid.volume(instances), truth)
+
+
+def case_truth(name: str, config: PhantomConfig, seed: int, index: int, source: str, nodules: list[dict]) -> dict:
+    """The truth document: how the case was made, and its nodules."""
+    return {
         "case": name,
         "generator": f"deepdiag {__version__} phantom",
         "seed": seed,
         "index": index,
-        "anatomy": anatomy.source,
+        "anatomy": source,
         "options": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(config).items()},
         "labels": {"lungs": LUNGS.label_value, "nodules": LUNG_NODULES.label_value},
         "nodules": nodules,
     }
-    return PhantomCase(name, grid.volume(ct), grid.volume(labels), grid.volume(instances), truth)

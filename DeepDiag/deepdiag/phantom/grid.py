@@ -11,10 +11,14 @@ from ..geometry import Volume
 
 @dataclass(frozen=True)
 class Grid:
-    """Axis-aligned LPS grid: array index ``[k, j, i]`` lies at ``(x[i], y[j], z[k])`` mm."""
+    """Axis-aligned LPS grid: array index ``[k, j, i]`` lies at ``(x[i], y[j], z[k])`` mm.
+
+    Centred on the patient unless ``fixed_origin`` is given (the grid of an existing scan).
+    """
 
     size: tuple[int, int, int]
     spacing: tuple[float, float, float]
+    fixed_origin: tuple[float, float, float] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -22,6 +26,8 @@ class Grid:
 
     @property
     def origin(self) -> tuple[float, float, float]:
+        if self.fixed_origin is not None:
+            return self.fixed_origin
         return tuple(-(n - 1) / 2 * s for n, s in zip(self.size, self.spacing))
 
     def axis_mm(self, axis: int) -> np.ndarray:

@@ -16,15 +16,15 @@ def render_ct(grid: Grid, tissue: np.ndarray, noise_hu: float, blur_mm: float, r
     """An int16 HU image of the tissue map."""
     means, texture_amplitude = appearance_tables(rng)
     image = means[tissue]
-    image += texture_amplitude[tissue] * _smooth_field(grid, rng)
+    image += texture_amplitude[tissue] * smooth_field(grid, rng)
     if blur_mm > 0:
         image = ndimage.gaussian_filter(image, sigma=[blur_mm / s for s in grid.spacing[::-1]], output=np.float32)
     if noise_hu > 0:
-        image += _correlated_noise(grid.shape, rng) * (noise_hu * rng.uniform(0.8, 1.2))
+        image += correlated_noise(grid.shape, rng) * (noise_hu * rng.uniform(0.8, 1.2))
     return np.clip(np.rint(image), -1024, 3071).astype(np.int16)
 
 
-def _smooth_field(grid: Grid, rng: np.random.Generator) -> np.ndarray:
+def smooth_field(grid: Grid, rng: np.random.Generator) -> np.ndarray:
     """Unit-variance smooth random field: white noise on a coarse grid, interpolated up."""
     coarse_shape = [max(2, int(np.ceil(n * s / _TEXTURE_CELL_MM)) + 1) for n, s in zip(grid.shape, grid.spacing[::-1])]
     coarse = rng.standard_normal(coarse_shape).astype(np.float32)
@@ -34,7 +34,7 @@ def _smooth_field(grid: Grid, rng: np.random.Generator) -> np.ndarray:
     return field / max(float(field.std()), 1e-6)
 
 
-def _correlated_noise(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+def correlated_noise(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
     noise = rng.standard_normal(shape, dtype=np.float32)
     sigma = (0.0, _NOISE_CORRELATION_VOXELS, _NOISE_CORRELATION_VOXELS)
     ndimage.gaussian_filter(noise, sigma=sigma, output=noise)

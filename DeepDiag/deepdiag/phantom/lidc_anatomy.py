@@ -15,13 +15,12 @@ from scipy import ndimage
 
 from ..errors import DeepDiagError
 from ..image_io import image_from_volume, read_volume
-from .anatomy import Anatomy, chest_wall
+from .anatomy import Anatomy, chest_wall, sample_vessel_points
 from .grid import Grid
 from .tissues import Tissue
 
 REQUIRED_MASK = "lungs.nii.gz"
 OPTIONAL_MASKS = ("vessels", "airways", "fissures", "nodule")
-_VESSEL_POINTS = 4000
 
 
 def anatomy_folders(path: str | Path) -> list[Path]:
@@ -52,7 +51,7 @@ def anatomy_from_masks(grid: Grid, folder: Path, rng: np.random.Generator) -> tu
         lungs |= nodule  # a juxtapleural nodule may lie just outside the drawn lung boundary
     tissue[lungs] = Tissue.LUNG
     vessels = _draw_real_structures(tissue, lungs, np.asarray(cavity), masks)
-    points, radii = _vessel_points(grid, vessels, rng)
+    points, radii = sample_vessel_points(grid, vessels, rng)
     anatomy = Anatomy(tissue, lungs, vessels, points, radii, source=f"masks:{folder.name}")
     return anatomy, (nodule if nodule is not None and nodule.any() else None)
 
@@ -97,14 +96,3 @@ def _lung_center(image: sitk.Image) -> tuple[float, float, float]:
 def _resample(image: sitk.Image, reference: sitk.Image, transform) -> np.ndarray:
     resampled = sitk.Resample(image > 0, reference, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayFromImage(resampled).astype(bool)
-
-
-def _vessel_points(grid: Grid, vessels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A random sample of vessel voxels: places where juxtavascular nodules can be tried."""
-    flat = np.flatnonzero(vessels)
-    if flat.size == 0:
-        return np.zeros((0, 3)), np.zeros(0)
-    chosen = np.sort(rng.choice(flat, size=min(_VESSEL_POINTS, flat.size), replace=False))
-    k, j, i = np.unravel_index(chosen, vessels.shape)
-    points = np.column_stack([grid.axis_mm(0)[i], grid.axis_mm(1)[j], grid.axis_mm(2)[k]])
-    return points, np.full(len(points), 1.0)

@@ -1,0 +1,85 @@
+"""Insert synthetic nodules into the lungs of a real CT (``deepdiag phantom --insert-into``).
+
+The lungs are found by threshold: air-like components (< -400 HU) of at least 100 mL whose
+median lies between -950 and -500 HU (parenchyma; outside air and the trachea sit near
+-1000), with holes filled slice by slice so that vessels belong to them. Nodules are drawn
+as in the procedural phantom, blurred by the scanner PSF and given noise of the level
+measured in the scan, then blended into the real image. Outputs keep the scan's grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import DeepDiagError
+from ..geometry import Volume
+from .anatomy import Anatomy, sample_vessel_points
+from .config import PhantomConfig
+from .grid import Grid
+from .imaging import correlated_noise, smooth_field
+from .nodules import design_nodules, place_nodules
+from .tissues import appearance_tables
+
+_MIN_LUNG_ML = 100.0
+
+
+def find_lungs(ct: Volume) -> np.ndarray:
+    """Boolean lung mask of a CT in HU (vessels included)."""
+    air = ct.array < -400
+    components, count = ndimage.label(air)
+    if count == 0:
+        return np.zeros_like(air)
+    index = np.arange(1, count + 1)
+    sizes_ml = ndimage.sum(air, components, index) * ct.voxel_volume_mm3() / 1000
+    medians = ndimage.median(ct.array, components, index)
+    keep = index[(sizes_ml >= _MIN_LUNG_ML) & (medians > -950) & (medians < -500)]
+    lungs = np.isin(components, keep)
+    return np.stack([ndimage.binary_fill_holes(axial) for axial in lungs])
+
+
+def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, index: int):
+    """A PhantomCase made of ``ct`` with nodules added; see the module docstring."""
+    from .case import PhantomCase, case_truth  # case.py imports this module
+
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    lungs = find_lungs(ct)
+    if lungs.sum() * ct.voxel_volume_mm3() / 1000 < _MIN_LUNG_ML:
+        raise DeepDiagError("no lungs found (no air-filled region of 100 mL or more between -950 and -500 HU)", source)
+    grid = Grid(ct.size, ct.spacing, fixed_origin=ct.origin)
+    vessels = lungs & (ct.array > -400)
+    anatomy = Anatomy(np.zeros(grid.shape, np.uint8), lungs, vessels, *sample_vessel_points(grid, vessels, rng), source=f"ct:{source.name}")
+    instances, nodules = place_nodules(grid, anatomy, design_nodules(config, rng), rng)
+    for nodule in nodules:  # the grid frame ignores the scan's direction; truth is in true LPS
+        ijk = (np.array(nodule["center_lps"]) - grid.origin) / np.array(grid.spacing)
+        nodule["center_lps"] = [round(float(c), 4) for c in ct.ijk_to_lps(ijk)]
+    image = _blend(ct, grid, anatomy.tissue, instances > 0, lungs, config.blur_mm, rng)
+    labels = np.where(instances > 0, 2, np.where(lungs, 1, 0)).astype(np.uint8)
+    name = f"{source.name.split('.')[0]}_s{seed}_{index:03d}"
+    truth = case_truth(name, config, seed, index, anatomy.source, nodules)
+    truth["lungs_label"] = "threshold estimate of the real scan's lungs"
+    return PhantomCase(name, ct.with_array(image), ct.with_array(labels), ct.with_array(instances), truth)
+
+
+def _blend(ct, grid, tissue, nodules, lungs, blur_mm, rng) -> np.ndarray:
+    means, texture = appearance_tables(rng)
+    target = means[tissue] + texture[tissue] * smooth_field(grid, rng)
+    change = np.where(nodules, target - ct.array, 0).astype(np.float32)
+    sigma = [blur_mm / s for s in grid.spacing[::-1]]
+    change = ndimage.gaussian_filter(change, sigma)
+    weight = ndimage.gaussian_filter(nodules.astype(np.float32), sigma)
+    noise = correlated_noise(grid.shape, rng) * _noise_level(ct, lungs)
+    blended = ct.array + change + weight * noise  # the nodule replaced real noise; give it back
+    image = ct.array.copy()
+    touched = weight > 0  # elsewhere the real scan stays exactly as it was
+    image[touched] = np.clip(np.rint(blended[touched]), -1024, 3071)
+    return image
+
+
+def _noise_level(ct: Volume, lungs: np.ndarray) -> float:
+    """Noise standard deviation in HU, from the lung parenchyma's high-frequency part."""
+    detail = ct.array.astype(np.float32) - ndimage.uniform_filter(ct.array.astype(np.float32), 3)
+    parenchyma = lungs & (ct.array < -600)
+    return float(np.std(detail[parenchyma]) * 1.15) if parenchyma.any() else 15.0
