@@ -17,6 +17,11 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 
 demo: $(BIN)/.installed
 	$(BIN)/deepdiag info $(SHARED_DATA)/totalseg/abdomen_ct_dicom
+	$(BIN)/deepdiag phantom -o $(OUTPUT)/phantom --cases 1 --seed 4 --nodules 2 3 --diameter 8 25 --preview
+	@echo "Synthetic chest CT, truth and preview written under $(OUTPUT)/phantom/"
+
+benchmark: $(BIN)/.installed
+	$(BIN)/python benchmarks/phantom_benchmark.py
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
