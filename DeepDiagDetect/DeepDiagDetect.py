@@ -9,7 +9,7 @@ from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
-from DeepDiagGUI import EngineModuleWidget
+from DeepDiagGUI import ModelModuleWidget
 from DeepDiagLib import EngineTask, add_fiducials_from_file
 
 
@@ -32,22 +32,18 @@ class DeepDiagDetectParameterNode:
     minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
 
 
-class DeepDiagDetectWidget(EngineModuleWidget):
+class DeepDiagDetectWidget(ModelModuleWidget):
+    noModelMessage = _("No nodule detection model is installed yet.")
+
     def createLogic(self):
         return DeepDiagDetectLogic()
 
     def setupConnections(self) -> None:
+        super().setupConnections()
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
-        self.ui.modelSelector.clear()
-        self.ui.modelSelector.addItems(self.logic.availableModels())
-        if not self.logic.availableModels():
-            self.ui.statusLabel.text = _("No nodule detection model is installed yet.")
 
     def runButtons(self) -> list:
         return [self.ui.detectButton]
-
-    def canRun(self) -> bool:
-        return super().canRun() and bool(self.logic.availableModels())
 
     def onDetectButton(self) -> None:
         p = self._parameterNode

@@ -9,7 +9,7 @@ from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
-from DeepDiagGUI import EngineModuleWidget
+from DeepDiagGUI import ModelModuleWidget
 from DeepDiagLib import EngineTask, add_segmentation_from_file
 
 
@@ -31,22 +31,18 @@ class DeepDiagSegmentParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
-class DeepDiagSegmentWidget(EngineModuleWidget):
+class DeepDiagSegmentWidget(ModelModuleWidget):
+    noModelMessage = _("No nodule segmentation model is installed yet.")
+
     def createLogic(self):
         return DeepDiagSegmentLogic()
 
     def setupConnections(self) -> None:
+        super().setupConnections()
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
-        self.ui.modelSelector.clear()
-        self.ui.modelSelector.addItems(self.logic.availableModels())
-        if not self.logic.availableModels():
-            self.ui.statusLabel.text = _("No nodule segmentation model is installed yet.")
 
     def runButtons(self) -> list:
         return [self.ui.segmentButton]
-
-    def canRun(self) -> bool:
-        return super().canRun() and bool(self.logic.availableModels())
 
     def onSegmentButton(self) -> None:
         volumeNode = self._parameterNode.inputVolume

@@ -17,8 +17,11 @@ from PIL import Image
 from conftest import PROJECT_ROOT
 
 MODULES = ["DeepDiag", "DeepDiagSegment", "DeepDiagDetect"]
-#: widgets the shared EngineModuleWidget reaches in every module's .ui
-SHARED_WIDGETS = {"progressBar", "statusLabel", "cancelButton"}
+#: widgets the shared base widgets (DeepDiagGUI) reach in a module's .ui
+SHARED_WIDGETS = {
+    "EngineModuleWidget": {"progressBar", "statusLabel", "cancelButton"},
+    "ModelModuleWidget": {"progressBar", "statusLabel", "cancelButton", "modelSelector"},
+}
 
 
 def _ui_tree(module: str) -> ElementTree.Element:
@@ -35,7 +38,9 @@ def _module_source(module: str) -> str:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_widget_the_code_uses_exists_in_the_ui_file(module):
-    used = set(re.findall(r"self\.ui\.(\w+)", _module_source(module))) | SHARED_WIDGETS
+    source = _module_source(module)
+    base = re.search(r"class \w+Widget\((\w+)\)", source).group(1)
+    used = set(re.findall(r"self\.ui\.(\w+)", source)) | SHARED_WIDGETS[base]
     missing = used - _ui_widget_names(module)
     assert not missing, f"{module}.py uses widgets that {module}.ui lacks: {sorted(missing)}"
 

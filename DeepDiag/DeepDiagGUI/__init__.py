@@ -1,6 +1,6 @@
 """Qt helpers shared by the DeepDiag module widgets (the bridge itself never imports Qt)."""
 
-from .module_widget import EngineModuleWidget
+from .module_widget import EngineModuleWidget, ModelModuleWidget
 from .task_runner import EngineTaskRunner
 
-__all__ = ["EngineModuleWidget", "EngineTaskRunner"]
+__all__ = ["EngineModuleWidget", "EngineTaskRunner", "ModelModuleWidget"]

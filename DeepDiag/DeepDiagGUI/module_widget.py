@@ -94,3 +94,20 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onBusyChanged(self, busy: bool) -> None:
         self.updateButtons()
+
+
+class ModelModuleWidget(EngineModuleWidget):
+    """A module whose main action runs a model: the ``.ui`` also holds ``modelSelector``, filled
+    from ``logic.availableModels()``; nothing can run while no model is installed."""
+
+    noModelMessage = ""
+
+    def setupConnections(self) -> None:
+        models = self.logic.availableModels()
+        self.ui.modelSelector.clear()
+        self.ui.modelSelector.addItems(models)
+        if not models:
+            self.ui.statusLabel.text = self.noModelMessage
+
+    def canRun(self) -> bool:
+        return super().canRun() and bool(self.logic.availableModels())

@@ -13,11 +13,9 @@ import slicer
 
 def add_segmentation_from_file(scene, path: str | Path, referenceVolumeNode=None, name: str | None = None):
     """Add a new segmentation node read from a ``.seg.nrrd`` file, shown over ``referenceVolumeNode``."""
-    segmentationNode = slicer.vtkMRMLSegmentationNode()
-    _read_detached(slicer.vtkMRMLSegmentationStorageNode(), segmentationNode, path)
-    segmentationNode.SetName(scene.GenerateUniqueName(name or Path(path).name.split(".")[0]))
-    scene.AddNode(segmentationNode)
-    segmentationNode.CreateDefaultDisplayNodes()
+    segmentationNode = _add_node_from_file(
+        scene, slicer.vtkMRMLSegmentationNode(), slicer.vtkMRMLSegmentationStorageNode(), path, name
+    )
     if referenceVolumeNode is not None:
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
         segmentationNode.SetNodeReferenceID("referenceImageGeometryRef", referenceVolumeNode.GetID())
@@ -30,20 +28,22 @@ def add_fiducials_from_file(scene, path: str | Path, referenceVolumeNode=None, n
     The scene needs the Markups logic (``vtkSlicerMarkupsLogic().SetMRMLScene(scene)``),
     which Slicer sets up itself and tests do in their fixture.
     """
-    markupsNode = slicer.vtkMRMLMarkupsFiducialNode()
-    _read_detached(slicer.vtkMRMLMarkupsJsonStorageNode(), markupsNode, path)
-    markupsNode.SetName(scene.GenerateUniqueName(name or Path(path).name.split(".")[0]))
-    scene.AddNode(markupsNode)
-    markupsNode.CreateDefaultDisplayNodes()
+    markupsNode = _add_node_from_file(
+        scene, slicer.vtkMRMLMarkupsFiducialNode(), slicer.vtkMRMLMarkupsJsonStorageNode(), path, name
+    )
     if referenceVolumeNode is not None:
         markupsNode.SetNodeReferenceID("referenceVolume", referenceVolumeNode.GetID())
     return markupsNode
 
 
-def _read_detached(storageNode, node, path: str | Path) -> None:
+def _add_node_from_file(scene, node, storageNode, path: str | Path, name: str | None):
     path = Path(path)
     if not path.is_file():
         raise OSError(f"{path}: the engine did not produce this file.")
     storageNode.SetFileName(str(path))
     if not storageNode.ReadData(node):
         raise OSError(f"{path}: Slicer could not read this file.")
+    node.SetName(scene.GenerateUniqueName(name or path.name.split(".")[0]))
+    scene.AddNode(node)
+    node.CreateDefaultDisplayNodes()
+    return node
