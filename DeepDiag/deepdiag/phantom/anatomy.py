@@ -119,7 +119,7 @@ def _vessel_trees(grid, lungs, cavity_a, cavity_b, base, height, rng) -> list[Se
     segments: list[Segment] = []
     for side in (-1, 1):
         hilum = np.array([side * cavity_a * 0.36, cavity_b * 0.05, base + 0.55 * height])
-        for _ in range(8):  # lobar and segmental trunks fanning out from the hilum
+        for _ in range(12):  # lobar and segmental trunks fanning out from the hilum
             direction = np.array([side * rng.uniform(0.3, 1.0), rng.uniform(-0.8, 0.8), rng.uniform(-1.2, 1.2)])
             segments += grow_tree(hilum, direction, rng.uniform(3.0, 4.5), rng, inside, min_radius)
     return segments
@@ -130,13 +130,15 @@ def _draw_airways(grid, tissue, lungs, cavity, cavity_b, base, height, rng) -> N
     carina = np.array([0.0, -cavity_b * 0.05, base + 0.62 * height])
     top = np.array([0.0, -cavity_b * 0.15, grid.axis_mm(2)[-1] + 10])
     segments = [Segment(top, carina, 9.0, 8.0)]
-    inside = _lookup(grid, np.asarray(cavity))
+    x, _, z = grid.coordinates()
+    allowed = lungs | (np.asarray(cavity) & (np.abs(x) < 35) & (z > carina[2] - 30))  # lungs, or around the trachea
+    inside = _lookup(grid, allowed)
     for side in (-1, 1):
         segments += grow_tree(carina, np.array([side, 0.1, -0.7]), 6.5, rng, inside, min_radius=max(1.0, 0.5 * min(grid.spacing)), max_depth=7)
-    wall = draw_segments(grid, segments, radius_scale=1.3) & np.asarray(cavity)
-    lumen = draw_segments(grid, segments)
+    wall = draw_segments(grid, segments, radius_scale=1.3) & allowed
+    lumen = draw_segments(grid, segments) & allowed
     tissue[wall & ~lumen] = Tissue.AIRWAY_WALL
-    tissue[lumen & np.asarray(cavity)] = Tissue.AIR
+    tissue[lumen] = Tissue.AIR
 
 
 def _lookup(grid: Grid, mask: np.ndarray):

@@ -40,8 +40,9 @@ def grow_tree(
         point, heading, r, depth = stack.pop()
         length = r * rng.uniform(5.0, 8.0) + 3.0
         end = point + heading * length
-        if not inside(end):
-            end = point + heading * length * 0.5
+        if not inside(end):  # at the pleura: bend away once, as vessels follow the lung's shape
+            heading = _unit(heading + rng.normal(scale=0.8, size=3))
+            end = point + heading * length * 0.6
             if not inside(end):
                 continue
         child_radius = r * rng.uniform(0.72, 0.85)
