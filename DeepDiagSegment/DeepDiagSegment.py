@@ -10,7 +10,13 @@ from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
 from DeepDiagGUI import ModelModuleWidget
-from DeepDiagLib import EngineTask, add_segmentation_from_file
+from DeepDiagLib import EngineTask
+from DeepDiagLib.segmentation_logic import (
+    add_segmentation_result,
+    available_segmentation_models,
+    segment_volume_node,
+    segmentation_task,
+)
 
 
 class DeepDiagSegment(ScriptedLoadableModule):
@@ -48,37 +54,36 @@ class DeepDiagSegmentWidget(ModelModuleWidget):
         volumeNode = self._parameterNode.inputVolume
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
             task = self.logic.segmentationTask(volumeNode, self._parameterNode.modelId or None, self._parameterNode.device)
-            self.runner.start(task, lambda task, result: self.logic.addSegmentation(result, volumeNode))
+            self.runner.start(task, lambda task, result: self._showResult(self.logic.addSegmentation(result, volumeNode)))
+
+    def _showResult(self, segmentationNode) -> None:
+        warnings = segmentationNode.GetAttribute("DeepDiag.Warnings")
+        if warnings:
+            slicer.util.warningDisplay(warnings, windowTitle=_("Segmentation finished with warnings"))
 
 
 class DeepDiagSegmentLogic(ScriptedLoadableModuleLogic):
-    """Console use: ``slicer.util.getModuleLogic("DeepDiagSegment").process(volumeNode)``."""
+    """Console use: ``slicer.util.getModuleLogic("DeepDiagSegment").process(volumeNode)``.
+
+    The work is done by ``DeepDiagLib.segmentation_logic``, which the test suite runs on a
+    real MRML scene outside Slicer.
+    """
 
     def getParameterNode(self):
         return DeepDiagSegmentParameterNode(super().getParameterNode())
 
     def availableModels(self) -> list:
-        """Segmentation model ids the engine can run (the model registry arrives with the first model)."""
-        return []
+        return available_segmentation_models()
 
     def segmentationTask(self, volumeNode, modelId=None, device="auto") -> EngineTask:
-        if volumeNode is None:
-            raise ValueError(_("Select an input volume."))
-        options = ["--device", device] + (["--model", modelId] if modelId else [])
-        return EngineTask("segment", [volumeNode], options, writesFiles=True)
+        return segmentation_task(volumeNode, modelId, device)
 
     def addSegmentation(self, result: dict, volumeNode):
-        """A new segmentation node from the engine's result, shown in 2D and 3D over the input."""
-        segmentationNode = add_segmentation_from_file(
-            slicer.mrmlScene, result["outputs"][0]["segmentation"], volumeNode, name=f"{volumeNode.GetName()} nodules"
-        )
-        segmentationNode.CreateClosedSurfaceRepresentation()
-        return segmentationNode
+        return add_segmentation_result(slicer.mrmlScene, result, volumeNode)
 
     def process(self, volumeNode, modelId=None, device="auto"):
         """Blocking: segment ``volumeNode`` and return the new segmentation node."""
-        with self.segmentationTask(volumeNode, modelId, device) as task:
-            return self.addSegmentation(task.run(), volumeNode)
+        return segment_volume_node(slicer.mrmlScene, volumeNode, modelId, device)
 
 
 class DeepDiagSegmentTest(ScriptedLoadableModuleTest):
@@ -87,10 +92,16 @@ class DeepDiagSegmentTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_noModelMeansNoRun()
+        self.test_segmentSampleChest()
 
-    def test_noModelMeansNoRun(self):
-        """Until a model is installed the module offers nothing to run and adds no node."""
-        logic = DeepDiagSegmentLogic()
-        self.assertEqual(logic.availableModels(), [])
-        self.assertRaises(ValueError, logic.segmentationTask, None)
+    def test_segmentSampleChest(self):
+        """Segments Slicer's CTChest sample: two named segments, lungs of a plausible size."""
+        import SampleData
+
+        volumeNode = SampleData.downloadSample("CTChest")
+        self.delayDisplay("Segmenting the sample chest CT")
+        segmentationNode = DeepDiagSegmentLogic().process(volumeNode)
+        segmentation = segmentationNode.GetSegmentation()
+        self.assertIsNotNone(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Lungs")))
+        self.assertIsNotNone(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Lung nodules")))
+        self.delayDisplay("Test passed")

@@ -150,9 +150,9 @@ def test_preview_png_shows_three_planes(tmp_path):
     with Image.open(next((tmp_path / "previews").iterdir())) as preview:
         assert preview.height == 384 and preview.width > 2 * 384
         pixels = np.asarray(preview.convert("RGB"))
-    from deepdiag.phantom.preview import _NODULE_OUTLINE
+    from deepdiag.preview import NODULE_OUTLINE
 
-    outline_pixels = (pixels == _NODULE_OUTLINE).all(axis=-1).sum()
+    outline_pixels = (pixels == NODULE_OUTLINE).all(axis=-1).sum()
     assert outline_pixels >= 3 * 8, "each of the three planes should outline the nodule"
 
 

@@ -20,7 +20,8 @@ from .progress import PROGRESS_MODES, ProgressReporter
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-Command = Callable[[argparse.Namespace, ProgressReporter], None]
+#: runs a subcommand; returns False when part of a batch failed (exit code 1)
+Command = Callable[[argparse.Namespace, ProgressReporter], "bool | None"]
 
 
 def run_info(args: argparse.Namespace, reporter: ProgressReporter) -> None:
@@ -69,6 +70,23 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     reporter.result({"output": str(args.output), "cases": cases})
 
 
+def run_segment(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    from .segmentation.batch import segment_files
+
+    return segment_files(args.inputs, args.output, args.model, args.device, args.probabilities, reporter, args.preview)
+
+
+def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .evaluation.segmentation import evaluate_folder
+
+    reporter.progress("evaluate", 0.0, f"comparing {args.pred} with {args.truth}")
+    figures = evaluate_folder(args.truth, args.pred)
+    if not args.per_case:
+        figures.pop("per_case")
+    reporter.progress("done", 1.0)
+    reporter.result(figures)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepdiag", description="Deep-learning diagnosis on CT/MR volumes.")
     parser.add_argument("--version", action="version", version=f"deepdiag {__version__}")
@@ -76,6 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = _add_command(commands, "info", run_info, "print geometry, intensities and modality guess of a volume as JSON")
     info.add_argument("input", help="image file (NRRD, NIfTI, MHA) or DICOM series folder")
+
+    segment = _add_command(commands, "segment", run_segment, "segment the lungs and lung nodules of chest CTs into .seg.nrrd files")
+    segment.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch")
+    segment.add_argument("-o", "--output", required=True, help="folder for <name>.seg.nrrd (and <name>.nodule_prob.nrrd)")
+    segment.add_argument("--model", help="model id, id@version or folder (default: the newest lung-nodules-seg)")
+    segment.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+    segment.add_argument("--probabilities", action="store_true", help="also write the nodule probability map")
+    segment.add_argument("--preview", action="store_true", help="also write <name>.preview.png: three planes through the largest nodule, outlined")
+
+    evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(dest="what", required=True, metavar="WHAT")
+    evaluate_segmentation = _add_command(evaluate, "segmentation", run_evaluate_segmentation, "nodule Dice, per-nodule sensitivity, false positives, lung Dice")
+    evaluate_segmentation.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (labels/, instances/, truth/)")
+    evaluate_segmentation.add_argument("--pred", required=True, help="folder of <case>.seg.nrrd predictions")
+    evaluate_segmentation.add_argument("--per-case", action="store_true", help="also list each case's figures")
 
     phantom = _add_command(commands, "phantom", run_phantom, "make synthetic chest CTs with lung nodules and exact ground truth")
     phantom.add_argument("-o", "--output", required=True, help="folder for images/, labels/, instances/, truth/ (and previews/)")
@@ -105,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reporter = ProgressReporter(args.progress)
     try:
-        args.run(args, reporter)
+        succeeded = args.run(args, reporter)
     except DeepDiagError as error:
         reporter.error(str(error), error.path)
         return EXIT_INPUT_ERROR
@@ -117,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         reporter.error(f"internal error: {type(error).__name__}: {error} (set DEEPDIAG_DEBUG=1 for details)")
         return EXIT_INTERNAL_ERROR
-    return EXIT_OK
+    return EXIT_INPUT_ERROR if succeeded is False else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -55,12 +55,17 @@ class Volume:
         return replace(self, array=array)
 
     def same_grid(self, other: Volume) -> bool:
-        """Whether both volumes lie exactly on the same voxel grid."""
+        """Whether both volumes lie on the same voxel grid, to the precision files store it.
+
+        NRRD keeps spacing × direction as one matrix with 17 significant digits; splitting it
+        back into spacing and direction can differ in the last bit (1e-16 relative), so the
+        comparison allows 1e-12 relative, far below any meaning for a voxel.
+        """
         return (
             self.array.shape == other.array.shape
-            and self.spacing == other.spacing
-            and self.origin == other.origin
-            and np.array_equal(self.direction, other.direction)
+            and np.allclose(self.spacing, other.spacing, rtol=1e-12, atol=0)
+            and np.allclose(self.origin, other.origin, rtol=0, atol=1e-9)
+            and np.allclose(self.direction, other.direction, rtol=0, atol=1e-12)
         )
 
     def ijk_to_lps_matrix(self) -> np.ndarray:

@@ -37,6 +37,29 @@ def read_volume(path: str | Path) -> Volume:
     return volume_from_image(image)
 
 
+def volume_header(path: str | Path) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Size and spacing of a volume without reading its voxels (for a DICOM folder, from one slice)."""
+    path = Path(path)
+    if not path.exists():
+        raise DeepDiagError("no such file or folder", path)
+    reader = sitk.ImageFileReader()
+    if path.is_dir():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise DeepDiagError("the folder holds no DICOM series", path)
+        files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), s) for s in series), key=len)
+        reader.SetFileName(files[0])
+    else:
+        reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise DeepDiagError("not a readable image (unknown format or corrupt header)", path) from None
+    size = tuple(reader.GetSize()) + ((len(files),) if path.is_dir() else ())
+    _check_shape(path, len(size), size[:3], reader.GetNumberOfComponents())
+    return size[:3], tuple(reader.GetSpacing())[:3]
+
+
 def write_volume(volume: Volume, path: str | Path, compress: bool = True) -> Path:
     """Write ``volume`` to ``path`` (NRRD, NIfTI or MHA by extension), atomically."""
     path = Path(path)

@@ -1,8 +1,6 @@
 """Insert synthetic nodules into the lungs of a real CT (``deepdiag phantom --insert-into``).
 
-The lungs are found by threshold: air-like components (< -400 HU) of at least 100 mL whose
-median lies between -950 and -500 HU (parenchyma; outside air and the trachea sit near
--1000), with holes filled slice by slice so that vessels belong to them. Nodules are drawn
+The lungs are found by threshold (``deepdiag.lung_mask``). Nodules are drawn
 as in the procedural phantom, blurred by the scanner PSF and given noise of the level
 measured in the scan, then blended into the real image. Outputs keep the scan's grid.
 """
@@ -16,6 +14,7 @@ from scipy import ndimage
 
 from ..errors import DeepDiagError
 from ..geometry import Volume
+from ..lung_mask import MIN_LUNG_ML, find_lungs
 from .anatomy import Anatomy, sample_vessel_points
 from .config import PhantomConfig
 from .grid import Grid
@@ -23,21 +22,6 @@ from .imaging import correlated_noise, smooth_field
 from .nodules import design_nodules, place_nodules
 from .tissues import appearance_tables
 
-_MIN_LUNG_ML = 100.0
-
-
-def find_lungs(ct: Volume) -> np.ndarray:
-    """Boolean lung mask of a CT in HU (vessels included)."""
-    air = ct.array < -400
-    components, count = ndimage.label(air)
-    if count == 0:
-        return np.zeros_like(air)
-    index = np.arange(1, count + 1)
-    sizes_ml = ndimage.sum(air, components, index) * ct.voxel_volume_mm3() / 1000
-    medians = ndimage.median(ct.array, components, index)
-    keep = index[(sizes_ml >= _MIN_LUNG_ML) & (medians > -950) & (medians < -500)]
-    lungs = np.isin(components, keep)
-    return np.stack([ndimage.binary_fill_holes(axial) for axial in lungs])
 
 
 def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, index: int):
@@ -46,7 +30,7 @@ def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, inde
 
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
     lungs = find_lungs(ct)
-    if lungs.sum() * ct.voxel_volume_mm3() / 1000 < _MIN_LUNG_ML:
+    if lungs.sum() * ct.voxel_volume_mm3() / 1000 < MIN_LUNG_ML:
         raise DeepDiagError("no lungs found (no air-filled region of 100 mL or more between -950 and -500 HU)", source)
     grid = Grid(ct.size, ct.spacing, fixed_origin=ct.origin)
     vessels = lungs & (ct.array > -400)

@@ -1,0 +1,1 @@
+"""Evaluation of predictions against phantom (or any compatible) ground truth."""

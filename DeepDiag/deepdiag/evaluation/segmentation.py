@@ -1,0 +1,106 @@
+"""Segmentation figures against truth laid out as ``deepdiag phantom`` writes it.
+
+- Nodule Dice over nodules ≥ 6 mm: pooled over all scans; voxels of smaller truth nodules,
+  and predicted components that touch only those, are left out of the count.
+- Per-nodule sensitivity: a truth nodule is found if any predicted nodule voxel overlaps it;
+  reported for ≥ 6 mm and 3–6 mm (equivalent diameter).
+- False positives: predicted nodule components (26-connected) that overlap no truth nodule,
+  averaged per scan.
+- Lungs Dice: truth lungs including nodules against predicted lungs including nodules, mean over scans.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import DeepDiagError
+from ..image_io import read_volume
+from ..segmentation_file import read_segmentation
+
+LARGE_MM = 6.0
+SMALL_MM = 3.0
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+
+
+def evaluate_folder(truth_dir: str | Path, pred_dir: str | Path) -> dict:
+    truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
+    truth_files = sorted((truth_dir / "truth").glob("*.json"))
+    if not truth_files:
+        raise DeepDiagError("holds no truth/*.json (expected the layout that deepdiag phantom writes)", truth_dir)
+    cases = [_evaluate_case(truth_dir, pred_dir, path.stem) for path in truth_files]
+    return {"cases": len(cases), **_pool(cases), "per_case": cases}
+
+
+def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
+    prediction_path = pred_dir / f"{name}.seg.nrrd"
+    if not prediction_path.is_file():
+        raise DeepDiagError(f"no prediction for case {name} (expected {prediction_path.name})", pred_dir)
+    truth = json.loads((truth_dir / "truth" / f"{name}.json").read_text())
+    labels = read_volume(truth_dir / "labels" / f"{name}.nrrd")
+    instances = read_volume(truth_dir / "instances" / f"{name}.nrrd").array
+    prediction, segments = read_segmentation(prediction_path)
+    if not prediction.same_grid(labels) and prediction.array.shape != labels.array.shape:
+        raise DeepDiagError(f"the prediction for {name} is not on the truth's grid", prediction_path)
+    nodule_value = _label_value(segments, "Lung nodules", 2)
+    predicted_nodules = prediction.array == nodule_value
+    predicted_lungs = prediction.array > 0
+
+    sizes = {n["id"]: n["equivalent_diameter_mm"] for n in truth["nodules"]}
+    small_ids = [i for i, d in sizes.items() if d < LARGE_MM]
+    large = np.isin(instances, [i for i, d in sizes.items() if d >= LARGE_MM])
+    components, count = ndimage.label(predicted_nodules, structure=_CONNECTIVITY)
+    touched = set(np.unique(components[instances > 0])) - {0}
+    touching_large = set(np.unique(components[large])) - {0}
+    only_small = [c for c in touched if c not in touching_large]
+    ignored = ndimage.binary_dilation(np.isin(instances, small_ids)) | np.isin(components, only_small)
+    counted = predicted_nodules & ~ignored
+    found = {i: bool(predicted_nodules[instances == i].any()) for i in sizes}
+    truth_lungs = labels.array > 0
+    return {
+        "case": name,
+        "intersection_large": int((counted & large).sum()),
+        "predicted_large": int(counted.sum()),
+        "truth_large": int(large.sum()),
+        "found_large": sum(found[i] for i, d in sizes.items() if d >= LARGE_MM),
+        "nodules_large": sum(d >= LARGE_MM for d in sizes.values()),
+        "found_small": sum(found[i] for i, d in sizes.items() if SMALL_MM <= d < LARGE_MM),
+        "nodules_small": sum(SMALL_MM <= d < LARGE_MM for d in sizes.values()),
+        "false_positive_components": count - len(touched),
+        "lungs_dice": _dice(predicted_lungs, truth_lungs),
+    }
+
+
+def _pool(cases: list[dict]) -> dict:
+    def total(key: str) -> int:
+        return sum(c[key] for c in cases)
+
+    denominator = total("predicted_large") + total("truth_large")
+    return {
+        "nodule_dice_ge6mm": round(2 * total("intersection_large") / denominator, 4) if denominator else None,
+        "sensitivity_ge6mm": _ratio(total("found_large"), total("nodules_large")),
+        "sensitivity_3to6mm": _ratio(total("found_small"), total("nodules_small")),
+        "nodules_ge6mm": total("nodules_large"),
+        "nodules_3to6mm": total("nodules_small"),
+        "false_positives_per_scan": round(total("false_positive_components") / len(cases), 3),
+        "lungs_dice": round(float(np.mean([c["lungs_dice"] for c in cases])), 4),
+    }
+
+
+def _ratio(found: int, total: int) -> float | None:
+    return round(found / total, 4) if total else None
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    denominator = int(a.sum()) + int(b.sum())
+    return round(2 * int((a & b).sum()) / denominator, 4) if denominator else 1.0
+
+
+def _label_value(segments: list[dict], name: str, default: int) -> int:
+    for segment in segments:
+        if segment.get("Name") == name:
+            return int(segment.get("LabelValue", default))
+    return default

@@ -1,0 +1,30 @@
+"""A threshold estimate of the lungs in a CT: for cropping, sanity checks and nodule insertion.
+
+Air-like components (< -400 HU) of at least 100 mL whose median lies between -950 and
+-500 HU are lung parenchyma (outside air and the trachea sit near -1000); holes are filled
+slice by slice so that vessels belong to them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .geometry import Volume
+
+MIN_LUNG_ML = 100.0
+
+
+def find_lungs(ct: Volume) -> np.ndarray:
+    """Boolean lung mask of a CT in HU (vessels included); empty if there are no lungs."""
+    air = ct.array < -400
+    components, count = ndimage.label(air)
+    if count == 0:
+        return np.zeros_like(air)
+    index = np.arange(1, count + 1)
+    sizes_ml = ndimage.sum(air, components, index) * ct.voxel_volume_mm3() / 1000
+    candidates = index[sizes_ml >= MIN_LUNG_ML]
+    medians = ndimage.median(ct.array, components, candidates) if candidates.size else np.zeros(0)
+    keep = candidates[(np.asarray(medians) > -950) & (np.asarray(medians) < -500)]
+    lungs = np.isin(components, keep)
+    return np.stack([ndimage.binary_fill_holes(axial) for axial in lungs])

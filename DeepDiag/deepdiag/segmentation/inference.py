@@ -1,0 +1,50 @@
+"""Sliding-window inference with MONAI: Gaussian blending, mixed precision on CUDA."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+_OVERLAP = 0.25
+
+
+def pick_device(device: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        from ..errors import DeepDiagError
+
+        raise DeepDiagError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+def predict_probabilities(
+    network: torch.nn.Module,
+    image: np.ndarray,
+    patch_size: tuple[int, int, int],
+    device: torch.device,
+    on_progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Class probabilities (softmax) of shape ``(classes, *image.shape)`` for a normalized image."""
+    windows = int(np.prod([max(1, int(np.ceil((n - p) / (p * (1 - _OVERLAP)))) + 1) if n > p else 1 for n, p in zip(image.shape, patch_size)]))
+    done = [0]
+
+    def predictor(batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = network(batch)
+        done[0] += batch.shape[0]
+        if on_progress:
+            on_progress(min(done[0] / windows, 1.0))
+        return logits.float()
+
+    tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
+    with torch.inference_mode():
+        logits = sliding_window_inference(
+            tensor, roi_size=patch_size, sw_batch_size=4, predictor=predictor, overlap=_OVERLAP, mode="gaussian",
+            sw_device=device, device=torch.device("cpu"),
+        )
+        return torch.softmax(logits[0], dim=0).numpy()

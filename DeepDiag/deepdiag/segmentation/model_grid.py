@@ -1,0 +1,94 @@
+"""The grid a segmentation model works on, and the way there and back.
+
+Any input (oblique, flipped, anisotropic) is resampled onto an axis-aligned LPS grid with
+the model's spacing that covers it; results are resampled back onto the exact input grid,
+which SimpleITK does in physical space, so orientation needs no separate step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..geometry import Volume
+from ..image_io import image_from_volume, volume_from_image
+from ..lung_mask import find_lungs
+
+AIR_HU = -1024.0
+_CROP_MARGIN_MM = 10.0
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Index box ``[k0:k1, j0:j1, i0:i1]`` of the model grid that holds the lungs."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
+
+
+def to_model_grid(volume: Volume, spacing: tuple[float, float, float], labels: bool = False) -> Volume:
+    """Resample onto an axis-aligned LPS grid of ``spacing`` covering the volume: linear for
+    images (outside: air), nearest neighbour for label maps (outside: 0)."""
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (np.array(volume.size) - 1)
+    lps = volume.ijk_to_lps(corners)
+    low, high = lps.min(axis=0), lps.max(axis=0)
+    size = [int(np.floor((h - l) / s)) + 1 for l, h, s in zip(low, high, spacing)]
+    source = volume if labels else volume.with_array(volume.array.astype(np.float32))
+    interpolator, outside, pixel = (sitk.sitkNearestNeighbor, 0.0, sitk.sitkUInt8) if labels else (sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+    image = sitk.Resample(
+        image_from_volume(source), size, sitk.Transform(), interpolator, tuple(low), tuple(spacing), tuple(np.eye(3).ravel()), outside, pixel
+    )
+    return volume_from_image(image)
+
+
+def lung_crop(volume: Volume) -> tuple[Crop, float]:
+    """The box around the threshold lung mask (plus a margin) and the lung volume in litres;
+    the whole grid if no lungs are found."""
+    lungs = find_lungs(volume)
+    litres = float(lungs.sum() * volume.voxel_volume_mm3() / 1e6)
+    if not lungs.any():
+        return Crop((0, 0, 0), volume.array.shape), litres
+    margin = [int(np.ceil(_CROP_MARGIN_MM / s)) for s in volume.spacing[::-1]]
+    start, stop = [], []
+    for axis in range(3):
+        present = np.flatnonzero(lungs.any(axis=tuple(a for a in range(3) if a != axis)))
+        start.append(max(0, int(present[0]) - margin[axis]))
+        stop.append(min(volume.array.shape[axis], int(present[-1]) + 1 + margin[axis]))
+    return Crop(tuple(start), tuple(stop)), litres
+
+
+def normalize(array: np.ndarray, window: dict) -> np.ndarray:
+    """Window ``[min_hu, max_hu]`` scaled to ``[0, 1]`` (MONAI's ScaleIntensityRange with clipping)."""
+    low, high = float(window["min_hu"]), float(window["max_hu"])
+    return np.clip((array.astype(np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+def back_to_input(probabilities: list[np.ndarray], model_volume: Volume, crop: Crop, target: Volume) -> list[np.ndarray]:
+    """Resample crop-sized probability maps (linear) onto the input grid; zero outside the crop."""
+    ijk = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    box = np.array(crop.start)[::-1] + ijk * (np.array(crop.stop)[::-1] - 1 - np.array(crop.start)[::-1])
+    in_target = target.lps_to_ijk(model_volume.ijk_to_lps(box))
+    low = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.size) - 1)
+    high = np.clip(np.ceil(in_target.max(axis=0)).astype(int) + 1, 0, np.array(target.size) - 1)
+    region_size = [int(h - l + 1) for l, h in zip(low, high)]
+    reference = sitk.Image(region_size, sitk.sitkFloat32)
+    reference.SetSpacing(target.spacing)
+    reference.SetDirection(tuple(target.direction.ravel()))
+    reference.SetOrigin(tuple(target.ijk_to_lps(low)))
+    crop_origin = model_volume.ijk_to_lps(np.array(crop.start)[::-1])
+    outputs = []
+    for probability in probabilities:
+        source = sitk.GetImageFromArray(probability.astype(np.float32))
+        source.SetSpacing(model_volume.spacing)
+        source.SetOrigin(tuple(crop_origin))
+        resampled = sitk.GetArrayFromImage(sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0))
+        full = np.zeros(target.array.shape, dtype=np.float32)
+        full[low[2] : high[2] + 1, low[1] : high[1] + 1, low[0] : high[0] + 1] = resampled
+        outputs.append(full)
+    return outputs

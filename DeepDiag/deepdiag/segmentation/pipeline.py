@@ -1,0 +1,87 @@
+"""Segment one CT: to the model grid, crop to the lungs, infer, clean, back to the input grid."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import DeepDiagError
+from ..geometry import Volume
+from ..info import guess_modality
+from ..models.store import LoadedModel
+from .inference import predict_probabilities
+from .model_grid import back_to_input, lung_crop, normalize, to_model_grid
+from .postprocess import keep_plausible_nodules
+
+_MIN_CHEST_LUNG_LITRES = 0.5
+# bytes per voxel held at the peak: input int16 + float32 copy + two float32 maps on the input
+# grid + the label map; and on the model grid: image, normalized crop, 3 probabilities, logits
+_BYTES_PER_INPUT_VOXEL = 2 + 4 + 8 + 1
+_BYTES_PER_MODEL_VOXEL = 4 + 4 + 12 + 12 + 12
+
+
+@dataclass
+class SegmentationResult:
+    labels: Volume  # uint8 on the input grid: 0 background, 1 lungs, 2 nodules
+    nodule_probability: Volume | None
+    nodule_count: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_memory(size: tuple[int, int, int], spacing: tuple[float, float, float], model_spacing: tuple[float, float, float], source: str) -> None:
+    """Refuse, before reading any voxel, a volume whose segmentation would not fit in memory."""
+    input_voxels = float(np.prod(size))
+    model_voxels = float(np.prod([n * s / m for n, s, m in zip(size, spacing, model_spacing)]))
+    needed = input_voxels * _BYTES_PER_INPUT_VOXEL + model_voxels * _BYTES_PER_MODEL_VOXEL
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else None
+    if available and needed > available:
+        raise DeepDiagError(
+            f"too large to segment here: {'x'.join(map(str, size))} voxels need about {needed / 1e9:.1f} GB, "
+            f"{available / 1e9:.1f} GB are free", source
+        )
+
+
+def segment_volume(
+    volume: Volume,
+    model: LoadedModel,
+    device,
+    with_probabilities: bool = False,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> SegmentationResult:
+    """Segment lungs and lung nodules of a CT volume (HU); every output lies on its grid."""
+    report = on_progress or (lambda stage, fraction: None)
+    card = model.card
+    warnings = _input_warnings(volume)
+    report("resample", 0.0)
+    model_volume = to_model_grid(volume, card.spacing_mm)
+    crop, lung_litres = lung_crop(model_volume)
+    if lung_litres < _MIN_CHEST_LUNG_LITRES:
+        warnings.append(f"found only {lung_litres:.2f} L of air-filled lung; this may not be a chest CT, results are unreliable")
+    image = normalize(model_volume.array[crop.slices], card.input["intensity"])
+    report("infer", 0.1)
+    probabilities = predict_probabilities(model.network, image, tuple(card.patch_size), device, lambda f: report("infer", 0.1 + 0.75 * f))
+    report("postprocess", 0.85)
+    min_volume = float(card.postprocessing.get("min_nodule_volume_mm3", 0.0))
+    probabilities = keep_plausible_nodules(probabilities, model_volume.spacing[::-1], min_volume)
+    lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    background = 1.0 - lung_map - nodule_map
+    labels[(lung_map + nodule_map) > background] = 1
+    labels[(nodule_map > lung_map) & (nodule_map > background)] = 2
+    nodule_count = int(ndimage.label(labels == 2)[1])
+    report("done", 1.0)
+    probability = volume.with_array(nodule_map) if with_probabilities else None
+    return SegmentationResult(volume.with_array(labels), probability, nodule_count, warnings)
+
+
+def _input_warnings(volume: Volume) -> list[str]:
+    modality = guess_modality(volume.array)
+    if modality == "MR":
+        return ["this looks like an MR scan (no Hounsfield air values); the model was trained on chest CT, results are unreliable"]
+    if modality != "CT":
+        return ["intensities do not look like CT Hounsfield units; results are unreliable"]
+    return []

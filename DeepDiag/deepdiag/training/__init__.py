@@ -1,0 +1,1 @@
+"""Training of the models DeepDiag ships (seeded, reproducible, CPU-feasible)."""

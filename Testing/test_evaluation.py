@@ -1,0 +1,78 @@
+"""deepdiag evaluate segmentation computes the figures the model card reports, correctly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from deepdiag.geometry import Volume
+from deepdiag.image_io import write_volume
+from deepdiag.segmentation_file import write_segmentation
+from deepdiag.terminology import LUNG_NODULES, LUNGS
+
+
+def _ball(shape, center, radius):
+    k, j, i = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    return (k - center[0]) ** 2 + (j - center[1]) ** 2 + (i - center[2]) ** 2 <= radius**2
+
+
+@pytest.fixture
+def truth_dir(tmp_path):
+    """One 1-mm case: lungs, a large (10 mm) and a small (4 mm) nodule."""
+    shape = (48, 48, 48)
+    lungs = _ball(shape, (24, 24, 24), 20)
+    instances = np.zeros(shape, np.uint8)
+    instances[_ball(shape, (24, 24, 14), 5)] = 1
+    instances[_ball(shape, (24, 24, 34), 2)] = 2
+    labels = np.where(instances > 0, 2, lungs.astype(np.uint8)).astype(np.uint8)
+    grid = Volume(labels, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    write_volume(grid, tmp_path / "truth" / "labels" / "c.nrrd")
+    write_volume(grid.with_array(instances), tmp_path / "truth" / "instances" / "c.nrrd")
+    nodules = [
+        {"id": i, "equivalent_diameter_mm": float((6 * (instances == i).sum() / np.pi) ** (1 / 3))} for i in (1, 2)
+    ]
+    (tmp_path / "truth" / "truth").mkdir(parents=True)
+    (tmp_path / "truth" / "truth" / "c.json").write_text(json.dumps({"nodules": nodules}))
+    return tmp_path / "truth", grid, labels
+
+
+def _evaluate(truth, prediction_labels, grid, tmp_path):
+    write_segmentation(tmp_path / "pred" / "c.seg.nrrd", grid.with_array(prediction_labels), [LUNGS, LUNG_NODULES])
+    result = run_cli("evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "pred"), "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_perfect_prediction_scores_perfectly(truth_dir, tmp_path):
+    truth, grid, labels = truth_dir
+    figures = _evaluate(truth, labels, grid, tmp_path)
+    assert figures["nodule_dice_ge6mm"] == 1.0
+    assert figures["sensitivity_ge6mm"] == 1.0 and figures["sensitivity_3to6mm"] == 1.0
+    assert figures["false_positives_per_scan"] == 0
+    assert figures["lungs_dice"] == 1.0
+    assert (figures["nodules_ge6mm"], figures["nodules_3to6mm"]) == (1, 1)
+
+
+def test_missed_small_nodule_and_extra_blob_are_counted_and_dice_ignores_small_nodules(truth_dir, tmp_path):
+    truth, grid, labels = truth_dir
+    prediction = labels.copy()
+    prediction[prediction == 2] = 1
+    prediction[_ball(labels.shape, (24, 24, 14), 5)] = 2  # the large nodule, exactly
+    prediction[_ball(labels.shape, (12, 30, 24), 2)] = 2  # a false positive in the lung
+    figures = _evaluate(truth, prediction, grid, tmp_path)
+    assert figures["sensitivity_3to6mm"] == 0.0
+    assert figures["sensitivity_ge6mm"] == 1.0
+    assert figures["false_positives_per_scan"] == 1
+    fp = _ball(labels.shape, (12, 30, 24), 2).sum()
+    large = _ball(labels.shape, (24, 24, 14), 5).sum()
+    assert figures["nodule_dice_ge6mm"] == pytest.approx(2 * large / (2 * large + fp), abs=1e-4)
+
+
+def test_a_missing_prediction_is_named(truth_dir, tmp_path):
+    truth, _, _ = truth_dir
+    (tmp_path / "empty").mkdir()
+    result = run_cli("evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "empty"), "--progress", "none")
+    assert result.returncode == 1 and "no prediction for case c" in result.stderr

@@ -1,0 +1,171 @@
+"""deepdiag segment: files on the input grid, batch behaviour, clear errors, model integrity.
+
+A tiny randomly initialised model exercises the machinery; accuracy with the shipped model
+is tested in test_segmentation_accuracy.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from deepdiag.geometry import Volume
+from deepdiag.image_io import read_volume, write_volume
+from deepdiag.segmentation_file import read_segmentation
+
+SMALL_CASE = ["--size", "160", "160", "100", "--spacing", "2.2", "2.2", "3.75", "--nodules", "2", "2", "--diameter", "10", "18"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real model folder (card + safetensors) whose network is small and untrained."""
+    from deepdiag.models import ModelCard
+    from deepdiag.models.networks import build_network
+    from deepdiag.models.store import save_model
+    from deepdiag.terminology import LUNG_NODULES, LUNGS
+
+    card = ModelCard(
+        id="tiny-test-seg", version=1, task="segmentation",
+        network={"name": "UNet", "parameters": {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2]}},
+        input={"channels": 1, "modality": "CT", "spacing_mm": [3.0, 3.0, 3.0], "intensity": {"min_hu": -1000, "max_hu": 400}},
+        patch_size=[32, 32, 32],
+        classes=[{"name": c.name, "label_value": c.label_value, "color": list(c.color), "category": c.category.encode(),
+                  "type": c.type.encode(), "region": c.region.encode() if c.region.value else ""} for c in (LUNGS, LUNG_NODULES)],
+        postprocessing={"min_nodule_volume_mm3": 8.0},
+    )
+    import torch
+
+    torch.manual_seed(0)
+    return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-seg@1")
+
+
+@pytest.fixture(scope="module")
+def small_case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("case")
+    result = run_cli("phantom", "-o", str(folder), "--seed", "5", "--progress", "none", *SMALL_CASE)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def _segment(*arguments):
+    result = run_cli("segment", *map(str, arguments), "--progress", "json")
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result, events
+
+
+def test_output_lies_exactly_on_an_oblique_input_grid_with_named_segments(tmp_path, small_case, tiny_model):
+    ct = read_volume(next((small_case / "images").iterdir()))
+    angle = 0.3
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    oblique = Volume(ct.array, (2.2, 2.3, 3.7), (-171.5, -160.25, -180.0), rotation)
+    source = write_volume(oblique, tmp_path / "oblique.nrrd")
+    result, events = _segment(source, "-o", tmp_path / "out", "--model", tiny_model, "--probabilities", "--preview")
+    assert result.returncode == 0, result.stderr
+    labels, segments = read_segmentation(tmp_path / "out" / "oblique.seg.nrrd")
+    probability = read_volume(tmp_path / "out" / "oblique.nodule_prob.nrrd")
+    assert labels.same_grid(read_volume(source)) and probability.same_grid(labels)
+    assert [(s["Name"], s["LabelValue"]) for s in segments] == [("Lungs", "1"), ("Lung nodules", "2")]
+    assert 0.0 <= probability.array.min() and probability.array.max() <= 1.0
+    assert (tmp_path / "out" / "oblique.preview.png").stat().st_size > 1000
+    assert any(e["event"] == "progress" and e["stage"] == "infer" for e in events)
+
+
+def test_batch_goes_on_after_a_bad_input_and_summarizes(tmp_path, small_case, tiny_model):
+    good = next((small_case / "images").iterdir())
+    missing = tmp_path / "missing.nrrd"
+    result, events = _segment(good, missing, "-o", tmp_path / "out", "--model", tiny_model)
+    assert result.returncode == 1
+    outcome = events[-1]
+    assert outcome["event"] == "result"
+    assert outcome["summary"]["done"] == 1 and outcome["summary"]["failed"] == 1
+    assert outcome["failed"][0]["input"] == str(missing)
+    assert (tmp_path / "out" / f"{good.name[:-5]}.seg.nrrd").is_file()
+    assert f"{missing}: no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_mr_scan_gets_a_warning_not_a_crash(tmp_path, shared_data, tiny_model):
+    result, events = _segment(shared_data / "totalseg" / "abdomen_mr_3mm.nii.gz", "-o", tmp_path, "--model", tiny_model)
+    assert result.returncode == 0, result.stderr
+    warnings = events[-1]["outputs"][0]["warnings"]
+    assert any("MR" in w for w in warnings)
+
+
+def test_a_volume_too_large_for_memory_is_refused_before_reading_it(tmp_path, tiny_model):
+    header = tmp_path / "huge.nhdr"
+    header.write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 8000 8000 6000\n"
+        "space directions: (0.5,0,0) (0,0.5,0) (0,0,0.5)\nkinds: domain domain domain\nendian: little\n"
+        "encoding: raw\nspace origin: (0,0,0)\ndata file: huge.raw\n"
+    )
+    (tmp_path / "huge.raw").write_bytes(b"")  # 768 GB of voxels are promised, none exist: none may be read
+    result, _ = _segment(header, "-o", tmp_path / "out", "--model", tiny_model)
+    assert result.returncode == 1
+    assert "too large to segment here" in result.stderr and str(header) in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_model_whose_weights_were_altered_is_refused(tmp_path, small_case, tiny_model):
+    import shutil
+
+    altered = tmp_path / "tiny-test-seg@1"
+    shutil.copytree(tiny_model, altered)
+    weights = altered / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    result, _ = _segment(next((small_case / "images").iterdir()), "-o", tmp_path / "out", "--model", altered)
+    assert result.returncode == 1
+    assert "tiny-test-seg@1" in result.stderr and "SHA-256" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_corrupt_weights_file_is_refused_with_a_clear_message(tmp_path, small_case, tiny_model):
+    import shutil
+
+    broken = tmp_path / "tiny-test-seg@1"
+    shutil.copytree(tiny_model, broken)
+    card = json.loads((broken / "model.json").read_text())
+    (broken / "weights.safetensors").write_bytes(b"not safetensors at all")
+    card["weights_sha256"] = ""  # no checksum to catch it: the reader itself must say what is wrong
+    (broken / "model.json").write_text(json.dumps(card))
+    result, _ = _segment(next((small_case / "images").iterdir()), "-o", tmp_path / "out", "--model", broken)
+    assert result.returncode == 1
+    assert "cannot read the weights" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_inputs_with_the_same_name_are_refused_before_any_work(tmp_path, small_case, tiny_model):
+    image = next((small_case / "images").iterdir())
+    other = tmp_path / "elsewhere" / image.name
+    other.parent.mkdir()
+    other.write_bytes(image.read_bytes())
+    result, _ = _segment(image, other, "-o", tmp_path / "out", "--model", tiny_model)
+    assert result.returncode == 1 and "overwrite each other" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_model_names_what_is_installed(tmp_path, small_case):
+    result, _ = _segment(next((small_case / "images").iterdir()), "-o", tmp_path, "--model", "no-such-model")
+    assert result.returncode == 1
+    assert "no segmentation model 'no-such-model'" in result.stderr
+
+
+def test_logic_on_a_real_scene_adds_one_segmentation_node_or_nothing(scene, small_case, tiny_model):
+    from conftest import load_volume_node
+    from DeepDiagLib import EngineError
+    from DeepDiagLib.segmentation_logic import segment_volume_node
+
+    volume_node = load_volume_node(scene, next((small_case / "images").iterdir()))
+    count = scene.GetNumberOfNodes()
+    node = segment_volume_node(scene, volume_node, modelId=str(tiny_model), device="cpu", timeout=600)
+    segmentation = node.GetSegmentation()
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == ["Lungs", "Lung nodules"]
+    assert node.GetName() == f"{volume_node.GetName()} segmentation"
+    assert node.GetNodeReference("referenceImageGeometryRef").GetID() == volume_node.GetID()
+    added = scene.GetNumberOfNodes()
+    assert added > count
+    with pytest.raises(EngineError, match="no-such-model"):
+        segment_volume_node(scene, volume_node, modelId="no-such-model", device="cpu", timeout=600)
+    assert scene.GetNumberOfNodes() == added
