@@ -15,13 +15,17 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# The sample: a synthetic chest CT with known nodules (seed 4 is not among the training seeds).
 demo: $(BIN)/.installed
-	$(BIN)/deepdiag info $(SHARED_DATA)/totalseg/abdomen_ct_dicom
-	$(BIN)/deepdiag phantom -o $(OUTPUT)/phantom --cases 1 --seed 4 --nodules 2 3 --diameter 8 25 --preview
-	@echo "Synthetic chest CT, truth and preview written under $(OUTPUT)/phantom/"
+	$(BIN)/deepdiag phantom -o $(OUTPUT)/sample --cases 1 --seed 4 --nodules 2 3 --diameter 8 25
+	$(BIN)/deepdiag segment $(OUTPUT)/sample/images/phantom_s4_000.nrrd -o $(OUTPUT)/segmentation --preview
+	$(BIN)/deepdiag evaluate segmentation --truth $(OUTPUT)/sample --pred $(OUTPUT)/segmentation --progress none
+	@echo "Segmentation: $(OUTPUT)/segmentation/phantom_s4_000.seg.nrrd (load it in Slicer over $(OUTPUT)/sample/images/phantom_s4_000.nrrd)"
+	@echo "Preview:      $(OUTPUT)/segmentation/phantom_s4_000.preview.png"
 
 benchmark: $(BIN)/.installed
 	$(BIN)/python benchmarks/phantom_benchmark.py
+	$(BIN)/python benchmarks/segment_benchmark.py
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

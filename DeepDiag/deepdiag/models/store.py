@@ -69,7 +69,8 @@ def save_model(network: torch.nn.Module, card: ModelCard, folder: str | Path, ha
         save_file(state, str(staging / WEIGHTS_FILE))
         card.weights_sha256 = sha256_of(staging / WEIGHTS_FILE)
         (staging / CARD_FILE).write_text(json.dumps(card.to_json(), indent=2) + "\n")
-        os.chmod(staging, 0o755)
+        for path in (staging, staging / WEIGHTS_FILE, staging / CARD_FILE):  # mkdtemp makes them private
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

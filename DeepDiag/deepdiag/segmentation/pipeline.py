@@ -68,14 +68,20 @@ def segment_volume(
     min_volume = float(card.postprocessing.get("min_nodule_volume_mm3", 0.0))
     probabilities = keep_plausible_nodules(probabilities, model_volume.spacing[::-1], min_volume)
     lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
-    labels = np.zeros(volume.array.shape, dtype=np.uint8)
-    background = 1.0 - lung_map - nodule_map
-    labels[(lung_map + nodule_map) > background] = 1
-    labels[(nodule_map > lung_map) & (nodule_map > background)] = 2
+    labels = _labels(lung_map, nodule_map)
     nodule_count = int(ndimage.label(labels == 2)[1])
     report("done", 1.0)
     probability = volume.with_array(nodule_map) if with_probabilities else None
     return SegmentationResult(volume.with_array(labels), probability, nodule_count, warnings)
+
+
+def _labels(lung_map: np.ndarray, nodule_map: np.ndarray) -> np.ndarray:
+    """Lungs (nodules included) where lung + nodule outweighs background; nodules where most likely."""
+    labels = np.zeros(lung_map.shape, dtype=np.uint8)
+    background = 1.0 - lung_map - nodule_map
+    labels[(lung_map + nodule_map) > background] = 1
+    labels[(nodule_map > lung_map) & (nodule_map > background)] = 2
+    return labels
 
 
 def _input_warnings(volume: Volume) -> list[str]:
