@@ -44,10 +44,7 @@ def volume_header(path: str | Path) -> tuple[tuple[int, int, int], tuple[float, 
         raise DeepDiagError("no such file or folder", path)
     reader = sitk.ImageFileReader()
     if path.is_dir():
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-        if not series:
-            raise DeepDiagError("the folder holds no DICOM series", path)
-        files = max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), s) for s in series), key=len)
+        files = _largest_series(path)
         reader.SetFileName(files[0])
     else:
         reader.SetFileName(str(path))
@@ -118,18 +115,21 @@ def _read_image_file(path: Path) -> sitk.Image:
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
-    series_ids = reader.GetGDCMSeriesIDs(str(folder))
-    if not series_ids:
-        raise DeepDiagError("the folder holds no DICOM series", folder)
-    # Several series in one folder: take the one with the most slices, as a viewer would show first.
-    files = max((reader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len)
-    reader.SetFileNames(files)
+    reader.SetFileNames(_largest_series(folder))
     try:
         image = reader.Execute()
     except RuntimeError:
         raise DeepDiagError("the DICOM series could not be read (missing or inconsistent slices)", folder) from None
     _check_shape(folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
     return image
+
+
+def _largest_series(folder: Path) -> tuple[str, ...]:
+    """Files of the folder's DICOM series with the most slices (the one a viewer would show first)."""
+    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise DeepDiagError("the folder holds no DICOM series", folder)
+    return max((sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in series_ids), key=len)
 
 
 def _check_shape(path: Path, dimension: int, size: tuple[int, ...], components: int) -> None:

@@ -36,7 +36,7 @@ def models_for_task(task: str) -> list[str]:
                 found.append(folder.name)
         except (OSError, ValueError):
             continue  # a broken card is reported when that model is used, not while listing
-    return sorted(found, key=lambda n: (n.split("@")[0], -int(n.split("@")[1]) if n.split("@")[1].isdigit() else 0))
+    return sorted(found, key=lambda name: (split_id(name)[0], -split_id(name)[1]))
 
 
 def find_model(model: str | None, task: str, default: str) -> Path:
@@ -45,8 +45,14 @@ def find_model(model: str | None, task: str, default: str) -> Path:
     if Path(model).is_dir():
         return Path(model)
     name, _, version = model.partition("@")
-    matches = [f for f in model_folders() if f.name.split("@")[0] == name and (not version or f.name.split("@")[1] == version)]
+    matches = [f for f in model_folders() if split_id(f.name)[0] == name and (not version or f.name == model)]
     if not matches:
         known = ", ".join(f.name for f in model_folders()) or "none"
         raise DeepDiagError(f"no {task} model {model!r} is installed (installed: {known})")
-    return max(matches, key=lambda f: int(f.name.split("@")[1]) if f.name.split("@")[1].isdigit() else -1)
+    return max(matches, key=lambda folder: split_id(folder.name)[1])
+
+
+def split_id(full_id: str) -> tuple[str, int]:
+    """``"lung-nodules-seg@2"`` → ``("lung-nodules-seg", 2)``; a version that is not a number counts as -1."""
+    name, _, version = full_id.partition("@")
+    return name, int(version) if version.isdigit() else -1

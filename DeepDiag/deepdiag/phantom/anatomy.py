@@ -7,6 +7,7 @@ like an adult thorax, and a bifurcating vessel and airway tree inside the lungs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def _lungs(x, y, z, cavity_a, cavity_b, base, height, rng):
 
 
 def _vessel_trees(grid, lungs, cavity_a, cavity_b, base, height, rng) -> list[Segment]:
-    inside = _lookup(grid, lungs)
+    inside = partial(grid.contains, lungs)
     min_radius = max(0.5, 0.35 * min(grid.spacing))
     segments: list[Segment] = []
     for side in (-1, 1):
@@ -132,23 +133,10 @@ def _draw_airways(grid, tissue, lungs, cavity, cavity_b, base, height, rng) -> N
     segments = [Segment(top, carina, 9.0, 8.0)]
     x, _, z = grid.coordinates()
     allowed = lungs | (np.asarray(cavity) & (np.abs(x) < 35) & (z > carina[2] - 30))  # lungs, or around the trachea
-    inside = _lookup(grid, allowed)
+    inside = partial(grid.contains, allowed)
     for side in (-1, 1):
         segments += grow_tree(carina, np.array([side, 0.1, -0.7]), 6.5, rng, inside, min_radius=max(1.0, 0.5 * min(grid.spacing)), max_depth=7)
     wall = draw_segments(grid, segments, radius_scale=1.3) & allowed
     lumen = draw_segments(grid, segments) & allowed
     tissue[wall & ~lumen] = Tissue.AIRWAY_WALL
     tissue[lumen] = Tissue.AIR
-
-
-def _lookup(grid: Grid, mask: np.ndarray):
-    """A test "is this mm point inside the mask", false outside the grid."""
-    low = np.array(grid.origin)
-    high = low + (np.array(grid.size) - 1) * np.array(grid.spacing)
-
-    def inside(point: np.ndarray) -> bool:
-        if np.any(point < low) or np.any(point > high):
-            return False
-        return bool(mask[grid.index_of(point)])
-
-    return inside

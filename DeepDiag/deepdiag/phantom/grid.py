@@ -59,5 +59,12 @@ class Grid:
         ijk = np.clip(ijk, 0, np.array(self.size) - 1)
         return int(ijk[2]), int(ijk[1]), int(ijk[0])
 
+    def contains(self, mask: np.ndarray, point_mm: np.ndarray) -> bool:
+        """Whether the voxel nearest to a mm point is set in ``mask``; false outside the grid."""
+        ijk = np.rint((np.asarray(point_mm) - self.origin) / self.spacing).astype(int)
+        if np.any(ijk < 0) or np.any(ijk >= self.size):
+            return False
+        return bool(mask[ijk[2], ijk[1], ijk[0]])
+
     def volume(self, array: np.ndarray) -> Volume:
         return Volume(array, self.spacing, self.origin, np.eye(3))

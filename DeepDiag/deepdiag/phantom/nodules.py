@@ -183,7 +183,7 @@ def _fits(placement: str, mask, margin, lungs, vessels) -> bool:
 
 def _candidate_center(grid, anatomy, design, radius, rng) -> np.ndarray | None:
     """A voxel centre in the lungs, chosen to suit the placement."""
-    lungs_at = partial(_voxel_value, grid, anatomy.lungs)
+    lungs_at = partial(grid.contains, anatomy.lungs)
     if design.placement == "juxtavascular":
         if len(anatomy.vessel_points) == 0:
             return None
@@ -220,13 +220,6 @@ def _random_lung_point(grid, lungs, rng, tries=200):
         if lungs[k, j, i]:
             return np.array([grid.axis_mm(0)[i], grid.axis_mm(1)[j], grid.axis_mm(2)[k]])
     return None
-
-
-def _voxel_value(grid, mask, point) -> bool:
-    ijk = np.rint((np.asarray(point) - grid.origin) / grid.spacing).astype(int)
-    if np.any(ijk < 0) or np.any(ijk >= grid.size):
-        return False
-    return bool(mask[ijk[2], ijk[1], ijk[0]])
 
 
 def _shape_mask(design, radius, center, x, y, z, spikes=True):

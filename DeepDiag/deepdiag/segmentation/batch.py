@@ -37,6 +37,10 @@ def segment_files(
         except DeepDiagError as error:
             reporter.error(str(error), error.path)
             failures.append({"input": path, "error": str(error)})
+        except Exception as error:  # a bug on one scan must not cost the user the rest of the batch
+            message = f"{path}: internal error: {type(error).__name__}: {error}"
+            reporter.error(message, path)
+            failures.append({"input": path, "error": message})
     seconds = time.perf_counter() - started
     reporter.result({
         "model": model.card.full_id,
