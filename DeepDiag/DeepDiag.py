@@ -1,19 +1,24 @@
-"""DeepDiag hub module: engine set-up and volume information (models, classification and
-fine-tuning join it as they ship)."""
+"""DeepDiag hub module: engine set-up, volume information, the model table with import and the
+device preference, and the fine-tuning panel."""
 
 import json
 import logging
+from pathlib import Path
 
+import qt
 import slicer
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
-from DeepDiagGUI import EngineModuleWidget
+from DeepDiagGUI import EngineModuleWidget, preferred_device, set_preferred_device
 from DeepDiagLib import EngineTask
 from DeepDiagLib.dependencies import install_engine_packages, missing_engine_packages
+from DeepDiagLib.fine_tuning_logic import fine_tune_from_scene, fine_tuning_task, folder_pairs, record_epoch, training_plot
+from DeepDiagLib.model_logic import model_rows, model_import_task
+from DeepDiagLib.segmentation_logic import available_segmentation_models
 
 
 class DeepDiag(ScriptedLoadableModule):
@@ -24,7 +29,8 @@ class DeepDiag(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["DeepDiag team"]
         self.parent.helpText = _(
-            "Deep-learning diagnosis for chest CT. This hub sets up the engine and describes volumes; "
+            "Deep-learning diagnosis for chest CT. This hub sets up the engine, describes volumes, manages "
+            "models (import, device) and fine-tunes a model on your own labeled cases; "
             "DeepDiagSegment and DeepDiagDetect segment and detect lung nodules."
         )
         self.parent.acknowledgementText = _(
@@ -35,22 +41,118 @@ class DeepDiag(ScriptedLoadableModule):
 @parameterNodeWrapper
 class DeepDiagParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
+    trainingVolume: vtkMRMLScalarVolumeNode
+    trainingSegmentation: vtkMRMLSegmentationNode
+    epochs: int = 10
+    learningRate: float = 0.0002
+    newModelName: str = ""
 
 
 class DeepDiagWidget(EngineModuleWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.trainingPairs = []  # (volume node ID, segmentation node ID)
+        self.figuresTable = None
+
     def createLogic(self):
         return DeepDiagLogic()
 
     def setupConnections(self) -> None:
         self.ui.describeButton.connect("clicked(bool)", self.onDescribeButton)
         self.ui.installButton.connect("clicked(bool)", self.onInstallButton)
+        self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
+        self.ui.importModelButton.connect("clicked(bool)", self.onImportModelButton)
+        self.ui.deviceSelector.addItems(["auto", "cpu", "cuda"])
+        self.ui.deviceSelector.currentText = preferred_device()
+        self.ui.deviceSelector.connect("currentTextChanged(QString)", set_preferred_device)
+        self.ui.addCaseButton.connect("clicked(bool)", self.onAddCaseButton)
+        self.ui.removeCaseButton.connect("clicked(bool)", self.onRemoveCaseButton)
+        self.ui.trainingFolderEdit.connect("currentPathChanged(QString)", self.updateButtons)
+        self.ui.fineTuneButton.connect("clicked(bool)", self.onFineTuneButton)
         self._updateDependencyStatus()
+        self.refreshModels()
 
     def runButtons(self) -> list:
         return [self.ui.describeButton]
 
     def canRun(self) -> bool:
         return super().canRun() and not missing_engine_packages()
+
+    def updateButtons(self, caller=None, event=None) -> None:
+        super().updateButtons(caller, event)
+        idle = not (self.runner and self.runner.busy) and not missing_engine_packages()
+        hasCases = bool(self.trainingPairs or self.ui.trainingFolderEdit.currentPath)
+        self.ui.fineTuneButton.enabled = idle and hasCases and bool(self.ui.baseModelSelector.currentText)
+        self.ui.importModelButton.enabled = idle
+        p = self._parameterNode
+        self.ui.addCaseButton.enabled = bool(p and p.trainingVolume and p.trainingSegmentation)
+
+    def refreshModels(self) -> None:
+        rows = model_rows()
+        table = self.ui.modelTable
+        headers = [_("Model"), _("Task"), _("Source"), _("Trained on"), _("Key figures")]
+        table.setColumnCount(len(headers))
+        table.setHorizontalHeaderLabels(headers)
+        table.setRowCount(len(rows))
+        for index, row in enumerate(rows):
+            figures = ", ".join(f"{k} {v}" for k, v in list(row.get("metrics", {}).items())[:4]) or row.get("problem", "")
+            for column, text in enumerate([row["id"], row["task"], row["source"], row.get("trained_on", ""), figures]):
+                item = qt.QTableWidgetItem(str(text))
+                item.setToolTip(str(text))
+                table.setItem(index, column, item)
+        self.ui.baseModelSelector.clear()
+        self.ui.baseModelSelector.addItems(available_segmentation_models())
+        self.updateButtons()
+
+    def onImportModelButton(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import a model (folder: pick its model.json)"), "",
+                                              _("Models (model.json *.zip *.ts *.pt);;All files (*)"))
+        if not path:
+            return
+        source = str(Path(path).parent) if Path(path).name == "model.json" else path
+        with slicer.util.tryWithErrorDisplay(_("Importing the model failed."), waitCursor=True):
+            self.runner.start(model_import_task(source), lambda task, result: self._afterImport(result))
+
+    def _afterImport(self, result) -> None:
+        self.refreshModels()
+        slicer.util.infoDisplay(_("Imported {model}. Complete its card where it lists fields to complete.").format(model=result["imported"]))
+
+    def onAddCaseButton(self) -> None:
+        p = self._parameterNode
+        pair = (p.trainingVolume.GetID(), p.trainingSegmentation.GetID())
+        if pair not in self.trainingPairs:
+            self.trainingPairs.append(pair)
+            self.ui.trainingCasesList.addItem(f"{p.trainingVolume.GetName()} + {p.trainingSegmentation.GetName()}")
+        self.updateButtons()
+
+    def onRemoveCaseButton(self) -> None:
+        row = self.ui.trainingCasesList.currentRow
+        if 0 <= row < len(self.trainingPairs):
+            del self.trainingPairs[row]
+            self.ui.trainingCasesList.takeItem(row)
+        self.updateButtons()
+
+    def onFineTuneButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not start fine-tuning."), waitCursor=True):
+            pairs = [(slicer.mrmlScene.GetNodeByID(v), slicer.mrmlScene.GetNodeByID(s)) for v, s in self.trainingPairs]
+            folder = self.ui.trainingFolderEdit.currentPath
+            task = fine_tuning_task(pairs, self.ui.baseModelSelector.currentText, p.epochs, p.learningRate,
+                                    newName=p.newModelName or None, device=preferred_device(),
+                                    filePairs=folder_pairs(folder) if folder else ())
+            self.figuresTable, chart = training_plot(slicer.mrmlScene)
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+            self.runner.start(task, lambda task, result: self._afterFineTuning(result), self._onTrainingEvent)
+
+    def _onTrainingEvent(self, event) -> None:
+        if event.get("event") == "epoch" and self.figuresTable is not None:
+            record_epoch(self.figuresTable, event)
+
+    def _afterFineTuning(self, result) -> None:
+        self.refreshModels()
+        message = _("Saved {model} (best epoch {epoch}). Validation nodule Dice: {before} before, {after} after.")
+        slicer.util.infoDisplay(message.format(model=result["model"], epoch=result["best_epoch"],
+                                               before=result["before"]["nodule_dice"], after=result["after"]["nodule_dice"]))
 
     def _updateDependencyStatus(self) -> None:
         missing = missing_engine_packages()
@@ -79,7 +181,13 @@ class DeepDiagWidget(EngineModuleWidget):
 
 
 class DeepDiagLogic(ScriptedLoadableModuleLogic):
-    """Console use: ``slicer.util.getModuleLogic("DeepDiag").describeVolume(volumeNode)``."""
+    """Console use::
+
+        logic = slicer.util.getModuleLogic("DeepDiag")
+        logic.describeVolume(volumeNode)
+        logic.models()                                    # the model table as dictionaries
+        result, figures = logic.fineTune([(volumeNode, segmentationNode)], "lung-nodules-seg", epochs=5)
+    """
 
     def getParameterNode(self):
         return DeepDiagParameterNode(super().getParameterNode())
@@ -95,6 +203,16 @@ class DeepDiagLogic(ScriptedLoadableModuleLogic):
         with self.describeTask(volumeNode) as task:
             result = task.run(onEvent=lambda event: logging.info(event.get("message", "")))
         return _description(result)
+
+    def models(self) -> list:
+        return model_rows()
+
+    def fineTune(self, pairs, baseModel, epochs=10, learningRate=2e-4, newName=None, device="auto", folder=None):
+        """Blocking: fine-tune on (volume node, segmentation node) pairs and/or a folder of
+        images/ + labels/; returns the engine's result and the table of epoch figures."""
+        filePairs = folder_pairs(folder) if folder else ()
+        return fine_tune_from_scene(slicer.mrmlScene, pairs, baseModel, epochs, learningRate, newName=newName, device=device,
+                                    filePairs=filePairs, onEvent=lambda event: logging.info(event.get("message", "")))
 
 
 def _description(result: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the shared data, a real MRML scene, oblique test volumes."""
+"""Shared fixtures: paths to the shared data, a real MRML scene, oblique test volumes, a tiny model."""
 
 from __future__ import annotations
 
@@ -57,6 +57,29 @@ def scene():
     mrml_scene.Clear(1)
 
 
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A real model folder (card + safetensors) whose network is small and untrained."""
+    from deepdiag.models import ModelCard
+    from deepdiag.models.networks import build_network
+    from deepdiag.models.store import save_model
+    from deepdiag.terminology import LUNG_NODULES, LUNGS
+
+    card = ModelCard(
+        id="tiny-test-seg", version=1, task="segmentation",
+        network={"name": "UNet", "parameters": {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2]}},
+        input={"channels": 1, "modality": "CT", "spacing_mm": [3.0, 3.0, 3.0], "intensity": {"min_hu": -1000, "max_hu": 400}},
+        patch_size=[32, 32, 32],
+        classes=[{"name": c.name, "label_value": c.label_value, "color": list(c.color), "category": c.category.encode(),
+                  "type": c.type.encode(), "region": c.region.encode() if c.region.value else ""} for c in (LUNGS, LUNG_NODULES)],
+        postprocessing={"min_nodule_volume_mm3": 8.0},
+    )
+    import torch
+
+    torch.manual_seed(0)
+    return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-seg@1")
+
+
 def load_volume_node(scene, path: Path):
     """Load a file as a scalar volume node, as Slicer's loadVolume does."""
     import slicer
@@ -68,13 +91,13 @@ def load_volume_node(scene, path: Path):
     return node
 
 
-def run_cli(*arguments: str) -> subprocess.CompletedProcess:
+def run_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m deepdiag`` as the Slicer bridge does, in a child process."""
     return subprocess.run(
         [sys.executable, "-m", "deepdiag", *arguments],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
-        env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin", **(env or {})},
         timeout=300,
     )

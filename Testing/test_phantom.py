@@ -123,6 +123,19 @@ def test_tissue_hounsfield_values_are_realistic(phantom_dir):
     assert all(-750 <= v <= -300 for v in ground_glass), ground_glass
 
 
+def test_scanner_calibration_maps_every_voxel_to_scale_times_hu_plus_offset(phantom_dir, tmp_path):
+    """Another imaging domain for fine-tuning: same anatomy and noise, other stored values."""
+    result = run_cli("phantom", "-o", str(tmp_path), "--seed", "11", "--nodules", "3", "4", "--diameter", "8", "24",
+                     "--hu-scale", "0.9", "--hu-offset", "120", "--progress", "none", *SMALL)
+    assert result.returncode == 0, result.stderr
+    name = "phantom_s11_000.nrrd"
+    plain = read_volume(phantom_dir / "images" / name).array.astype(np.float32)
+    shifted = read_volume(tmp_path / "images" / name).array.astype(np.float32)
+    inside = (plain > -1000) & (plain < 2500)  # away from the clipping limits
+    assert np.abs(shifted[inside] - (0.9 * plain[inside] + 120)).max() <= 1.0  # rounding to integers
+    assert np.array_equal(read_volume(tmp_path / "labels" / name).array, read_volume(phantom_dir / "labels" / name).array)
+
+
 @pytest.mark.parametrize(
     "options, problem",
     [
@@ -131,6 +144,7 @@ def test_tissue_hounsfield_values_are_realistic(phantom_dir):
         (["--diameter", "5", "61"], "--diameter"),
         (["--types", "calcified"], "--types"),
         (["--cases", "0"], "--cases"),
+        (["--hu-scale", "3"], "--hu-scale"),
     ],
 )
 def test_bad_options_give_a_clear_error_and_write_nothing(tmp_path, options, problem):

@@ -20,29 +20,6 @@ SMALL_CASE = ["--size", "160", "160", "100", "--spacing", "2.2", "2.2", "3.75", 
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A real model folder (card + safetensors) whose network is small and untrained."""
-    from deepdiag.models import ModelCard
-    from deepdiag.models.networks import build_network
-    from deepdiag.models.store import save_model
-    from deepdiag.terminology import LUNG_NODULES, LUNGS
-
-    card = ModelCard(
-        id="tiny-test-seg", version=1, task="segmentation",
-        network={"name": "UNet", "parameters": {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2]}},
-        input={"channels": 1, "modality": "CT", "spacing_mm": [3.0, 3.0, 3.0], "intensity": {"min_hu": -1000, "max_hu": 400}},
-        patch_size=[32, 32, 32],
-        classes=[{"name": c.name, "label_value": c.label_value, "color": list(c.color), "category": c.category.encode(),
-                  "type": c.type.encode(), "region": c.region.encode() if c.region.value else ""} for c in (LUNGS, LUNG_NODULES)],
-        postprocessing={"min_nodule_volume_mm3": 8.0},
-    )
-    import torch
-
-    torch.manual_seed(0)
-    return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-seg@1")
-
-
-@pytest.fixture(scope="module")
 def small_case(tmp_path_factory):
     folder = tmp_path_factory.mktemp("case")
     result = run_cli("phantom", "-o", str(folder), "--seed", "5", "--progress", "none", *SMALL_CASE)
@@ -128,8 +105,10 @@ def test_a_corrupt_weights_file_is_refused_with_a_clear_message(tmp_path, small_
     broken = tmp_path / "tiny-test-seg@1"
     shutil.copytree(tiny_model, broken)
     card = json.loads((broken / "model.json").read_text())
+    import hashlib
+
     (broken / "weights.safetensors").write_bytes(b"not safetensors at all")
-    card["weights_sha256"] = ""  # no checksum to catch it: the reader itself must say what is wrong
+    card["weights_sha256"] = hashlib.sha256(b"not safetensors at all").hexdigest()  # the reader itself must say what is wrong
     (broken / "model.json").write_text(json.dumps(card))
     result, _ = _segment(next((small_case / "images").iterdir()), "-o", tmp_path / "out", "--model", broken)
     assert result.returncode == 1

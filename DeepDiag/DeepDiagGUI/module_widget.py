@@ -9,6 +9,22 @@ from slicer.util import VTKObservationMixin
 
 from .task_runner import EngineTaskRunner
 
+_DEVICE_SETTING = "DeepDiag/Device"
+
+
+def preferred_device() -> str:
+    """The processing device chosen in the DeepDiag hub: auto, cpu or cuda."""
+    import qt
+
+    value = str(qt.QSettings().value(_DEVICE_SETTING, "auto"))
+    return value if value in ("auto", "cpu", "cuda") else "auto"
+
+
+def set_preferred_device(device: str) -> None:
+    import qt
+
+    qt.QSettings().setValue(_DEVICE_SETTING, device)
+
 
 class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """Loads ``Resources/UI/<Module>.ui``, binds it to the logic's parameter node, runs engine tasks.
@@ -98,16 +114,35 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 class ModelModuleWidget(EngineModuleWidget):
     """A module whose main action runs a model: the ``.ui`` also holds ``modelSelector``, filled
-    from ``logic.availableModels()``; nothing can run while no model is installed."""
+    from ``logic.availableModels()`` each time the module is entered (so fine-tuned models
+    appear); nothing can run while no model is installed. A new parameter node starts on the
+    device chosen in the DeepDiag hub."""
 
     noModelMessage = ""
 
     def setupConnections(self) -> None:
+        self.refreshModels()
+
+    def enter(self) -> None:
+        self.refreshModels()
+        super().enter()
+
+    def refreshModels(self) -> None:
         models = self.logic.availableModels()
+        current = self.ui.modelSelector.currentText
         self.ui.modelSelector.clear()
         self.ui.modelSelector.addItems(models)
+        if current in models:
+            self.ui.modelSelector.currentText = current
         if not models:
             self.ui.statusLabel.text = self.noModelMessage
+
+    def initializeParameterNode(self) -> None:
+        super().initializeParameterNode()
+        node = self._parameterNode.parameterNode
+        if not node.GetAttribute("DeepDiag.DeviceChosen"):
+            self._parameterNode.device = preferred_device()
+            node.SetAttribute("DeepDiag.DeviceChosen", "1")
 
     def canRun(self) -> bool:
         return super().canRun() and bool(self.logic.availableModels())

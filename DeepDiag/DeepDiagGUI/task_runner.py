@@ -28,6 +28,7 @@ class EngineTaskRunner:
         self.onBusyChanged = onBusyChanged
         self.task: EngineTask | None = None
         self._onSuccess: Callable[[EngineTask, dict[str, Any]], None] | None = None
+        self._onEvent: Callable[[dict[str, Any]], None] | None = None
         self._timer = qt.QTimer()
         self._timer.setInterval(_POLL_INTERVAL_MS)
         self._timer.connect("timeout()", self._poll)
@@ -39,8 +40,10 @@ class EngineTaskRunner:
     def busy(self) -> bool:
         return self.task is not None
 
-    def start(self, task: EngineTask, onSuccess: Callable[[EngineTask, dict[str, Any]], None]) -> None:
-        self.task, self._onSuccess = task, onSuccess
+    def start(self, task: EngineTask, onSuccess: Callable[[EngineTask, dict[str, Any]], None],
+              onEvent: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Start ``task``; ``onEvent`` sees every engine event (e.g. training epochs) as it comes."""
+        self.task, self._onSuccess, self._onEvent = task, onSuccess, onEvent
         self._setBusy(True)
         self._show(0.0, "Starting…")
         try:
@@ -58,6 +61,8 @@ class EngineTaskRunner:
         for event in self.task.process.poll():
             if event.get("event") == "progress":
                 self._show(event["fraction"], event.get("message") or event.get("stage", ""))
+            if self._onEvent:
+                self._onEvent(event)
         if self.task.process.running:
             return
         self._timer.stop()

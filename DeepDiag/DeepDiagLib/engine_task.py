@@ -44,12 +44,15 @@ class EngineTask:
     def start(self) -> None:
         """Export the inputs and start the engine; returns at once."""
         self.workDir = Path(tempfile.mkdtemp(prefix="deepdiag-", dir=_temporary_root()))
-        inputs = [str(write_volume_node(node, self.workDir / f"input{index}.nrrd")) for index, node in enumerate(self.volumeNodes)]
-        arguments = [self.command, *inputs, *self.options]
+        arguments = [self.command, *self.exportInputs(), *self.options]
         if self.writesFiles:
             arguments += ["-o", str(self.outputDir)]
         self.process = EngineProcess(arguments)
         self.process.start()
+
+    def exportInputs(self) -> list[str]:
+        """Write the input nodes into the work folder; returns their engine arguments."""
+        return [str(write_volume_node(node, self.workDir / f"input{index}.nrrd")) for index, node in enumerate(self.volumeNodes)]
 
     def run(self, onEvent: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None) -> dict[str, Any]:
         """Start (if needed) and block until done; return the engine's result event."""

@@ -50,12 +50,16 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
         diameter_mm=tuple(args.diameter),
         types=tuple(args.types),
         blur_mm=args.blur,
+        hu_scale=args.hu_scale,
+        hu_offset=args.hu_offset,
         anatomy_folders=tuple(str(f) for f in anatomy_folders(args.anatomy)) if args.anatomy else (),
     )  # validates every option before anything is written
     if args.cases < 1:
         raise DeepDiagError(f"--cases must be at least 1, got {args.cases}")
     if args.anatomy and args.insert_into:
         raise DeepDiagError("use either --anatomy or --insert-into, not both")
+    if args.insert_into and (config.hu_scale, config.hu_offset) != (1.0, 0.0):
+        raise DeepDiagError("--hu-scale and --hu-offset shape made phantoms; --insert-into keeps the real scan's calibration")
     host = read_volume(args.insert_into) if args.insert_into else None
     cases = []
     for index in range(args.cases):
@@ -87,6 +91,58 @@ def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReport
     reporter.result(figures)
 
 
+def run_models_list(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .models.registry import describe_models, user_models_dir
+
+    rows = describe_models()
+    if args.progress != "text":
+        reporter.result({"models": rows, "user_folder": str(user_models_dir())})
+        return
+    print(f"{'MODEL':32} {'TASK':14} {'SOURCE':9} KEY FIGURES")
+    for row in rows:
+        figures = ", ".join(f"{k} {v}" for k, v in list(row.get("metrics", {}).items())[:4]) or row.get("problem", "")
+        print(f"{row['id']:32} {row['task']:14} {row['source']:9} {figures}")
+    print(f"user models live in {user_models_dir()} (set DEEPDIAG_MODELS to change)")
+
+
+def run_models_show(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .models.card import ModelCard
+    from .models.registry import find_model
+
+    folder = find_model(args.model, "", args.model)
+    reporter.result({"folder": str(folder), **ModelCard.read(folder).to_json()})
+
+
+def run_models_import(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .models.importers import import_model
+
+    reporter.progress("import", 0.0, f"checking {args.source}")
+    folder = import_model(args.source, args.id, args.version)
+    reporter.progress("done", 1.0)
+    reporter.result({"imported": folder.name, "folder": str(folder)})
+
+
+def run_models_remove(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .models.registry import remove_model
+
+    reporter.result({"removed": args.model, "folder": str(remove_model(args.model))})
+
+
+def run_train(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .segmentation.inference import pick_device
+    from .training.fine_tune import FineTuneOptions, fine_tune
+
+    options = FineTuneOptions(args.epochs, args.lr, args.val_fraction, args.steps_per_epoch, args.batch, args.seed, args.name)
+    summary = fine_tune(
+        args.base, args.images, args.labels, options, pick_device(args.device), on_stage=reporter.progress,
+        on_epoch=lambda r: reporter.epoch(r.epoch, r.epochs, loss=round(r.loss, 4), best=r.best,
+                                          **{f"val_{k}": v for k, v in r.validation.items()}),
+    )
+    reporter.result(summary)
+    if summary["interrupted"]:
+        raise KeyboardInterrupt  # the best complete epoch is saved; the command still ends as interrupted
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepdiag", description="Deep-learning diagnosis on CT/MR volumes.")
     parser.add_argument("--version", action="version", version=f"deepdiag {__version__}")
@@ -109,6 +165,30 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_segmentation.add_argument("--pred", required=True, help="folder of <case>.seg.nrrd predictions")
     evaluate_segmentation.add_argument("--per-case", action="store_true", help="also list each case's figures")
 
+    models = commands.add_parser("models", help="list, show, import and remove models").add_subparsers(dest="action", required=True, metavar="ACTION")
+    _add_command(models, "list", run_models_list, "list the installed models (built-in, then the user folder)")
+    show = _add_command(models, "show", run_models_show, "print a model's card")
+    show.add_argument("model", help="id@version, id (newest version) or folder")
+    import_ = _add_command(models, "import", run_models_import, "install a model folder, a MONAI bundle, a zip of either, or a TorchScript file")
+    import_.add_argument("source", help="folder, .zip, or TorchScript .ts/.pt file")
+    import_.add_argument("--id", help="name it (default: from its card, bundle metadata or file name)")
+    import_.add_argument("--version", type=int, help="version number (default: from its card, else 1)")
+    remove = _add_command(models, "remove", run_models_remove, "delete a user model (built-in models stay)")
+    remove.add_argument("model", help="exact id@version")
+
+    train = _add_command(commands, "train", run_train, "fine-tune a segmentation model on your labeled cases into a new model version")
+    train.add_argument("--base", default="lung-nodules-seg", help="model to start from (default: the newest lung-nodules-seg)")
+    train.add_argument("--images", nargs="+", required=True, help="CT files or DICOM folders")
+    train.add_argument("--labels", nargs="+", required=True, help="one label file per image: .seg.nrrd (segments named as the model's classes) or a label map")
+    train.add_argument("--epochs", type=int, default=10, help="default 10")
+    train.add_argument("--steps-per-epoch", type=int, default=40, help="batches of random patches per epoch (default 40)")
+    train.add_argument("--batch", type=int, default=2, help="patches per batch (default 2)")
+    train.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the one-cycle schedule (default 2e-4)")
+    train.add_argument("--val-fraction", type=float, default=0.2, help="share of the cases kept for validation (default 0.2)")
+    train.add_argument("--name", help="id of the new model (default: the base id, next version)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and augmentation (default 0)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
     phantom = _add_command(commands, "phantom", run_phantom, "make synthetic chest CTs with lung nodules and exact ground truth")
     phantom.add_argument("-o", "--output", required=True, help="folder for images/, labels/, instances/, truth/ (and previews/)")
     phantom.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
@@ -117,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--spacing", type=float, nargs=3, default=[0.7, 0.7, 1.25], metavar=("SX", "SY", "SZ"), help="mm (default 0.7 0.7 1.25)")
     phantom.add_argument("--noise", type=float, default=18.0, help="image noise standard deviation in HU (default 18)")
     phantom.add_argument("--blur", type=float, default=0.6, help="scanner blur (PSF sigma) in mm (default 0.6)")
+    phantom.add_argument("--hu-scale", type=float, default=1.0, help="scanner calibration: stored = scale x HU + offset (default 1)")
+    phantom.add_argument("--hu-offset", type=float, default=0.0, help="scanner calibration offset in HU (default 0)")
     phantom.add_argument("--nodules", type=int, nargs=2, default=[1, 4], metavar=("MIN", "MAX"), help="nodules per case (default 1 4)")
     phantom.add_argument("--diameter", type=float, nargs=2, default=[3.0, 30.0], metavar=("MIN", "MAX"), help="nodule diameter range in mm (default 3 30)")
     phantom.add_argument("--types", nargs="+", default=["solid", "part-solid", "ground-glass"], help="nodule types to draw from")

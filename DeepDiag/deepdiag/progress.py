@@ -3,6 +3,7 @@
 In JSON mode each line on stdout is one event object:
 
 - ``{"event": "progress", "stage": "read", "fraction": 0.25, "message": "..."}``
+- ``{"event": "epoch", "epoch": 3, "epochs": 10, "loss": 0.41, ...}``: figures of one training epoch
 - ``{"event": "result", ...}``: what the command produced (paths, figures)
 - ``{"event": "error", "message": "...", "path": "..."}``: a failure the user can act on
 
@@ -35,6 +36,14 @@ class ProgressReporter:
             self._emit({"event": "progress", "stage": stage, "fraction": round(fraction, 4), "message": message})
         elif self.mode == "text":
             print(f"[{stage}] {fraction:4.0%} {message}".rstrip(), file=self._stderr, flush=True)
+
+    def epoch(self, epoch: int, epochs: int, **figures: float) -> None:
+        """Figures of one finished training epoch (loss, validation Dice), for live plots."""
+        if self.mode == "json":
+            self._emit({"event": "epoch", "epoch": epoch, "epochs": epochs, **figures})
+        elif self.mode == "text":
+            values = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+            print(f"[epoch {epoch}/{epochs}] {values}", file=self._stderr, flush=True)
 
     def result(self, payload: dict[str, Any]) -> None:
         if self.mode == "json":

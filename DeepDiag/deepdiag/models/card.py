@@ -12,6 +12,8 @@ from ..terminology import Code, SegmentClass
 
 CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+TORCHSCRIPT_FILE = "model.ts"
+TORCHSCRIPT = "TorchScript"  # the card's network name for an imported TorchScript archive
 
 
 @dataclass
@@ -35,6 +37,14 @@ class ModelCard:
     @property
     def full_id(self) -> str:
         return f"{self.id}@{self.version}"
+
+    @property
+    def is_torchscript(self) -> bool:
+        return self.network.get("name") == TORCHSCRIPT
+
+    @property
+    def weights_file(self) -> str:
+        return TORCHSCRIPT_FILE if self.is_torchscript else WEIGHTS_FILE
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:

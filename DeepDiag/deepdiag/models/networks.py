@@ -1,17 +1,34 @@
-"""Networks a model card can name, built from MONAI."""
+"""Networks a model card can name: any network class of ``monai.networks.nets``, by name.
+
+Only a class name and literal parameters come from the card, never code, so a card cannot make
+the engine run anything but a MONAI network's constructor.
+"""
 
 from __future__ import annotations
 
 import torch
-from monai.networks.nets import UNet
+from monai.networks import nets
 
 from ..errors import DeepDiagError
 
-_NETWORKS = {"UNet": UNet}
+
+def network_class(name: object) -> type[torch.nn.Module] | None:
+    """The MONAI network class called ``name`` (``"UNet"`` or ``"monai.networks.nets.UNet"``), or None."""
+    if not isinstance(name, str):
+        return None
+    short = name.rsplit(".", 1)[-1]
+    if name != short and not name.startswith("monai.networks.nets."):
+        return None
+    found = getattr(nets, short, None)
+    return found if isinstance(found, type) and issubclass(found, torch.nn.Module) else None
 
 
 def build_network(card) -> torch.nn.Module:
     name = card.network.get("name")
-    if name not in _NETWORKS:
-        raise DeepDiagError(f"model {card.full_id}: unknown network {name!r}; known: {', '.join(_NETWORKS)}")
-    return _NETWORKS[name](**card.network.get("parameters", {}))
+    network = network_class(name)
+    if network is None:
+        raise DeepDiagError(f"model {card.full_id}: {name!r} is not a network of monai.networks.nets")
+    try:
+        return network(**card.network.get("parameters", {}))
+    except (TypeError, ValueError) as error:
+        raise DeepDiagError(f"model {card.full_id}: cannot build {name} from the card's parameters ({error})") from None

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import DeepDiagError
+from ..files import atomic_output
 from .card import CARD_FILE, WEIGHTS_FILE, ModelCard
 from .networks import build_network
 
@@ -39,11 +41,16 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Loaded
     """Read the card, verify the weights' checksum, build the network and load its weights."""
     folder = Path(folder)
     card = ModelCard.read(folder)
-    weights = folder / WEIGHTS_FILE
+    weights = folder / card.weights_file
     if not weights.is_file():
-        raise DeepDiagError(f"model {card.full_id} has no {WEIGHTS_FILE}", folder)
-    if card.weights_sha256 and sha256_of(weights) != card.weights_sha256:
+        raise DeepDiagError(f"model {card.full_id} has no {card.weights_file}", folder)
+    if sha256_of(weights) != card.weights_sha256:
         raise DeepDiagError(f"model {card.full_id}: the weights' SHA-256 does not match its card (altered or corrupt file)", weights)
+    network = _read_torchscript(card, weights) if card.is_torchscript else _read_safetensors(card, weights)
+    return LoadedModel(card, network.to(device).eval(), folder)
+
+
+def _read_safetensors(card: ModelCard, weights: Path) -> torch.nn.Module:
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as error:
@@ -53,7 +60,31 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Loaded
         network.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError:
         raise DeepDiagError(f"model {card.full_id}: the weights do not fit the network its card describes", weights) from None
-    return LoadedModel(card, network.to(device).eval(), folder)
+    return network
+
+
+def _read_torchscript(card: ModelCard, archive: Path) -> torch.nn.Module:
+    """TorchScript archives hold their own code, in TorchScript, not Python: loading one cannot
+    run arbitrary Python, and there is no network class to rebuild, so they stay archives."""
+    try:
+        with warnings.catch_warnings():  # torch marks TorchScript as deprecated; the user's file is still valid
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(archive), map_location="cpu").float()
+    except (RuntimeError, ValueError) as error:
+        raise DeepDiagError(f"model {card.full_id}: not a readable TorchScript archive ({str(error).splitlines()[0]})", archive) from None
+
+
+def record_in_card(folder: str | Path, **entries) -> ModelCard:
+    """Set top-level entries of a model's card (figures measured after training), atomically.
+    The weights and their checksum are never touched."""
+    folder = Path(folder)
+    card = ModelCard.read(folder)
+    document = {**card.to_json(), **entries}
+    if document["weights_sha256"] != card.weights_sha256:
+        raise DeepDiagError("the weights' checksum cannot be changed through the card", folder)
+    with atomic_output(folder / CARD_FILE) as staging:
+        staging.write_text(json.dumps(document, indent=2) + "\n")
+    return ModelCard.read(folder)
 
 
 def save_model(network: torch.nn.Module, card: ModelCard, folder: str | Path, half: bool = True) -> Path:

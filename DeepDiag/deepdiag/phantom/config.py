@@ -24,6 +24,8 @@ class PhantomConfig:
         types: nodule types to draw from.
         blur_mm: standard deviation of the scanner's point-spread function.
         anatomy_folders: folders of real lung masks to build on, used in turn; none: procedural.
+        hu_scale, hu_offset: scanner calibration, stored value = hu_scale × HU + hu_offset
+            (1 and 0: a calibrated scanner); to make data from another imaging domain.
     """
 
     size: tuple[int, int, int] = (512, 512, 300)
@@ -34,6 +36,8 @@ class PhantomConfig:
     types: tuple[str, ...] = NODULE_TYPES
     blur_mm: float = 0.6
     anatomy_folders: tuple[str, ...] = ()
+    hu_scale: float = 1.0
+    hu_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.size) != 3 or min(self.size) < 16:
@@ -55,6 +59,8 @@ class PhantomConfig:
             raise DeepDiagError(f"--types must be among {', '.join(NODULE_TYPES)}, got {', '.join(self.types) or 'none'}")
         if not 0 <= self.blur_mm <= 5:
             raise DeepDiagError(f"--blur must lie in 0..5 mm, got {self.blur_mm}")
+        if not 0.5 <= self.hu_scale <= 2 or not -500 <= self.hu_offset <= 500:
+            raise DeepDiagError(f"--hu-scale must lie in 0.5..2 and --hu-offset in -500..500 HU, got {self.hu_scale} and {self.hu_offset}")
 
     @property
     def field_of_view_mm(self) -> tuple[float, float, float]:

@@ -12,8 +12,10 @@ _TEXTURE_CELL_MM = 6.0  # size of the smooth parenchymal texture blobs
 _NOISE_CORRELATION_VOXELS = 0.7  # in-plane correlation of noise after reconstruction filtering
 
 
-def render_ct(grid: Grid, tissue: np.ndarray, noise_hu: float, blur_mm: float, rng: np.random.Generator) -> np.ndarray:
-    """An int16 HU image of the tissue map."""
+def render_ct(
+    grid: Grid, tissue: np.ndarray, noise_hu: float, blur_mm: float, rng: np.random.Generator, calibration: tuple[float, float] = (1.0, 0.0)
+) -> np.ndarray:
+    """An int16 image of the tissue map: HU, or ``scale × HU + offset`` for a miscalibrated scanner."""
     means, texture_amplitude = appearance_tables(rng)
     image = means[tissue]
     image += texture_amplitude[tissue] * smooth_field(grid, rng)
@@ -21,6 +23,8 @@ def render_ct(grid: Grid, tissue: np.ndarray, noise_hu: float, blur_mm: float, r
         image = ndimage.gaussian_filter(image, sigma=[blur_mm / s for s in grid.spacing[::-1]], output=np.float32)
     if noise_hu > 0:
         image += correlated_noise(grid.shape, rng) * (noise_hu * rng.uniform(0.8, 1.2))
+    if calibration != (1.0, 0.0):
+        image = image * calibration[0] + calibration[1]
     return np.clip(np.rint(image), -1024, 3071).astype(np.int16)
 
 

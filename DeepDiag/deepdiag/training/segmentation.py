@@ -11,6 +11,7 @@ from monai.losses import DiceCELoss
 from monai.transforms import (
     Compose,
     RandAdjustContrastd,
+    RandAffined,
     RandFlipd,
     RandGaussianNoised,
     RandScaleIntensityd,
@@ -20,12 +21,15 @@ from monai.transforms import (
 from .segmentation_data import Example, sample_patch
 
 
-def augmentation(seed: int) -> Compose:
-    """Flips move image and labels together; intensity changes touch the image only."""
+def augmentation(seed: int, affine: bool = False) -> Compose:
+    """Flips (and small rotations and zooms) move image and labels together; intensity changes
+    touch the image only. Affine changes are off for the shipped model's recipe."""
     both, image = ["image", "label"], ["image"]
+    spatial = [RandAffined(both, prob=0.3, rotate_range=(0.15, 0.15, 0.15), scale_range=0.1, mode=("bilinear", "nearest"), padding_mode="zeros")]
     transforms = Compose([
         RandFlipd(both, prob=0.5, spatial_axis=2),  # left-right
         RandFlipd(both, prob=0.2, spatial_axis=1),
+        *(spatial if affine else []),
         RandScaleIntensityd(image, factors=0.1, prob=0.5),
         RandShiftIntensityd(image, offsets=0.05, prob=0.5),
         RandAdjustContrastd(image, gamma=(0.8, 1.25), prob=0.3),
@@ -33,6 +37,43 @@ def augmentation(seed: int) -> Compose:
     ])
     transforms.set_random_state(seed=seed)
     return transforms
+
+
+class PatchTrainer:
+    """Trains a network on random patches of examples, in as many runs of steps as the caller
+    likes (an epoch each, for fine-tuning), under one one-cycle learning-rate schedule."""
+
+    def __init__(self, network: torch.nn.Module, examples: list[Example], patch: tuple[int, int, int], batch_size: int,
+                 device: torch.device, seed: int, learning_rate: float, total_steps: int, affine: bool = False) -> None:
+        torch.manual_seed(seed)
+        self.network, self.examples, self.patch, self.batch_size, self.device = network.to(device), examples, patch, batch_size, device
+        self.rng = np.random.default_rng(seed)
+        self.augment = augmentation(seed, affine)
+        self.optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=learning_rate, total_steps=total_steps, pct_start=0.1)
+        self.loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+        self.scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
+        self.steps_done = 0
+
+    def run(self, steps: int, on_step: Callable[[int, float], None] | None = None) -> float:
+        """Train ``steps`` batches; returns their mean loss."""
+        self.network.train()
+        losses = []
+        for _ in range(steps):
+            images, labels = _batch(self.examples, self.patch, self.batch_size, self.rng, self.augment)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
+                loss = self.loss_function(self.network(images.to(self.device)), labels.to(self.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
+            self.steps_done += 1
+            losses.append(float(loss.detach()))
+            if on_step:
+                on_step(self.steps_done, float(np.mean(losses[-50:])))
+        self.network.eval()
+        return float(np.mean(losses)) if losses else float("nan")
 
 
 def train(
@@ -47,29 +88,16 @@ def train(
     on_progress: Callable[[int, float], None] | None = None,
 ) -> dict:
     """Train in place; returns a summary (iterations, final loss, seconds)."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    augment = augmentation(seed)
-    network.to(device).train()
-    optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=iterations, pct_start=0.1)
-    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
-    started, recent = time.perf_counter(), []
-    for step in range(iterations):
-        images, labels = _batch(examples, patch, batch_size, rng, augment)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            loss = loss_function(network(images.to(device)), labels.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        schedule.step()
-        recent = (recent + [float(loss.detach())])[-50:]
-        if on_progress and (step % 50 == 0 or step == iterations - 1):
-            on_progress(step + 1, float(np.mean(recent)))
-    network.eval()
-    return {"iterations": iterations, "final_loss": round(float(np.mean(recent)), 4), "seconds": round(time.perf_counter() - started, 1)}
+    started, recent = time.perf_counter(), [float("nan")]
+    trainer = PatchTrainer(network, examples, patch, batch_size, device, seed, learning_rate, iterations)
+
+    def on_step(step: int, loss: float) -> None:
+        recent[0] = loss
+        if on_progress and (step % 50 == 1 or step == iterations):
+            on_progress(step, loss)
+
+    trainer.run(iterations, on_step)
+    return {"iterations": iterations, "final_loss": round(recent[0], 4), "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _batch(examples, patch, batch_size, rng, augment):

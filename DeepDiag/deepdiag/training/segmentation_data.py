@@ -4,9 +4,12 @@ to the lungs exactly as inference crops them, and patches sampled with nodules o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
+from ..geometry import Volume
 from ..phantom import PhantomConfig, generate_case
 from ..segmentation.model_grid import lung_crop, normalize, to_model_grid
 
@@ -15,11 +18,27 @@ from ..segmentation.model_grid import lung_crop, normalize, to_model_grid
 class Example:
     image: np.ndarray  # float16, normalized, [k, j, i]
     labels: np.ndarray  # uint8: 0 background, 1 lungs, 2 nodules
-    nodule_voxels: np.ndarray  # (N, 3) indices, for nodule-centred sampling
+    nodule_voxels: list[np.ndarray]  # per nodule, its (N, 3) voxel indices
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial.npz")
+        np.savez(partial, *self.nodule_voxels, image=self.image, labels=self.labels)
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> Example:
+        with np.load(path) as stored:
+            voxels = [stored[f"arr_{n}"] for n in range(len(stored.files) - 2)]
+            return cls(stored["image"], stored["labels"], voxels)
 
 
-def make_example(seed: int, index: int, spacing, window, rng_options: np.random.Generator | None = None) -> Example:
-    """Phantom case ``index`` of ``seed`` with varied scanner settings, prepared for training."""
+def make_example(seed: int, index: int, spacing, window, nodules=(2, 6), cache: str | None = None) -> Example:
+    """Phantom case ``index`` of ``seed`` with varied scanner settings, prepared for training;
+    read from / written to ``cache`` when given, since making one takes about 30 s."""
+    cached = Path(cache) / f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}.npz" if cache else None
+    if cached and cached.is_file():
+        return Example.load(cached)
     options = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
     in_plane, slice_mm = options.uniform(0.6, 0.9), options.choice([1.0, 1.25, 1.5, 2.0, 2.5])
     config = PhantomConfig(
@@ -27,21 +46,50 @@ def make_example(seed: int, index: int, spacing, window, rng_options: np.random.
         spacing=(in_plane, in_plane, slice_mm),
         noise_hu=float(options.uniform(8, 35)),
         blur_mm=float(options.uniform(0.4, 0.9)),
-        nodules=(2, 6),
+        nodules=tuple(nodules),
     )
     case = generate_case(config, seed, index)
-    ct = to_model_grid(case.ct, spacing)
-    labels = to_model_grid(case.labels, spacing, labels=True)
-    crop, _ = lung_crop(ct)
-    image = normalize(ct.array[crop.slices], window).astype(np.float16)
-    label_crop = labels.array[crop.slices].astype(np.uint8)
-    return Example(image, label_crop, np.argwhere(label_crop == 2).astype(np.int32))
+    example = prepare_example(case.ct, case.labels, spacing, window, case.instances)
+    if cached:
+        example.save(cached)
+    return example
+
+
+def prepare_example(ct: Volume, labels: Volume, spacing, window, instances: Volume | None = None) -> Example:
+    """A CT and its label map (0 background, 1 lungs, 2 nodules) on the model grid, cropped to
+    the lungs as inference crops them; nodules are told apart by ``instances`` when given,
+    else as connected components."""
+    model_ct = to_model_grid(ct, spacing)
+    model_labels = to_model_grid(labels, spacing, labels=True).array
+    nodules = to_model_grid(instances, spacing, labels=True).array if instances is not None else ndimage.label(model_labels == 2)[0]
+    crop, _ = lung_crop(model_ct)
+    nodules = np.where(model_labels == 2, nodules, 0)[crop.slices]
+    return Example(
+        normalize(model_ct.array[crop.slices], window).astype(np.float16),
+        model_labels[crop.slices].astype(np.uint8),
+        _voxels_per_nodule(nodules),
+    )
+
+
+def _voxels_per_nodule(instances: np.ndarray) -> list[np.ndarray]:
+    boxes = ndimage.find_objects(instances)
+    voxels = []
+    for value, box in enumerate(boxes, start=1):
+        if box is not None:  # a small nodule can vanish when resampled to the coarser model grid
+            offset = np.array([s.start for s in box], dtype=np.int32)
+            voxels.append(np.argwhere(instances[box] == value).astype(np.int32) + offset)
+    return voxels
 
 
 def sample_patch(example: Example, patch: tuple[int, int, int], rng: np.random.Generator, nodule_share: float = 0.5):
-    """A patch centred on a nodule voxel with probability ``nodule_share``, else anywhere; padded with air."""
-    if example.nodule_voxels.size and rng.uniform() < nodule_share:
-        center = example.nodule_voxels[rng.integers(len(example.nodule_voxels))] + rng.integers(-patch[0] // 4, patch[0] // 4 + 1, size=3)
+    """A patch around a nodule with probability ``nodule_share``, else anywhere; padded with air.
+
+    The nodule is drawn first, then one of its voxels: drawing voxels directly would let a
+    30 mm nodule (1000 times the voxels of a 3 mm one) crowd the small ones out of training.
+    """
+    if example.nodule_voxels and rng.uniform() < nodule_share:
+        voxels = example.nodule_voxels[rng.integers(len(example.nodule_voxels))]
+        center = voxels[rng.integers(len(voxels))] + rng.integers(-patch[0] // 4, patch[0] // 4 + 1, size=3)
     else:
         center = np.array([rng.integers(n) for n in example.image.shape])
     start = center - np.array(patch) // 2

@@ -1,0 +1,148 @@
+"""What "Start fine-tuning" does, on MRML nodes: the body of the DeepDiag hub's fine-tuning panel.
+
+Training pairs are volume nodes with segmentation nodes whose segments carry the model's class
+names ("Lungs", "Lung nodules", as DeepDiagSegment writes them); each segmentation is exported
+as a label map on its volume's grid with the model's label values. Nothing in the scene changes
+except the plot of the training curves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import slicer
+import vtk
+
+from .engine_task import EngineTask
+from .volume_files import write_volume_node
+
+PLOT_COLUMNS = ("epoch", "loss", "val_nodule_dice", "val_lungs_dice")
+
+
+def model_class_names(modelId: str) -> list[str]:
+    """Class names of a registry model, in label-value order; reads the card only."""
+    from deepdiag.models.card import ModelCard
+    from deepdiag.models.registry import find_model
+
+    card = ModelCard.read(find_model(modelId, "segmentation", modelId))
+    return [c["name"] for c in sorted(card.classes, key=lambda c: int(c["label_value"]))]
+
+
+class FineTuningTask(EngineTask):
+    """``deepdiag train`` on (volume node, segmentation node) pairs from the scene."""
+
+    def __init__(self, pairs: Sequence, baseModel: str, options: Sequence[str] = (), filePairs: Sequence = ()):
+        if not pairs and not filePairs:
+            raise ValueError("Add at least one training case (a volume and its segmentation, or a folder of labeled cases).")
+        self.pairs, self.filePairs = list(pairs), [(str(image), str(labels)) for image, labels in filePairs]
+        self.classNames = model_class_names(baseModel)
+        for volumeNode, segmentationNode in self.pairs:
+            _segment_ids(segmentationNode, self.classNames)  # refuse a bad pair before starting anything
+        super().__init__("train", [], ["--base", baseModel, *options])
+
+    def exportInputs(self) -> list[str]:
+        images, labels = [], []
+        for index, (volumeNode, segmentationNode) in enumerate(self.pairs):
+            images.append(str(write_volume_node(volumeNode, self.workDir / f"case{index}.nrrd")))
+            labels.append(str(write_labels(segmentationNode, volumeNode, self.classNames, self.workDir / f"case{index}.labels.nrrd")))
+        images += [image for image, _ in self.filePairs]
+        labels += [label for _, label in self.filePairs]
+        return ["--images", *images, "--labels", *labels]
+
+
+def write_labels(segmentationNode, volumeNode, classNames: Sequence[str], path: Path) -> Path:
+    """Export the segments named as the model's classes to a label map file on the volume's
+    grid: the i-th class gets label value i + 1, later classes win where segments overlap."""
+    ids = vtk.vtkStringArray()
+    for segmentId in _segment_ids(segmentationNode, classNames):
+        ids.InsertNextValue(segmentId)
+    scene = segmentationNode.GetScene()
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "DeepDiag training labels")  # the export needs it in a scene
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentationNode, ids, labelmapNode, volumeNode):
+            raise ValueError(f"could not export segmentation '{segmentationNode.GetName()}' on the grid of '{volumeNode.GetName()}'.")
+        storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+        storage.SetFileName(str(path))
+        if not storage.WriteData(labelmapNode):
+            raise OSError(f"could not write the labels of '{segmentationNode.GetName()}' to {path}.")
+    finally:  # the label map and the display nodes the export made: the user's scene ends as it began
+        added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        for node in added:
+            if node.GetID() not in before:
+                scene.RemoveNode(node)
+    return path
+
+
+def _segment_ids(segmentationNode, classNames: Sequence[str]) -> list[str]:
+    if segmentationNode is None:
+        raise ValueError("Each training case needs a segmentation.")
+    segmentation = segmentationNode.GetSegmentation()
+    byName = {segmentation.GetNthSegment(i).GetName().lower(): segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())}
+    missing = [name for name in classNames if name.lower() not in byName]
+    if missing:
+        raise ValueError(f"segmentation '{segmentationNode.GetName()}' needs segments named {', '.join(repr(n) for n in missing)} (the model's classes).")
+    return [byName[name.lower()] for name in classNames]
+
+
+def training_plot(scene, name: str = "DeepDiag fine-tuning"):
+    """A table of epoch figures and a chart of loss and validation Dice over epochs."""
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} figures")
+    for column in PLOT_COLUMNS:
+        array = table.AddColumn(vtk.vtkDoubleArray())
+        array.SetName(column)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} chart")
+    chart.SetXAxisTitle("epoch")
+    chart.SetYAxisTitle("loss / Dice")
+    for column, color in zip(PLOT_COLUMNS[1:], ((0.9, 0.4, 0.1), (0.85, 0.2, 0.2), (0.6, 0.5, 0.4))):
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", column)
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName("epoch")
+        series.SetYColumnName(column)
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+        series.SetColor(*color)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    return table, chart
+
+
+def record_epoch(table, event: dict) -> None:
+    """Append one ``epoch`` event of the engine to the figures table (the chart follows)."""
+    data = table.GetTable()
+    row = data.InsertNextBlankRow()
+    for column, name in enumerate(PLOT_COLUMNS):
+        data.SetValue(row, column, float(event.get(name, float("nan"))))
+    data.Modified()
+    table.Modified()
+
+
+def folder_pairs(folder: str) -> list:
+    """(image, labels) files of a folder laid out as images/NAME + labels/NAME."""
+    from deepdiag.training.case_folders import labeled_pairs
+
+    return labeled_pairs(folder)
+
+
+def fine_tuning_task(pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 2e-4, stepsPerEpoch: int = 40,
+                     newName: str | None = None, device: str = "auto", filePairs: Sequence = ()) -> FineTuningTask:
+    options = ["--epochs", str(epochs), "--lr", str(learningRate), "--steps-per-epoch", str(stepsPerEpoch), "--device", device]
+    options += ["--name", newName] if newName else []
+    return FineTuningTask(pairs, baseModel, options, filePairs)
+
+
+def fine_tune_from_scene(scene, pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 2e-4,
+                         stepsPerEpoch: int = 40, newName: str | None = None, device: str = "auto", filePairs: Sequence = (),
+                         onEvent=None, timeout: float | None = None):
+    """Blocking: fine-tune ``baseModel`` on scene pairs (and file pairs); returns the engine's
+    result (new model id and figures) and the figures table it filled epoch by epoch."""
+    task = fine_tuning_task(pairs, baseModel, epochs, learningRate, stepsPerEpoch, newName, device, filePairs)
+    table, _ = training_plot(scene)
+
+    def onEngineEvent(event: dict) -> None:
+        if event.get("event") == "epoch":
+            record_epoch(table, event)
+        if onEvent:
+            onEvent(event)
+
+    with task:
+        return task.run(onEvent=onEngineEvent, timeout=timeout), table
