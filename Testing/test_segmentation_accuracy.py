@@ -1,9 +1,9 @@
 """The shipped segmentation model finds lungs and nodules on held-out phantoms (seeds never used
 in training), through the command line and through the Slicer logic on a real MRML scene.
 
-The bar here is the regression bar of lung-nodules-seg@1 on fewer, coarser cases, so that CI
+The bar here is a regression bar of the newest lung-nodules-seg on fewer, coarser cases, so that CI
 stays fast. It lies below issue 4's target (nodule Dice 0.80, sensitivity 0.90, <= 1 false
-positive per scan), which version 1 does not reach yet; see its model card for its figures.
+positive per scan), which the shipped versions do not reach yet; see the model card for their figures.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from conftest import load_volume_node, run_cli
 from deepdiag.image_io import read_volume
 from deepdiag.segmentation_file import read_segmentation
 
-HELD_OUT_SEED = 31  # training used seed 1000 and the card's evaluation seed 7
+HELD_OUT_SEED = 31  # training used seeds 1000 and 2000, tuning seed 8, the card's evaluation seed 7
 CASE_OPTIONS = ["--size", "256", "256", "150", "--spacing", "1.4", "1.4", "2.5", "--nodules", "2", "3", "--diameter", "6", "24"]
 
 
@@ -38,9 +38,10 @@ def test_shipped_model_meets_a_smaller_bar_on_held_out_cases(held_out):
     figures = json.loads(result.stdout)
     assert figures["nodules_ge6mm"] >= 5
     assert figures["lungs_dice"] >= 0.95
-    assert figures["nodule_dice_ge6mm"] >= 0.60
-    assert figures["sensitivity_ge6mm"] >= 0.40
-    assert figures["false_positives_per_scan"] <= 6.0
+    # lung-nodules-seg@2 measured 0.84, 0.75 and 0.33 on these cases; the bar leaves room for CPU rounding
+    assert figures["nodule_dice_ge6mm"] >= 0.70
+    assert figures["sensitivity_ge6mm"] >= 0.60
+    assert figures["false_positives_per_scan"] <= 2.0
 
 
 def test_segment_logic_on_a_real_scene_puts_nodules_where_the_truth_has_them(scene, held_out):

@@ -12,26 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "DeepDiag")}
-
-
-def measured(code: str) -> tuple[float, float]:
-    """Run Python ``code`` in a new process; return its wall seconds and peak memory in GB."""
-    wrapper = f"import resource, time\nstart = time.perf_counter()\n{code}\nprint('MEASURED', time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)"
-    started = time.perf_counter()
-    output = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, env=ENV, check=True).stdout
-    line = next(l for l in output.splitlines() if l.startswith("MEASURED"))
-    return time.perf_counter() - started, float(line.split()[2])
+from measure import cli_code, measured  # noqa: E402
 
 
 def reference_code(image: Path, model_folder: Path, output: Path, device: str) -> str:
@@ -80,18 +69,34 @@ def main() -> None:
         image = write_volume(case.ct, folder / "case.nii.gz")
         print(f"case: {case.ct.size} voxels at {case.ct.spacing} mm; model {model_folder.name}; device {args.device}; "
               f"{len(os.sched_getaffinity(0))} CPU cores")
-        ours = [measured(f"from deepdiag.cli import main\nmain(['segment', {str(image)!r}, '-o', {str(folder / 'out')!r}, '--device', {args.device!r}, '--progress', 'none'])")
+        ours = [measured(cli_code("segment", str(image), "-o", str(folder / "out"), "--device", args.device, "--progress", "none"))
                 for _ in range(args.repeats)]
         theirs = [measured(reference_code(image, model_folder, folder / "reference.npy", args.device)) for _ in range(args.repeats)]
         labels, _ = read_segmentation(folder / "out" / "case.seg.nrrd")
         reference = np.load(folder / "reference.npy")
         reference = np.transpose(reference, (2, 1, 0)) if reference.shape != labels.array.shape else reference
         agreement = {name: _dice(labels.array == value, reference == value) for name, value in (("lungs", 1), ("nodules", 2))}
+        outside = _outside_body(case.ct.array)
+        against_truth = {
+            name: {"lungs_dice": _dice(pred > 0, case.labels.array > 0), "nodules_dice": _dice(pred == 2, case.labels.array == 2),
+                   "lung_voxels_outside_the_body": round(float((pred[outside] == 1).sum() / max((pred == 1).sum(), 1)), 4)}
+            for name, pred in (("deepdiag", labels.array), ("reference", reference))
+        }
     best_ours, best_theirs = min(t for t, _ in ours), min(t for t, _ in theirs)
     print(f"deepdiag segment        : {best_ours:6.1f} s (best of {args.repeats}), peak {max(m for _, m in ours):.2f} GB")
     print(f"plain MONAI reference   : {best_theirs:6.1f} s (best of {args.repeats}), peak {max(m for _, m in theirs):.2f} GB")
     print(f"speed-up                : {best_theirs / best_ours:.1f}x")
     print(f"agreement (Dice) of the two outputs: {json.dumps(agreement)}")
+    print(f"each against the truth: {json.dumps(against_truth)}")
+
+
+def _outside_body(ct: np.ndarray) -> np.ndarray:
+    """Air connected to the edge of the scan: what surrounds the patient, never lung."""
+    from scipy import ndimage
+
+    components, _ = ndimage.label(ct < -500)
+    edge = np.unique(np.concatenate([components[[0, -1]].ravel(), components[:, [0, -1]].ravel(), components[:, :, [0, -1]].ravel()]))
+    return np.isin(components, edge[edge > 0])
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -2,44 +2,36 @@
 
 Everything is seeded: the training phantoms (--data-seed), the training run (--train-seed)
 and the held-out evaluation phantoms (--eval-seed, never used for training). Defaults take
-about an hour on 2 CPU cores; on a GPU, raise --iterations and --batch.
+about an hour on 2 CPU cores; on a GPU, raise --iterations and --batch. Prepared training
+cases are kept in --cache, so a second run skips the ten minutes of making them.
 
-    python scripts/train_segmentation_model.py --output DeepDiag/deepdiag/models/builtin/lung-nodules-seg@1
+The shipped versions (see docs/models/lung-nodules-seg.md for the exact commands):
+
+    python scripts/train_segmentation_model.py --version 2 --init-from lung-nodules-seg@1 \
+        --data-seed 2000 --nodules 3 8 --iterations 2000 --learning-rate 1e-3 \
+        --output DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
-from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "DeepDiag"))
+from training_common import SPACING, WINDOW, common_parser, data_description, device_description, log, prepare_examples
 
 import monai  # noqa: E402
 import torch  # noqa: E402
 
 from deepdiag import __version__  # noqa: E402
-from deepdiag.evaluation.segmentation import evaluate_folder  # noqa: E402
+from deepdiag.evaluation.held_out import evaluate_on_phantoms  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
-from deepdiag.models.store import LoadedModel, save_model  # noqa: E402
 from deepdiag.models.networks import build_network  # noqa: E402
-from deepdiag.phantom import PhantomConfig, generate_case, write_case  # noqa: E402
-from deepdiag.segmentation import segment_volume  # noqa: E402
+from deepdiag.models.registry import find_model  # noqa: E402
+from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
-from deepdiag.segmentation_file import write_segmentation  # noqa: E402
 from deepdiag.terminology import LUNG_NODULES, LUNGS  # noqa: E402
 from deepdiag.training.segmentation import train  # noqa: E402
-from deepdiag.training.segmentation_data import make_example  # noqa: E402
-
-SPACING = [1.0, 1.0, 1.25]
-WINDOW = {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}
 
 
 def card_template(args) -> ModelCard:
@@ -67,40 +59,27 @@ def card_template(args) -> ModelCard:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--version", type=int, default=1)
-    parser.add_argument("--train-cases", type=int, default=40)
-    parser.add_argument("--data-seed", type=int, default=1000)
-    parser.add_argument("--train-seed", type=int, default=0)
-    parser.add_argument("--iterations", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=2)
+    parser = common_parser(__doc__.splitlines()[0])
     parser.add_argument("--patch", type=int, nargs=3, default=[96, 96, 96])
-    parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--eval-cases", type=int, default=10)
-    parser.add_argument("--eval-seed", type=int, default=7)
-    parser.add_argument("--eval-dir", help="keep the held-out cases and predictions here")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--workers", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
+    parser.add_argument("--init-from", help="start from this model's weights (id@version or folder) instead of random ones")
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
     card = card_template(args)
 
-    log(f"generating {args.train_cases} training phantoms (seed {args.data_seed}) with {args.workers} workers")
-    with get_context("spawn").Pool(args.workers) as pool:
-        examples = pool.map(partial(make_example, args.data_seed, spacing=SPACING, window=WINDOW), range(args.train_cases))
+    examples = prepare_examples(args)
+    network = initial_network(card, args.init_from)
     log(f"training {args.iterations} iterations, batch {args.batch}, patch {args.patch} on {device}")
-    network = build_network(card)
     summary = train(network, examples, tuple(args.patch), args.iterations, args.batch, device, args.train_seed, args.learning_rate,
                     on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"))
     card.training = {
-        "data": f"{args.train_cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {args.data_seed}, "
-                "2-6 nodules each, in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm",
+        "data": data_description(args),
+        "initialized_from": args.init_from or "random (seeded)",
+        "patch_sampling": "half the patches around a nodule (nodule drawn first, then one of its voxels), half anywhere in the lung crop",
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
         "loss": "DiceCELoss (MONAI)", "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
         "augmentation": "flips, intensity scale/shift, contrast, Gaussian noise (MONAI)",
-        "device": f"{device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()})",
+        "device": device_description(device),
         "training_seconds": summary["seconds"], "final_loss": summary["final_loss"],
         "software": f"deepdiag {__version__}, torch {torch.__version__}, monai {monai.__version__}",
     }
@@ -110,29 +89,22 @@ def main() -> None:
     log(f"saved {args.output} in {time.perf_counter() - started:.0f} s; metrics: {card.metrics}")
 
 
+def initial_network(card: ModelCard, init_from: str | None) -> torch.nn.Module:
+    if not init_from:
+        return build_network(card)
+    base = load_model(find_model(init_from, "segmentation", init_from))
+    if base.card.network != card.network:
+        raise SystemExit(f"--init-from {init_from}: its network differs from the one this script trains")
+    log(f"starting from {base.card.full_id}")
+    return base.network.float()
+
+
 def evaluate(network, card, device, args) -> dict:
     folder = Path(args.eval_dir) if args.eval_dir else Path(tempfile.mkdtemp(prefix="deepdiag-eval-"))
-    log(f"generating {args.eval_cases} held-out phantoms (seed {args.eval_seed}, default grid) in {folder}")
-    with get_context("spawn").Pool(args.workers) as pool:
-        pool.map(partial(_held_out_case, args.eval_seed, str(folder / "truth")), range(args.eval_cases))
-    model = LoadedModel(card, network.to(device).eval(), folder)
-    from deepdiag.image_io import read_volume
-
-    for image in sorted((folder / "truth" / "images").glob("*.nrrd")):
-        result = segment_volume(read_volume(image), model, device)
-        write_segmentation(folder / "pred" / f"{image.name[:-5]}.seg.nrrd", result.labels, card.segment_classes())
-    figures = evaluate_folder(folder / "truth", folder / "pred")
+    log(f"evaluating on {args.eval_cases} held-out phantoms (seed {args.eval_seed}, default grid) in {folder}")
+    figures = evaluate_on_phantoms(LoadedModel(card, network.to(device).eval(), folder), device, args.eval_cases, args.eval_seed, folder, args.workers)
     figures.pop("per_case")
-    figures["held_out"] = f"{args.eval_cases} default-grid phantoms (512x512x300, 0.7x0.7x1.25 mm), seed {args.eval_seed}"
     return figures
-
-
-def _held_out_case(seed: int, folder: str, index: int) -> None:
-    write_case(generate_case(PhantomConfig(), seed, index), folder)
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 if __name__ == "__main__":

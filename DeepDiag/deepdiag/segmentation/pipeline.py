@@ -55,18 +55,19 @@ def segment_volume(
     """Segment lungs and lung nodules of a CT volume (HU); every output lies on its grid."""
     report = on_progress or (lambda stage, fraction: None)
     card = model.card
-    warnings = _input_warnings(volume)
     report("resample", 0.0)
     model_volume = to_model_grid(volume, card.spacing_mm)
     crop, lung_litres = lung_crop(model_volume)
-    if lung_litres < _MIN_CHEST_LUNG_LITRES:
-        warnings.append(f"found only {lung_litres:.2f} L of air-filled lung; this may not be a chest CT, results are unreliable")
+    warnings = input_warnings(volume, lung_litres)
     image = normalize(model_volume.array[crop.slices], card.input["intensity"])
     report("infer", 0.1)
     probabilities = predict_probabilities(model.network, image, tuple(card.patch_size), device, lambda f: report("infer", 0.1 + 0.75 * f))
     report("postprocess", 0.85)
-    min_volume = float(card.postprocessing.get("min_nodule_volume_mm3", 0.0))
-    probabilities = keep_plausible_nodules(probabilities, model_volume.spacing[::-1], min_volume)
+    rules = card.postprocessing
+    probabilities = keep_plausible_nodules(
+        probabilities, model_volume.spacing[::-1], float(rules.get("min_nodule_volume_mm3", 0.0)),
+        float(rules.get("min_nodule_peak_probability", 0.0)),
+    )
     lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
     labels = _labels(lung_map, nodule_map)
     nodule_count = int(ndimage.label(labels == 2)[1])
@@ -84,10 +85,14 @@ def _labels(lung_map: np.ndarray, nodule_map: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _input_warnings(volume: Volume) -> list[str]:
+def input_warnings(volume: Volume, lung_litres: float) -> list[str]:
+    """What makes a chest-CT model's result unreliable: not CT, or hardly any lung."""
+    warnings = []
     modality = guess_modality(volume.array)
     if modality == "MR":
-        return ["this looks like an MR scan (no Hounsfield air values); the model was trained on chest CT, results are unreliable"]
-    if modality != "CT":
-        return ["intensities do not look like CT Hounsfield units; results are unreliable"]
-    return []
+        warnings.append("this looks like an MR scan (no Hounsfield air values); the model was trained on chest CT, results are unreliable")
+    elif modality != "CT":
+        warnings.append("intensities do not look like CT Hounsfield units; results are unreliable")
+    if lung_litres < _MIN_CHEST_LUNG_LITRES:
+        warnings.append(f"found only {lung_litres:.2f} L of air-filled lung; this may not be a chest CT, results are unreliable")
+    return warnings

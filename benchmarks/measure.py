@@ -1,0 +1,26 @@
+"""Wall time and peak memory of a piece of Python run in a fresh process (its peak is its own)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "DeepDiag")}
+
+
+def measured(code: str) -> tuple[float, float]:
+    """Run Python ``code`` in a new process; return its wall seconds and peak memory in GB."""
+    wrapper = f"import resource, time\nstart = time.perf_counter()\n{code}\nprint('MEASURED', time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)"
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, env=ENV, check=True).stdout
+    line = next(l for l in output.splitlines() if l.startswith("MEASURED"))
+    return time.perf_counter() - started, float(line.split()[2])
+
+
+def cli_code(*arguments: str) -> str:
+    """Python code that runs ``deepdiag ARGUMENTS``, as the command line would."""
+    return f"from deepdiag.cli import main\nmain({list(arguments)!r})"
