@@ -10,7 +10,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
 from DeepDiagGUI import ModelModuleWidget
-from DeepDiagLib import EngineTask, add_fiducials_from_file
+from DeepDiagLib import EngineTask
+from DeepDiagLib.detection_logic import add_detection_result, available_detection_models, detect_volume_node, detection_task
 
 
 class DeepDiagDetect(ScriptedLoadableModule):
@@ -29,11 +30,15 @@ class DeepDiagDetectParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = ""
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.9  # the shipped detector's card default
 
 
 class DeepDiagDetectWidget(ModelModuleWidget):
     noModelMessage = _("No nodule detection model is installed yet.")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.markupsNode = None
 
     def createLogic(self):
         return DeepDiagDetectLogic()
@@ -41,43 +46,54 @@ class DeepDiagDetectWidget(ModelModuleWidget):
     def setupConnections(self) -> None:
         super().setupConnections()
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
+        self.ui.findingsTableView.connect("selectionChanged()", self.onFindingSelected)
 
     def runButtons(self) -> list:
         return [self.ui.detectButton]
 
     def onDetectButton(self) -> None:
         p = self._parameterNode
+        volumeNode = p.inputVolume
         with slicer.util.tryWithErrorDisplay(_("Detection failed."), waitCursor=True):
-            task = self.logic.detectionTask(p.inputVolume, p.modelId or None, p.device, p.minScore)
-            self.runner.start(task, lambda task, result: self.logic.addFindings(result, p.inputVolume))
+            task = self.logic.detectionTask(volumeNode, p.modelId or None, p.device, p.minScore)
+            self.runner.start(task, lambda task, result: self._showResult(*self.logic.addFindings(result, volumeNode)))
+
+    def _showResult(self, markupsNode, tableNode) -> None:
+        self.markupsNode = markupsNode
+        self.ui.findingsTableView.setMRMLTableNode(tableNode)
+        warnings = markupsNode.GetAttribute("DeepDiag.Warnings")
+        if warnings:
+            slicer.util.warningDisplay(warnings, windowTitle=_("Detection finished with warnings"))
+
+    def onFindingSelected(self) -> None:
+        rows = self.ui.findingsTableView.selectedMRMLTableRowIndices()
+        if self.markupsNode is not None and rows:
+            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(self.markupsNode.GetID(), rows[0], True)
 
 
 class DeepDiagDetectLogic(ScriptedLoadableModuleLogic):
-    """Console use: ``slicer.util.getModuleLogic("DeepDiagDetect").process(volumeNode)``."""
+    """Console use: ``markupsNode, tableNode = slicer.util.getModuleLogic("DeepDiagDetect").process(volumeNode)``.
+
+    The work is done by ``DeepDiagLib.detection_logic``, which the test suite runs on a real
+    MRML scene outside Slicer.
+    """
 
     def getParameterNode(self):
         return DeepDiagDetectParameterNode(super().getParameterNode())
 
     def availableModels(self) -> list:
-        """Detection model ids the engine can run (the model registry arrives with the first model)."""
-        return []
+        return available_detection_models()
 
-    def detectionTask(self, volumeNode, modelId=None, device="auto", minScore=0.5) -> EngineTask:
-        if volumeNode is None:
-            raise ValueError(_("Select an input volume."))
-        options = ["--device", device, "--min-score", str(minScore)] + (["--model", modelId] if modelId else [])
-        return EngineTask("detect", [volumeNode], options, writesFiles=True)
+    def detectionTask(self, volumeNode, modelId=None, device="auto", minScore=None) -> EngineTask:
+        return detection_task(volumeNode, modelId, device, minScore)
 
     def addFindings(self, result: dict, volumeNode):
-        """A new fiducial node with one control point per finding, referenced to the input."""
-        return add_fiducials_from_file(
-            slicer.mrmlScene, result["outputs"][0]["markups"], volumeNode, name=f"{volumeNode.GetName()} findings"
-        )
+        """A new fiducial node (one control point per finding) and its findings table node."""
+        return add_detection_result(slicer.mrmlScene, result, volumeNode)
 
-    def process(self, volumeNode, modelId=None, device="auto", minScore=0.5):
-        """Blocking: detect nodules in ``volumeNode`` and return the new fiducial node."""
-        with self.detectionTask(volumeNode, modelId, device, minScore) as task:
-            return self.addFindings(task.run(), volumeNode)
+    def process(self, volumeNode, modelId=None, device="auto", minScore=None):
+        """Blocking: detect nodules in ``volumeNode``; returns (markups node, table node)."""
+        return detect_volume_node(slicer.mrmlScene, volumeNode, modelId, device, minScore)
 
 
 class DeepDiagDetectTest(ScriptedLoadableModuleTest):
@@ -86,10 +102,16 @@ class DeepDiagDetectTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_noModelMeansNoRun()
+        self.test_detectSampleChest()
 
-    def test_noModelMeansNoRun(self):
-        """Until a model is installed the module offers nothing to run and adds no node."""
-        logic = DeepDiagDetectLogic()
-        self.assertEqual(logic.availableModels(), [])
-        self.assertRaises(ValueError, logic.detectionTask, None)
+    def test_detectSampleChest(self):
+        """Detects on Slicer's CTChest sample: one table row per fiducial, N1 scoring best."""
+        import SampleData
+
+        volumeNode = SampleData.downloadSample("CTChest")
+        self.delayDisplay("Detecting nodules in the sample chest CT")
+        markupsNode, tableNode = DeepDiagDetectLogic().process(volumeNode, minScore=0.0)
+        self.assertEqual(tableNode.GetNumberOfRows(), markupsNode.GetNumberOfControlPoints())
+        if markupsNode.GetNumberOfControlPoints():
+            self.assertEqual(markupsNode.GetNthControlPointLabel(0), "N1")
+        self.delayDisplay("Test passed")

@@ -57,6 +57,18 @@ def scene():
     mrml_scene.Clear(1)
 
 
+SMALL_CASE = ["--size", "160", "160", "100", "--spacing", "2.2", "2.2", "3.75", "--nodules", "2", "2", "--diameter", "10", "18"]
+
+
+@pytest.fixture(scope="module")
+def small_case(tmp_path_factory):
+    """A coarse phantom folder (one case, two nodules of 10-18 mm), quick to segment or detect."""
+    folder = tmp_path_factory.mktemp("case")
+    result = run_cli("phantom", "-o", str(folder), "--seed", "5", "--progress", "none", *SMALL_CASE)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A real model folder (card + safetensors) whose network is small and untrained."""
@@ -91,7 +103,7 @@ def load_volume_node(scene, path: Path):
     return node
 
 
-def run_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*arguments: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m deepdiag`` as the Slicer bridge does, in a child process."""
     return subprocess.run(
         [sys.executable, "-m", "deepdiag", *arguments],
@@ -99,5 +111,26 @@ def run_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Co
         text=True,
         cwd=PROJECT_ROOT,
         env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin", **(env or {})},
-        timeout=300,
+        timeout=timeout,
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_detector(tmp_path_factory):
+    """A real detection model folder (card + safetensors), untrained, on a coarse 3 mm grid for speed."""
+    import torch
+
+    from deepdiag.models import ModelCard
+    from deepdiag.models.networks import build_network
+    from deepdiag.models.store import save_model
+
+    card = ModelCard(
+        id="tiny-test-det", version=1, task="detection",
+        network={"name": "FasterRCNN", "parameters": {"image_size": 64, "anchor_sizes": [4, 8, 16], "slice_score_threshold": 0.0}},
+        input={"channels": 3, "modality": "CT", "spacing_mm": [3.0, 3.0, 3.0], "intensity": {"min_hu": -1000, "max_hu": 400}},
+        patch_size=[64, 64],
+        classes=[{"name": "Lung nodule", "label_value": 1, "color": [1, 0, 0], "category": "SCT^49755003^Morphologically Altered Structure",
+                  "type": "SCT^27925004^Nodule", "region": "SCT^39607008^Lung"}],
+    )
+    torch.manual_seed(0)
+    return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-det@1")

@@ -16,17 +16,6 @@ from deepdiag.geometry import Volume
 from deepdiag.image_io import read_volume, write_volume
 from deepdiag.segmentation_file import read_segmentation
 
-SMALL_CASE = ["--size", "160", "160", "100", "--spacing", "2.2", "2.2", "3.75", "--nodules", "2", "2", "--diameter", "10", "18"]
-
-
-@pytest.fixture(scope="module")
-def small_case(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("case")
-    result = run_cli("phantom", "-o", str(folder), "--seed", "5", "--progress", "none", *SMALL_CASE)
-    assert result.returncode == 0, result.stderr
-    return folder
-
-
 def _segment(*arguments):
     result = run_cli("segment", *map(str, arguments), "--progress", "json")
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -80,6 +81,12 @@ def run_segment(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
     return segment_files(args.inputs, args.output, args.model, args.device, args.probabilities, reporter, args.preview)
 
 
+def run_detect(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    from .detection.batch import detect_files
+
+    return detect_files(args.inputs, args.output, args.model, args.device, args.min_score, reporter)
+
+
 def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .evaluation.segmentation import evaluate_folder
 
@@ -87,6 +94,15 @@ def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReport
     figures = evaluate_folder(args.truth, args.pred)
     if not args.per_case:
         figures.pop("per_case")
+    reporter.progress("done", 1.0)
+    reporter.result(figures)
+
+
+def run_evaluate_detection(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .evaluation.detection import evaluate_detection_folder
+
+    reporter.progress("evaluate", 0.0, f"comparing {args.pred} with {args.truth}")
+    figures = evaluate_detection_folder(args.truth, args.pred)
     reporter.progress("done", 1.0)
     reporter.result(figures)
 
@@ -133,6 +149,9 @@ def run_train(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .training.fine_tune import FineTuneOptions, fine_tune
 
     options = FineTuneOptions(args.epochs, args.lr, args.val_fraction, args.steps_per_epoch, args.batch, args.seed, args.name)
+    # A process started in the background (nohup, "&") inherits an ignored SIGINT; interrupting must
+    # still save the best complete epoch, so take the signal back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     summary = fine_tune(
         args.base, args.images, args.labels, options, pick_device(args.device), on_stage=reporter.progress,
         on_epoch=lambda r: reporter.epoch(r.epoch, r.epochs, loss=round(r.loss, 4), best=r.best,
@@ -159,11 +178,22 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--probabilities", action="store_true", help="also write the nodule probability map")
     segment.add_argument("--preview", action="store_true", help="also write <name>.preview.png: three planes through the largest nodule, outlined")
 
+    detect = _add_command(commands, "detect", run_detect, "find lung nodules: fiducials (.mrk.json) and findings tables (.findings.json/.csv)")
+    detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch")
+    detect.add_argument("-o", "--output", required=True, help="folder for <name>.mrk.json, <name>.findings.json and .csv")
+    detect.add_argument("--model", help="model id, id@version or folder (default: the newest lung-nodules-det)")
+    detect.add_argument("--min-score", type=float, help="keep findings scoring at least this (default: the model card's, 0.9 for lung-nodules-det@1)")
+    detect.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+
     evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(dest="what", required=True, metavar="WHAT")
     evaluate_segmentation = _add_command(evaluate, "segmentation", run_evaluate_segmentation, "nodule Dice, per-nodule sensitivity, false positives, lung Dice")
     evaluate_segmentation.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (labels/, instances/, truth/)")
     evaluate_segmentation.add_argument("--pred", required=True, help="folder of <case>.seg.nrrd predictions")
     evaluate_segmentation.add_argument("--per-case", action="store_true", help="also list each case's figures")
+
+    evaluate_detection = _add_command(evaluate, "detection", run_evaluate_detection, "FROC (LUNA16 way): sensitivity at 1/8..8 false positives per scan, CPM, per size class")
+    evaluate_detection.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (truth/)")
+    evaluate_detection.add_argument("--pred", required=True, help="folder of <case>.findings.json")
 
     models = commands.add_parser("models", help="list, show, import and remove models").add_subparsers(dest="action", required=True, metavar="ACTION")
     _add_command(models, "list", run_models_list, "list the installed models (built-in, then the user folder)")
@@ -183,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=10, help="default 10")
     train.add_argument("--steps-per-epoch", type=int, default=40, help="batches of random patches per epoch (default 40)")
     train.add_argument("--batch", type=int, default=2, help="patches per batch (default 2)")
-    train.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the one-cycle schedule (default 2e-4)")
+    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule (default 1e-3)")
     train.add_argument("--val-fraction", type=float, default=0.2, help="share of the cases kept for validation (default 0.2)")
     train.add_argument("--name", help="id of the new model (default: the base id, next version)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and augmentation (default 0)")

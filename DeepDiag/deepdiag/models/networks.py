@@ -1,4 +1,5 @@
-"""Networks a model card can name: any network class of ``monai.networks.nets``, by name.
+"""Networks a model card can name: any network class of ``monai.networks.nets``, by name, and
+for detection the project's Faster R-CNN (``deepdiag.detection.network``).
 
 Only a class name and literal parameters come from the card, never code, so a card cannot make
 the engine run anything but a MONAI network's constructor.
@@ -24,6 +25,10 @@ def network_class(name: object) -> type[torch.nn.Module] | None:
 
 
 def build_network(card) -> torch.nn.Module:
+    if card.task == "detection":
+        from ..detection.network import build_detector
+
+        return build_detector(card.network.get("parameters", {}))
     name = card.network.get("name")
     network = network_class(name)
     if network is None:

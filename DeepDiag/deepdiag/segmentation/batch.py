@@ -1,11 +1,10 @@
-"""``deepdiag segment``: many inputs, one model load; a bad input is reported and skipped."""
+"""``deepdiag segment``: each input to a ``.seg.nrrd`` (batch semantics in ``deepdiag.batch``)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from ..errors import DeepDiagError
+from ..batch import refuse_duplicate_stems, run_batch
 from ..image_io import input_stem, read_volume, volume_header, write_volume
 from ..models import find_model
 from ..models.store import load_model
@@ -22,34 +21,13 @@ def segment_files(
     inputs: list[str], output_dir: str, model_id: str | None, device: str, with_probabilities: bool, reporter: ProgressReporter, preview: bool = False
 ) -> bool:
     """Segment each input into ``output_dir``; report a result event; return whether all succeeded."""
-    _refuse_duplicate_stems(inputs)
+    refuse_duplicate_stems(inputs, ".seg.nrrd")
     torch_device = pick_device(device)
     model = load_model(find_model(model_id, "segmentation", DEFAULT_MODEL), torch_device)
-    outputs, failures, started = [], [], time.perf_counter()
-    for position, path in enumerate(inputs):
-        def progress(stage: str, fraction: float) -> None:
-            reporter.progress(stage, (position + fraction) / len(inputs), f"{Path(path).name} ({position + 1} of {len(inputs)})")
-
-        case_started = time.perf_counter()
-        try:
-            outputs.append(_segment_one(path, output_dir, model, torch_device, with_probabilities, preview, progress))
-            outputs[-1]["seconds"] = round(time.perf_counter() - case_started, 2)
-        except DeepDiagError as error:
-            reporter.error(str(error), error.path)
-            failures.append({"input": path, "error": str(error)})
-        except Exception as error:  # a bug on one scan must not cost the user the rest of the batch
-            message = f"{path}: internal error: {type(error).__name__}: {error}"
-            reporter.error(message, path)
-            failures.append({"input": path, "error": message})
-    seconds = time.perf_counter() - started
-    reporter.result({
-        "model": model.card.full_id,
-        "device": str(torch_device),
-        "outputs": outputs,
-        "failed": failures,
-        "summary": {"done": len(outputs), "failed": len(failures), "seconds_per_case": round(seconds / max(len(inputs), 1), 2)},
-    })
-    return not failures
+    return run_batch(
+        inputs, lambda path, progress: _segment_one(path, output_dir, model, torch_device, with_probabilities, preview, progress),
+        reporter, {"model": model.card.full_id, "device": str(torch_device)},
+    )
 
 
 def _segment_one(path, output_dir, model, device, with_probabilities, preview, progress) -> dict:
@@ -67,12 +45,3 @@ def _segment_one(path, output_dir, model, device, with_probabilities, preview, p
         center = largest_component_center(result.labels.array == 2) or tuple(n // 2 for n in volume.array.shape)
         output["preview"] = str(write_preview(volume, result.labels, center, Path(output_dir) / f"{stem}.preview.png"))
     return output
-
-
-def _refuse_duplicate_stems(inputs: list[str]) -> None:
-    seen: dict[str, str] = {}
-    for path in inputs:
-        stem = input_stem(path)
-        if stem in seen:
-            raise DeepDiagError(f"has the same name as {seen[stem]}; their outputs would overwrite each other ({stem}.seg.nrrd)", path)
-        seen[stem] = path

@@ -1,0 +1,53 @@
+"""Batch semantics every model command shares: many inputs, one model load; a bad input is
+reported and skipped; a summary at the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import DeepDiagError
+from .image_io import input_stem
+from .progress import ProgressReporter
+
+#: processes one input: (path, progress(stage, fraction of this input)) -> its output record
+ProcessOne = Callable[[str, Callable[[str, float], None]], dict]
+
+
+def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressReporter, header: dict) -> bool:
+    """Run ``process_one`` on each input; report one result event (``header`` + outputs, failures,
+    summary); return whether all succeeded."""
+    outputs, failures, started = [], [], time.perf_counter()
+    for position, path in enumerate(inputs):
+        def progress(stage: str, fraction: float) -> None:
+            reporter.progress(stage, (position + fraction) / len(inputs), f"{Path(path).name} ({position + 1} of {len(inputs)})")
+
+        case_started = time.perf_counter()
+        try:
+            outputs.append({**process_one(path, progress), "seconds": round(time.perf_counter() - case_started, 2)})
+        except DeepDiagError as error:
+            reporter.error(str(error), error.path)
+            failures.append({"input": path, "error": str(error)})
+        except Exception as error:  # a bug on one scan must not cost the user the rest of the batch
+            message = f"{path}: internal error: {type(error).__name__}: {error}"
+            reporter.error(message, path)
+            failures.append({"input": path, "error": message})
+    seconds = time.perf_counter() - started
+    reporter.result({
+        **header,
+        "outputs": outputs,
+        "failed": failures,
+        "summary": {"done": len(outputs), "failed": len(failures), "seconds_per_case": round(seconds / max(len(inputs), 1), 2)},
+    })
+    return not failures
+
+
+def refuse_duplicate_stems(inputs: list[str], example_output: str) -> None:
+    """Inputs whose outputs would overwrite each other are refused before any work."""
+    seen: dict[str, str] = {}
+    for path in inputs:
+        stem = input_stem(path)
+        if stem in seen:
+            raise DeepDiagError(f"has the same name as {seen[stem]}; their outputs would overwrite each other ({stem}{example_output})", path)
+        seen[stem] = path

@@ -1,0 +1,41 @@
+"""``deepdiag detect``: each input to findings files (batch semantics in ``deepdiag.batch``)."""
+
+from __future__ import annotations
+
+from ..batch import refuse_duplicate_stems, run_batch
+from ..errors import DeepDiagError
+from ..findings_file import write_findings
+from ..image_io import input_stem, read_volume, volume_header
+from ..models import find_model
+from ..models.store import load_model
+from ..progress import ProgressReporter
+from ..segmentation.inference import pick_device
+from ..segmentation.pipeline import check_memory
+from .inference import detect_volume
+
+DEFAULT_MODEL = "lung-nodules-det"
+
+
+def detect_files(inputs: list[str], output_dir: str, model_id: str | None, device: str, min_score: float | None, reporter: ProgressReporter) -> bool:
+    """Detect nodules in each input into ``output_dir``; report a result event; return whether all succeeded.
+
+    ``min_score`` None means the model card's ``default_min_score``."""
+    if min_score is not None and not 0 <= min_score <= 1:
+        raise DeepDiagError(f"--min-score must lie in [0, 1], got {min_score}")
+    refuse_duplicate_stems(inputs, ".findings.json")
+    torch_device = pick_device(device)
+    model = load_model(find_model(model_id, "detection", DEFAULT_MODEL), torch_device)
+    if model.card.task != "detection":
+        raise DeepDiagError(f"model {model.card.full_id} is a {model.card.task} model, not a detection model")
+    if min_score is None:
+        min_score = float(model.card.postprocessing.get("default_min_score", 0.5))
+
+    def detect_one(path: str, progress) -> dict:
+        size, spacing = volume_header(path)
+        check_memory(size, spacing, model.card.spacing_mm, path)
+        progress("read", 0.0)
+        result = detect_volume(read_volume(path), model, torch_device, min_score, progress)
+        files = write_findings(output_dir, input_stem(path), result.findings, model.card.full_id, str(path))
+        return {"input": str(path), "findings": len(result.findings), "warnings": result.warnings, **files}
+
+    return run_batch(inputs, detect_one, reporter, {"model": model.card.full_id, "device": str(torch_device), "min_score": min_score})

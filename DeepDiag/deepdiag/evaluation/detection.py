@@ -1,0 +1,72 @@
+"""FROC of nodule findings against phantom truth, the LUNA16 way.
+
+A finding hits a truth nodule when its centre lies within the nodule's radius (half its
+equivalent diameter) of the nodule's centre; a nodule counts once, with its best-scoring hit;
+a finding that hits no nodule is a false positive, one that hits only nodules outside the size
+class being scored (or under 3 mm, as LUNA16's irrelevant findings) counts as neither.
+Sensitivity is read at 1/8, 1/4, 1/2, 1, 2, 4 and 8 false positives per scan; CPM is their mean.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DeepDiagError
+from ..findings_file import read_findings
+
+FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+SIZE_CLASSES = {"all": (3.0, np.inf), "ge6mm": (6.0, np.inf), "3to6mm": (3.0, 6.0)}
+
+
+def evaluate_detection_folder(truth_dir: str | Path, pred_dir: str | Path) -> dict:
+    truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
+    truth_files = sorted((truth_dir / "truth").glob("*.json"))
+    if not truth_files:
+        raise DeepDiagError("holds no truth/*.json (expected the layout that deepdiag phantom writes)", truth_dir)
+    scans = []
+    for path in truth_files:
+        prediction = pred_dir / f"{path.stem}.findings.json"
+        if not prediction.is_file():
+            raise DeepDiagError(f"no findings for case {path.stem} (expected {prediction.name})", pred_dir)
+        nodules = json.loads(path.read_text())["nodules"]
+        scans.append(([(np.array(n["center_lps"]), n["equivalent_diameter_mm"]) for n in nodules], read_findings(prediction)))
+    return {"cases": len(scans), **{name: froc(scans, *limits) for name, limits in SIZE_CLASSES.items()}}
+
+
+def froc(scans: list, smallest_mm: float, largest_mm: float) -> dict:
+    """Sensitivity at each FP rate and the CPM, for truth nodules of ``[smallest, largest)`` mm."""
+    hit_scores, false_positive_scores, nodules = [], [], 0
+    for truths, findings in scans:
+        best = {}
+        for finding in findings:
+            hits = [i for i, (center, diameter) in enumerate(truths) if np.linalg.norm(np.array(finding.center_lps) - center) <= diameter / 2]
+            counted = [i for i in hits if smallest_mm <= truths[i][1] < largest_mm]
+            for i in counted:
+                best[i] = max(best.get(i, -np.inf), finding.score)
+            if not hits:
+                false_positive_scores.append(finding.score)
+        nodules += sum(smallest_mm <= diameter < largest_mm for _, diameter in truths)
+        hit_scores += list(best.values())
+    sensitivities = [_sensitivity_at(rate * len(scans), hit_scores, false_positive_scores, nodules) for rate in FP_RATES]
+    return {
+        "nodules": nodules,
+        "sensitivity_at_fp_per_scan": {str(rate): s for rate, s in zip(FP_RATES, sensitivities)},
+        "cpm": round(float(np.mean(sensitivities)), 4) if nodules else None,
+        "max_sensitivity": round(len(hit_scores) / nodules, 4) if nodules else None,
+        "false_positives_per_scan_at_any_score": round(len(false_positive_scores) / len(scans), 3),
+    }
+
+
+def _sensitivity_at(allowed_false_positives: float, hit_scores: list, false_positive_scores: list, nodules: int) -> float | None:
+    """Best sensitivity over score thresholds that keep at most ``allowed`` false positives in all."""
+    if not nodules:
+        return None
+    false_positives = np.sort(np.asarray(false_positive_scores))[::-1]
+    hits = np.asarray(hit_scores)
+    # keeping the n best false positives means a threshold just above the (n+1)-th best one
+    allowed = int(np.floor(allowed_false_positives))
+    threshold = false_positives[allowed] if allowed < len(false_positives) else -np.inf
+    return round(float((hits > threshold).sum() / nodules), 4)
