@@ -44,7 +44,7 @@ class DeepDiagParameterNode:
     trainingVolume: vtkMRMLScalarVolumeNode
     trainingSegmentation: vtkMRMLSegmentationNode
     epochs: int = 10
-    learningRate: float = 0.0002
+    learningRate: float = 0.001
     newModelName: str = ""
 
 
@@ -150,9 +150,9 @@ class DeepDiagWidget(EngineModuleWidget):
 
     def _afterFineTuning(self, result) -> None:
         self.refreshModels()
-        message = _("Saved {model} (best epoch {epoch}). Validation nodule Dice: {before} before, {after} after.")
+        message = _("Saved {model} (best epoch {epoch}). Validation Dice (mean of lungs and nodules): {before} before, {after} after.")
         slicer.util.infoDisplay(message.format(model=result["model"], epoch=result["best_epoch"],
-                                               before=result["before"]["nodule_dice"], after=result["after"]["nodule_dice"]))
+                                               before=result["before"]["mean_dice"], after=result["after"]["mean_dice"]))
 
     def _updateDependencyStatus(self) -> None:
         missing = missing_engine_packages()
@@ -207,7 +207,7 @@ class DeepDiagLogic(ScriptedLoadableModuleLogic):
     def models(self) -> list:
         return model_rows()
 
-    def fineTune(self, pairs, baseModel, epochs=10, learningRate=2e-4, newName=None, device="auto", folder=None):
+    def fineTune(self, pairs, baseModel, epochs=10, learningRate=1e-3, newName=None, device="auto", folder=None):
         """Blocking: fine-tune on (volume node, segmentation node) pairs and/or a folder of
         images/ + labels/; returns the engine's result and the table of epoch figures."""
         filePairs = folder_pairs(folder) if folder else ()

@@ -49,7 +49,7 @@ def test_fine_tuning_reports_each_epoch_and_registers_a_new_version(tmp_path, ti
     assert card["training"]["base_model"] == "tiny-test-seg@1"
     assert len(card["training"]["data"]) == 3 and all(len(d["sha256"]) == 64 for d in card["training"]["data"])
     assert set(card["metrics"]) == {"validation_before", "validation_after"}
-    assert card["metrics"]["validation_after"]["nodule_dice"] == max(e["val_nodule_dice"] for e in epochs)
+    assert card["metrics"]["validation_after"]["mean_dice"] == max(e["val_mean_dice"] for e in epochs)  # the best epoch is kept
     assert _files(tiny_model) == base_files  # the base model is only read
 
     listed = run_cli("models", "show", "tiny-test-seg@2", "--progress", "none", env={"DEEPDIAG_MODELS": str(tmp_path)})

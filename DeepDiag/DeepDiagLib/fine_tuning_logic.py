@@ -123,14 +123,14 @@ def folder_pairs(folder: str) -> list:
     return labeled_pairs(folder)
 
 
-def fine_tuning_task(pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 2e-4, stepsPerEpoch: int = 40,
+def fine_tuning_task(pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 1e-3, stepsPerEpoch: int = 40,
                      newName: str | None = None, device: str = "auto", filePairs: Sequence = ()) -> FineTuningTask:
     options = ["--epochs", str(epochs), "--lr", str(learningRate), "--steps-per-epoch", str(stepsPerEpoch), "--device", device]
     options += ["--name", newName] if newName else []
     return FineTuningTask(pairs, baseModel, options, filePairs)
 
 
-def fine_tune_from_scene(scene, pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 2e-4,
+def fine_tune_from_scene(scene, pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 1e-3,
                          stepsPerEpoch: int = 40, newName: str | None = None, device: str = "auto", filePairs: Sequence = (),
                          onEvent=None, timeout: float | None = None):
     """Blocking: fine-tune ``baseModel`` on scene pairs (and file pairs); returns the engine's
