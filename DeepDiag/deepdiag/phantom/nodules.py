@@ -16,8 +16,9 @@ from functools import partial
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import ConvexHull
 
+from ..lung_rads import baseline_category
+from ..measurements import axial_axes_mm, largest_component, mean_diameter
 from .anatomy import Anatomy
 from .config import NODULE_PLACEMENTS, NODULE_SHAPES, PhantomConfig
 from .grid import Grid
@@ -94,7 +95,7 @@ def place_nodules(
             region[mask] = Tissue.NODULE_GROUND_GLASS
             if design.type == "part-solid":
                 region[core & mask] = Tissue.NODULE_SOLID
-        truths.append(measure_nodule(grid, instances, nodule_id, design, center))
+        truths.append(measure_nodule(grid, instances, nodule_id, design, center, anatomy.tissue))
     return instances, truths
 
 
@@ -116,7 +117,7 @@ def add_real_nodule(grid: Grid, anatomy: Anatomy, mask: np.ndarray, instances: n
         spikes=np.zeros((0, 4)),
         core_fraction=0.0,
     )
-    return measure_nodule(grid, instances, 1, design, center)
+    return measure_nodule(grid, instances, 1, design, center, anatomy.tissue)
 
 
 def _location_class(mask: np.ndarray, anatomy: Anatomy) -> str:
@@ -126,21 +127,32 @@ def _location_class(mask: np.ndarray, anatomy: Anatomy) -> str:
     return "juxtavascular" if anatomy.vessels[ring].any() else "isolated"
 
 
-def measure_nodule(grid: Grid, instances: np.ndarray, nodule_id: int, design: NoduleDesign, center: np.ndarray) -> dict:
-    """Truth of one nodule, measured on its voxel mask."""
-    k, j, i = np.nonzero(instances == nodule_id)
-    volume = float(k.size * np.prod(grid.spacing))
+def measure_nodule(grid: Grid, instances: np.ndarray, nodule_id: int, design: NoduleDesign, center: np.ndarray,
+                   tissue: np.ndarray) -> dict:
+    """Truth of one nodule, measured on its voxel mask; its solid component is the nodule's
+    solid tissue as drawn (exact, where a reader of the image would threshold HU)."""
+    box = ndimage.find_objects((instances == nodule_id).astype(np.uint8))[0]
+    mask = instances[box] == nodule_id
+    volume = float(mask.sum() * np.prod(grid.spacing))
+    long_axis, short_axis = axial_axes_mm(mask, grid.spacing)
+    solid = largest_component(mask & (tissue[box] == Tissue.NODULE_SOLID))
+    size = mean_diameter(long_axis, short_axis)
+    solid_size = mean_diameter(*axial_axes_mm(solid, grid.spacing))
     return {
         "id": nodule_id,
         "center_lps": [round(float(c), 4) for c in center],
         "equivalent_diameter_mm": round(float((6 * volume / np.pi) ** (1 / 3)), 3),
-        "long_axis_diameter_mm": round(_axial_long_axis(grid, k, j, i), 3),
+        "long_axis_diameter_mm": round(long_axis, 3),
+        "short_axis_diameter_mm": round(short_axis, 3),
+        "mean_diameter_mm": size,
+        "solid_component_mean_diameter_mm": solid_size,
         "volume_mm3": round(volume, 3),
         "nominal_diameter_mm": round(design.nominal_diameter_mm, 3),
         "type": design.type,
+        "lung_rads": baseline_category(design.type, size, solid_size),
         "shape": design.shape,
         "location": design.placement,
-        "voxels": int(k.size),
+        "voxels": int(mask.sum()),
     }
 
 
@@ -245,21 +257,6 @@ def _volume_scale(design, voxel_mm) -> float:
     x, y, z = axis[None, None, :], axis[None, :, None], axis[:, None, None]
     volume = _shape_mask(design, radius, np.zeros(3), x, y, z, spikes=False).sum() * 0.25**3
     return float((4 / 3 * np.pi * radius**3 / volume) ** (1 / 3))
-
-
-def _axial_long_axis(grid: Grid, k: np.ndarray, j: np.ndarray, i: np.ndarray) -> float:
-    """Longest in-plane extent over the axial slices, edge to edge of the voxels (as read on CT)."""
-    longest = 0.0
-    sx, sy = grid.spacing[0], grid.spacing[1]
-    corners = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
-    for slice_index in np.unique(k):
-        in_slice = k == slice_index
-        points = np.column_stack([i[in_slice], j[in_slice]]).astype(float)
-        points = (points[:, None, :] + corners[None]).reshape(-1, 2) * [sx, sy]
-        hull = points[ConvexHull(points).vertices]
-        distances = np.sqrt(((hull[:, None, :] - hull[None]) ** 2).sum(-1))
-        longest = max(longest, float(distances.max()))
-    return longest
 
 
 def _directions(rng, count) -> np.ndarray:
