@@ -1,5 +1,5 @@
 """DeepDiag hub module: engine set-up, volume information, the model table with import and the
-device preference, and the fine-tuning panel."""
+device preference, classification of findings (with explanations), and the fine-tuning panel."""
 
 import json
 import logging
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import qt
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import parameterNodeWrapper
@@ -15,6 +15,8 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 
 from DeepDiagGUI import EngineModuleWidget, preferred_device, set_preferred_device
 from DeepDiagLib import EngineTask
+from DeepDiagLib.classification_logic import (ClassificationTask, add_classification_result, available_classification_models,
+                                              classify_findings, show_saliency)
 from DeepDiagLib.dependencies import install_engine_packages, missing_engine_packages
 from DeepDiagLib.fine_tuning_logic import fine_tune_from_scene, fine_tuning_task, folder_pairs, record_epoch, training_plot
 from DeepDiagLib.model_logic import model_rows, model_import_task
@@ -30,7 +32,8 @@ class DeepDiag(ScriptedLoadableModule):
         self.parent.contributors = ["DeepDiag team"]
         self.parent.helpText = _(
             "Deep-learning diagnosis for chest CT. This hub sets up the engine, describes volumes, manages "
-            "models (import, device) and fine-tunes a model on your own labeled cases; "
+            "models (import, device), classifies findings (nodule type, size, Lung-RADS category, saliency) "
+            "and fine-tunes a model on your own labeled cases; "
             "DeepDiagSegment and DeepDiagDetect segment and detect lung nodules."
         )
         self.parent.acknowledgementText = _(
@@ -41,6 +44,10 @@ class DeepDiag(ScriptedLoadableModule):
 @parameterNodeWrapper
 class DeepDiagParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
+    findingsVolume: vtkMRMLScalarVolumeNode
+    findingsMarkups: vtkMRMLMarkupsFiducialNode
+    findingsSegmentation: vtkMRMLSegmentationNode
+    explain: bool = False
     trainingVolume: vtkMRMLScalarVolumeNode
     trainingSegmentation: vtkMRMLSegmentationNode
     epochs: int = 10
@@ -69,6 +76,7 @@ class DeepDiagWidget(EngineModuleWidget):
         self.ui.removeCaseButton.connect("clicked(bool)", self.onRemoveCaseButton)
         self.ui.trainingFolderEdit.connect("currentPathChanged(QString)", self.updateButtons)
         self.ui.fineTuneButton.connect("clicked(bool)", self.onFineTuneButton)
+        self.ui.classifyButton.connect("clicked(bool)", self.onClassifyButton)
         self._updateDependencyStatus()
         self.refreshModels()
 
@@ -86,6 +94,8 @@ class DeepDiagWidget(EngineModuleWidget):
         self.ui.importModelButton.enabled = idle
         p = self._parameterNode
         self.ui.addCaseButton.enabled = bool(p and p.trainingVolume and p.trainingSegmentation)
+        hasFindings = bool(p and p.findingsVolume and (p.findingsMarkups or p.findingsSegmentation))
+        self.ui.classifyButton.enabled = idle and hasFindings and bool(self.ui.classifierSelector.currentText)
 
     def refreshModels(self) -> None:
         rows = model_rows()
@@ -102,6 +112,8 @@ class DeepDiagWidget(EngineModuleWidget):
                 table.setItem(index, column, item)
         self.ui.baseModelSelector.clear()
         self.ui.baseModelSelector.addItems(available_segmentation_models())
+        self.ui.classifierSelector.clear()
+        self.ui.classifierSelector.addItems(available_classification_models())
         self.updateButtons()
 
     def onImportModelButton(self) -> None:
@@ -154,6 +166,20 @@ class DeepDiagWidget(EngineModuleWidget):
         slicer.util.infoDisplay(message.format(model=result["model"], epoch=result["best_epoch"],
                                                before=result["before"]["mean_dice"], after=result["after"]["mean_dice"]))
 
+    def onClassifyButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Could not classify the findings."), waitCursor=True):
+            task = ClassificationTask(p.findingsVolume, p.findingsMarkups, p.findingsSegmentation, self.ui.classifierSelector.currentText,
+                                      preferred_device(), p.explain)
+            nodes = (p.findingsVolume, p.findingsMarkups)
+            self.runner.start(task, lambda task, result: self._afterClassification(result, *nodes))
+
+    def _afterClassification(self, result, volumeNode, markupsNode) -> None:
+        added = add_classification_result(slicer.mrmlScene, result, volumeNode, markupsNode)
+        self.ui.classifiedTableView.setMRMLTableNode(added["table"])
+        if "saliency" in added:
+            show_saliency(volumeNode, added["saliency"])
+
     def _updateDependencyStatus(self) -> None:
         missing = missing_engine_packages()
         self.ui.installButton.visible = bool(missing)
@@ -187,6 +213,7 @@ class DeepDiagLogic(ScriptedLoadableModuleLogic):
         logic.describeVolume(volumeNode)
         logic.models()                                    # the model table as dictionaries
         result, figures = logic.fineTune([(volumeNode, segmentationNode)], "lung-nodules-seg", epochs=5)
+        nodes = logic.classifyFindings(volumeNode, markupsNode=findingsNode, explain=True)  # {"table", "saliency", ...}
     """
 
     def getParameterNode(self):
@@ -213,6 +240,12 @@ class DeepDiagLogic(ScriptedLoadableModuleLogic):
         filePairs = folder_pairs(folder) if folder else ()
         return fine_tune_from_scene(slicer.mrmlScene, pairs, baseModel, epochs, learningRate, newName=newName, device=device,
                                     filePairs=filePairs, onEvent=lambda event: logging.info(event.get("message", "")))
+
+    def classifyFindings(self, volumeNode, markupsNode=None, segmentationNode=None, modelId=None, device="auto", explain=False):
+        """Blocking: classify the findings of a fiducial and/or segmentation node; returns the new
+        nodes by role: ``table``, ``markups`` (findings from a segmentation alone), ``saliency``."""
+        return classify_findings(slicer.mrmlScene, volumeNode, markupsNode, segmentationNode, modelId, device, explain,
+                                 onEvent=lambda event: logging.info(event.get("message", "")))
 
 
 def _description(result: dict) -> dict:

@@ -1,11 +1,13 @@
-"""Measure a segmentation or detection model on held-out phantoms; --record writes the figures into its card.
+"""Measure a segmentation, detection or classification model on held-out phantoms; --record writes the figures into its card.
 
 Seed 7 is the held-out seed of the shipped models: training (1000, 2000) and the tuning of
 post-processing (8) never see it. Segmentation: Dice, per-nodule sensitivity, false positives;
-detection: FROC the LUNA16 way.
+detection: FROC the LUNA16 way; classification: type accuracy, Lung-RADS agreement and
+long-axis error on the nodules the newest segmentation model finds (and at the truth centres).
 
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2 --record
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-det@1 --record
+    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/nodule-type-cls@1 --cases 12 --record
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
 
-from deepdiag.evaluation.held_out import evaluate_detection_on_phantoms, evaluate_on_phantoms  # noqa: E402
+from deepdiag.evaluation.held_out import evaluate_classification_on_phantoms, evaluate_detection_on_phantoms, evaluate_on_phantoms  # noqa: E402
+from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 
@@ -36,8 +39,12 @@ def main() -> None:
     device = pick_device(args.device)
     model = load_model(args.model, device)
     folder = args.folder or tempfile.mkdtemp(prefix="deepdiag-eval-")
-    evaluate = evaluate_detection_on_phantoms if model.card.task == "detection" else evaluate_on_phantoms
-    figures = evaluate(model, device, args.cases, args.seed, folder)
+    if model.card.task == "classification":
+        segmentation = load_model(find_model(None, "segmentation", "lung-nodules-seg"), device)
+        figures = evaluate_classification_on_phantoms(model, segmentation, device, args.cases, args.seed, folder)
+    else:
+        evaluate = evaluate_detection_on_phantoms if model.card.task == "detection" else evaluate_on_phantoms
+        figures = evaluate(model, device, args.cases, args.seed, folder)
     per_case = figures.pop("per_case", None)
     print(json.dumps({"per_case": per_case, **figures}, indent=1))
     if args.record:

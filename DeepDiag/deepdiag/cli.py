@@ -87,6 +87,20 @@ def run_detect(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
     return detect_files(args.inputs, args.output, args.model, args.device, args.min_score, reporter)
 
 
+def run_classify(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .classification.batch import classify_file
+
+    result = classify_file(args.input, args.output, args.findings, args.segmentation, args.model, args.device, args.explain,
+                           lambda stage, fraction: reporter.progress(stage, fraction, str(args.input)))
+    reporter.result(result)
+
+
+def run_analyze(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    from .analyze import analyze_files
+
+    return analyze_files(args.inputs, args.output, args.device, args.min_score, reporter)
+
+
 def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .evaluation.segmentation import evaluate_folder
 
@@ -103,6 +117,15 @@ def run_evaluate_detection(args: argparse.Namespace, reporter: ProgressReporter)
 
     reporter.progress("evaluate", 0.0, f"comparing {args.pred} with {args.truth}")
     figures = evaluate_detection_folder(args.truth, args.pred)
+    reporter.progress("done", 1.0)
+    reporter.result(figures)
+
+
+def run_evaluate_classification(args: argparse.Namespace, reporter: ProgressReporter) -> None:
+    from .evaluation.classification import evaluate_classification_folder
+
+    reporter.progress("evaluate", 0.0, f"comparing {args.pred} with {args.truth}")
+    figures = evaluate_classification_folder(args.truth, args.pred)
     reporter.progress("done", 1.0)
     reporter.result(figures)
 
@@ -185,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--min-score", type=float, help="keep findings scoring at least this (default: the model card's, 0.9 for lung-nodules-det@1)")
     detect.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
 
+    classify = _add_command(commands, "classify", run_classify, "nodule type, probabilities, measurements and Lung-RADS category of each finding")
+    classify.add_argument("input", help="the CT the findings belong to (image file or DICOM series folder)")
+    classify.add_argument("-o", "--output", required=True, help="folder for <name>.findings.json/.csv/.mrk.json (and <name>.saliency.nrrd)")
+    classify.add_argument("--findings", help="a .findings.json from deepdiag detect: classify these findings")
+    classify.add_argument("--segmentation", help="a .seg.nrrd on the CT's grid: its nodule components are the findings, or (with --findings) what they are measured on")
+    classify.add_argument("--model", help="model id, id@version or folder (default: the newest nodule-type-cls)")
+    classify.add_argument("--explain", action="store_true", help="also write <name>.saliency.nrrd: occlusion saliency of each finding's class on the CT's grid")
+    classify.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+
+    analyze = _add_command(commands, "analyze", run_analyze, "segment, detect and classify, then write a one-page report with a key image per finding")
+    analyze.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch")
+    analyze.add_argument("-o", "--output", required=True, help="folder for <name>.report.html, <name>.keyimages/, .seg.nrrd and findings files")
+    analyze.add_argument("--min-score", type=float, help="detector score threshold (default: the detection model card's)")
+    analyze.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+
     evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(dest="what", required=True, metavar="WHAT")
     evaluate_segmentation = _add_command(evaluate, "segmentation", run_evaluate_segmentation, "nodule Dice, per-nodule sensitivity, false positives, lung Dice")
     evaluate_segmentation.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (labels/, instances/, truth/)")
@@ -194,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_detection = _add_command(evaluate, "detection", run_evaluate_detection, "FROC (LUNA16 way): sensitivity at 1/8..8 false positives per scan, CPM, per size class")
     evaluate_detection.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (truth/)")
     evaluate_detection.add_argument("--pred", required=True, help="folder of <case>.findings.json")
+
+    evaluate_classification = _add_command(evaluate, "classification", run_evaluate_classification, "type accuracy, Lung-RADS agreement and long-axis error of classified findings")
+    evaluate_classification.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (truth/)")
+    evaluate_classification.add_argument("--pred", required=True, help="folder of classified <case>.findings.json")
 
     models = commands.add_parser("models", help="list, show, import and remove models").add_subparsers(dest="action", required=True, metavar="ACTION")
     _add_command(models, "list", run_models_list, "list the installed models (built-in, then the user folder)")

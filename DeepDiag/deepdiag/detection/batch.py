@@ -16,12 +16,16 @@ from .inference import detect_volume
 DEFAULT_MODEL = "lung-nodules-det"
 
 
+def check_min_score(min_score: float | None) -> None:
+    if min_score is not None and not 0 <= min_score <= 1:
+        raise DeepDiagError(f"--min-score must lie in [0, 1], got {min_score}")
+
+
 def detect_files(inputs: list[str], output_dir: str, model_id: str | None, device: str, min_score: float | None, reporter: ProgressReporter) -> bool:
     """Detect nodules in each input into ``output_dir``; report a result event; return whether all succeeded.
 
     ``min_score`` None means the model card's ``default_min_score``."""
-    if min_score is not None and not 0 <= min_score <= 1:
-        raise DeepDiagError(f"--min-score must lie in [0, 1], got {min_score}")
+    check_min_score(min_score)
     refuse_duplicate_stems(inputs, ".findings.json")
     torch_device = pick_device(device)
     model = load_model(find_model(model_id, "detection", DEFAULT_MODEL), torch_device)

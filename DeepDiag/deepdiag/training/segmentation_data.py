@@ -39,20 +39,25 @@ def make_example(seed: int, index: int, spacing, window, nodules=(2, 6), cache: 
     cached = Path(cache) / f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}.npz" if cache else None
     if cached and cached.is_file():
         return Example.load(cached)
+    case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
+    example = prepare_example(case.ct, case.labels, spacing, window, case.instances)
+    if cached:
+        example.save(cached)
+    return example
+
+
+def varied_scanner_config(seed: int, index: int, nodules=(2, 6)) -> PhantomConfig:
+    """Phantom options of training case ``index``: a chest-sized field of view at a random
+    in-plane spacing, slice thickness, noise and blur, as scanners differ."""
     options = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
     in_plane, slice_mm = options.uniform(0.6, 0.9), options.choice([1.0, 1.25, 1.5, 2.0, 2.5])
-    config = PhantomConfig(
+    return PhantomConfig(
         size=(int(358 / in_plane), int(358 / in_plane), int(375 / slice_mm)),
         spacing=(in_plane, in_plane, slice_mm),
         noise_hu=float(options.uniform(8, 35)),
         blur_mm=float(options.uniform(0.4, 0.9)),
         nodules=tuple(nodules),
     )
-    case = generate_case(config, seed, index)
-    example = prepare_example(case.ct, case.labels, spacing, window, case.instances)
-    if cached:
-        example.save(cached)
-    return example
 
 
 def prepare_example(ct: Volume, labels: Volume, spacing, window, instances: Volume | None = None) -> Example:

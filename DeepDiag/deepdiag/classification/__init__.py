@@ -1,0 +1,1 @@
+"""Classification of findings (nodule type) and of whole volumes, measurements and saliency."""

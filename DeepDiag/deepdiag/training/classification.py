@@ -1,0 +1,130 @@
+"""Train the nodule-type classifier on patches around the phantoms' truth nodules, and
+calibrate its probabilities (temperature scaling) on separate validation phantoms."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import (Compose, RandFlip, RandGaussianNoise, RandRotate90, RandScaleIntensity, RandShiftIntensity,
+                              RandSpatialCrop)
+
+from ..classification.patches import extract_patch
+from ..phantom import generate_case
+from ..segmentation.model_grid import normalize
+from .segmentation_data import varied_scanner_config
+
+#: extra voxels on each side of a stored patch, so that training crops can move the finding
+#: off centre by up to this much, as detectors and segmentations place it
+JITTER_VOXELS = 3
+#: how much more often a nodule under 6 mm is drawn than a larger one of its class: small
+#: nodules are few (diameters are drawn uniformly from 3-30 mm) and the hardest to type
+SMALL_NODULE_WEIGHT = 3.0
+
+
+@dataclass
+class NodulePatches:
+    images: np.ndarray  # (N, K, J, I) float16, normalized, JITTER_VOXELS wider on each side
+    labels: np.ndarray  # (N,) class index
+    diameters_mm: np.ndarray  # (N,) mean diameter (Lung-RADS)
+
+    @classmethod
+    def concatenate(cls, parts: list[NodulePatches]) -> NodulePatches:
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("images", "labels", "diameters_mm")))
+
+
+def case_patches(seed: int, index: int, classes: list[str], patch: list[int], spacing, window, nodules=(6, 12),
+                 cache: str | None = None) -> NodulePatches:
+    """Patches around every truth nodule of phantom ``index`` of ``seed`` (varied scanner settings)."""
+    name = f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}-patch{patch[0]}at{spacing[0]}mm.npz"
+    cached = Path(cache) / name if cache else None
+    if cached and cached.is_file():
+        with np.load(cached) as stored:
+            return NodulePatches(stored["images"], stored["labels"], stored["diameters_mm"])
+    case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
+    size = tuple(n + 2 * JITTER_VOXELS for n in patch)
+    truths = case.truth["nodules"]
+    images = [normalize(extract_patch(case.ct, n["center_lps"], size, spacing), window).astype(np.float16) for n in truths]
+    result = NodulePatches(np.stack(images) if images else np.zeros((0, *size), np.float16),
+                           np.array([classes.index(n["type"]) for n in truths], dtype=np.int64),
+                           np.array([n["mean_diameter_mm"] for n in truths], dtype=np.float32))
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(cached.name + ".partial.npz")
+        np.savez(partial, images=result.images, labels=result.labels, diameters_mm=result.diameters_mm)
+        partial.replace(cached)
+    return result
+
+
+def augmentation(patch: list[int], seed: int) -> Compose:
+    """Off-centre crops, flips, axial quarter turns, intensity scale/shift and noise (on [0, 1] data)."""
+    transforms = Compose([
+        RandSpatialCrop(patch, random_center=True, random_size=False),
+        RandFlip(prob=0.5, spatial_axis=0), RandFlip(prob=0.5, spatial_axis=1), RandFlip(prob=0.5, spatial_axis=2),
+        RandRotate90(prob=0.75, spatial_axes=(1, 2)),
+        RandScaleIntensity(factors=0.05, prob=1.0), RandShiftIntensity(offsets=0.02, prob=1.0),
+        RandGaussianNoise(prob=0.5, std=0.015),
+    ])
+    transforms.set_random_state(seed)
+    return transforms
+
+
+def train_classifier(network: torch.nn.Module, data: NodulePatches, patch: list[int], iterations: int, batch: int,
+                     learning_rate: float, device: torch.device, seed: int,
+                     on_progress: Callable[[int, float], None] | None = None) -> dict:
+    """Cross-entropy training on class-balanced batches (each class drawn equally often, since
+    part-solid nodules are rarer; small nodules drawn more often within a class); returns
+    timing and the final loss."""
+    rng = np.random.default_rng(seed)
+    augment = augmentation(patch, seed)
+    by_class = [np.flatnonzero(data.labels == c) for c in range(int(data.labels.max()) + 1)]
+    weights = [np.where(data.diameters_mm[members] < 6.0, SMALL_NODULE_WEIGHT, 1.0) for members in by_class]
+    weights = [w / w.sum() for w in weights]
+    network.to(device).train()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=iterations)
+    started, recent = time.perf_counter(), []
+    for step in range(1, iterations + 1):
+        classes = rng.integers(len(by_class), size=batch)
+        chosen = [rng.choice(by_class[c], p=weights[c]) for c in classes]
+        images = torch.stack([torch.as_tensor(augment(data.images[n][None].astype(np.float32))) for n in chosen]).to(device)
+        labels = torch.from_numpy(data.labels[chosen]).to(device)
+        loss = torch.nn.functional.cross_entropy(network(images.float()), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        recent = (recent + [loss.item()])[-50:]
+        if on_progress and (step % 100 == 0 or step == iterations):
+            on_progress(step, float(np.mean(recent)))
+    network.eval()
+    return {"seconds": round(time.perf_counter() - started, 1), "final_loss": round(float(np.mean(recent)), 4)}
+
+
+def centre_logits(network: torch.nn.Module, data: NodulePatches, patch: list[int], device: torch.device) -> torch.Tensor:
+    """Logits of the centred patches, as inference sees a well-placed finding."""
+    m = JITTER_VOXELS
+    centred = data.images[:, m:m + patch[0], m:m + patch[1], m:m + patch[2]].astype(np.float32)
+    with torch.no_grad():  # not inference mode: calibration differentiates through these logits
+        return torch.cat([network(torch.from_numpy(centred[s:s + 32, None]).to(device)).cpu() for s in range(0, len(centred), 32)])
+
+
+def fit_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
+    """Temperature scaling (Guo et al., 2017): the one scalar that minimizes validation NLL.
+    Written here because MONAI and torch have no calibration helper."""
+    log_t = torch.zeros(1, requires_grad=True)
+    target = torch.from_numpy(labels)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp())
