@@ -76,3 +76,13 @@ def test_evaluate_detection_command_prints_the_froc_and_names_missing_prediction
     (pred / "b.findings.json").unlink()
     missing = run_cli("evaluate", "detection", "--truth", str(truth), "--pred", str(pred))
     assert missing.returncode == 1 and "no findings for case b" in missing.stderr
+
+
+def test_operating_point_counts_what_a_reader_sees_at_a_threshold(froc_case):
+    from deepdiag.evaluation.detection import operating_point, read_scans
+
+    scans = read_scans(*froc_case)
+    # at 0.5: a keeps a hit (0.9) and a false positive (0.8); b keeps a false positive (0.95) and a hit (0.5)
+    assert operating_point(scans, 0.5) == {"min_score": 0.5, "false_positives_per_scan": 1.0, "sensitivity": 1.0, "nodules": 2}
+    # at 0.85 the 20 mm nodule's only hit (0.5) is gone; the 0.95 false positive stays
+    assert operating_point(scans, 0.85) == {"min_score": 0.85, "false_positives_per_scan": 0.5, "sensitivity": 0.5, "nodules": 2}

@@ -23,9 +23,14 @@ from deepdiag import __version__  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_detection_on_phantoms  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
 from deepdiag.models.networks import build_network  # noqa: E402
-from deepdiag.models.store import LoadedModel, save_model  # noqa: E402
+from deepdiag.models.registry import find_model  # noqa: E402
+from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.detection import train_detector  # noqa: E402
+from deepdiag.training.hard_negatives import cached_hard_negatives  # noqa: E402
+from deepdiag.training.segmentation_data import example_name  # noqa: E402
+
+HARD_NEGATIVE_MIN_SCORE = 0.1  # a detector scores few of its own training cases' false positives higher
 
 
 def card_template(args) -> ModelCard:
@@ -54,22 +59,28 @@ def card_template(args) -> ModelCard:
 def main() -> None:
     parser = common_parser(__doc__.splitlines()[0], data_seed=2000, nodules=[3, 8], iterations=2500, batch=4, learning_rate=1e-3)
     parser.add_argument("--patch", type=int, default=256, help="side of the square training patches in pixels")
+    parser.add_argument("--small-nodule-boost", type=float, default=1.0, help="draw nodules under 6 mm this many times as often as larger ones")
+    parser.add_argument("--init-from", help="start from this detector's weights (id@version or folder) instead of random ones")
+    parser.add_argument("--hard-negatives-from", help="detector (id@version or folder) whose false positives on the training cases to train on")
+    parser.add_argument("--hard-negative-share", type=float, default=0.25, help="share of patches around those false positives")
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
     card = card_template(args)
     examples = prepare_examples(args)
+    hard_negatives = mined_false_positives(args, examples, device) if args.hard_negatives_from else None
     torch.manual_seed(args.train_seed)
-    network = build_network(card)
+    network = initial_network(card, args.init_from)
     log(f"training {args.iterations} iterations, batch {args.batch}, patch {args.patch} on {device}")
     summary = train_detector(network, examples, args.patch, args.iterations, args.batch, device, args.train_seed, args.learning_rate,
-                             on_progress=lambda step, losses: log(f"  iteration {step}: {losses}"))
+                             on_progress=lambda step, losses: log(f"  iteration {step}: {losses}"), small_nodule_boost=args.small_nodule_boost,
+                             hard_negatives=hard_negatives, hard_negative_share=args.hard_negative_share if hard_negatives else 0.0)
     card.training = {
         "data": data_description(args),
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
-        "patch_sampling": "70% of the patches around a nodule (nodule drawn first, then one of its voxels), 30% anywhere in the lung crop",
+        "patch_sampling": sampling_description(args, hard_negatives),
         "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}", "augmentation": "left-right flips, intensity scale/shift",
-        "initialized_from": "random (seeded); no pretrained backbone",
+        "initialized_from": args.init_from or "random (seeded); no pretrained backbone",
         "device": device_description(device),
         "training_seconds": summary["seconds"], "final_losses": summary["final_losses"],
         "software": f"deepdiag {__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}",
@@ -80,6 +91,32 @@ def main() -> None:
         card.metrics = evaluate_detection_on_phantoms(LoadedModel(card, network, folder), device, args.eval_cases, args.eval_seed, folder)
     save_model(network, card, args.output)
     log(f"saved {args.output} in {time.perf_counter() - started:.0f} s; metrics: {card.metrics}")
+
+
+def initial_network(card: ModelCard, init_from: str | None) -> torch.nn.Module:
+    if not init_from:
+        return build_network(card)
+    base = load_model(find_model(init_from, "detection", init_from))
+    if base.card.network != card.network:
+        raise SystemExit(f"--init-from {init_from}: its network differs from the one this script trains")
+    log(f"starting from {base.card.full_id}")
+    return base.network.float()
+
+
+def mined_false_positives(args, examples, device) -> list:
+    miner = load_model(find_model(args.hard_negatives_from, "detection", args.hard_negatives_from))
+    log(f"mining the false positives of {miner.card.full_id} on the training cases (cached in {args.cache})")
+    names = [example_name(args.data_seed, index, args.nodules) for index in range(len(examples))]
+    mined = cached_hard_negatives(miner.network.float(), miner.card.full_id, examples, names, args.cache, device, HARD_NEGATIVE_MIN_SCORE)
+    log(f"  {sum(len(m) for m in mined)} false-positive slice boxes on {len(mined)} cases")
+    return mined
+
+
+def sampling_description(args, hard_negatives) -> str:
+    negatives = (f"{args.hard_negative_share:.0%} around false positives of {args.hard_negatives_from} (score >= {HARD_NEGATIVE_MIN_SCORE:g}) on the training cases, "
+                 if hard_negatives else "")
+    return (f"70% of the patches around a nodule (nodule drawn first, nodules under 6 mm {args.small_nodule_boost:g} times as often, "
+            f"then one of its voxels), {negatives}the rest anywhere in the lung crop")
 
 
 if __name__ == "__main__":

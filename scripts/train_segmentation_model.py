@@ -31,7 +31,7 @@ from deepdiag.models.registry import find_model  # noqa: E402
 from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.terminology import LUNG_NODULES, LUNGS  # noqa: E402
-from deepdiag.training.segmentation import train  # noqa: E402
+from deepdiag.training.segmentation import Recipe, train  # noqa: E402
 
 
 def card_template(args) -> ModelCard:
@@ -62,7 +62,14 @@ def main() -> None:
     parser = common_parser(__doc__.splitlines()[0])
     parser.add_argument("--patch", type=int, nargs=3, default=[96, 96, 96])
     parser.add_argument("--init-from", help="start from this model's weights (id@version or folder) instead of random ones")
+    parser.add_argument("--nodule-share", type=float, default=Recipe.nodule_share, help="share of patches centred near a nodule")
+    parser.add_argument("--small-nodule-boost", type=float, default=Recipe.small_nodule_boost,
+                        help="draw nodules under 6 mm this many times as often as larger ones")
+    parser.add_argument("--per-patch-dice", action="store_true", help="one Dice per patch instead of one over the batch")
+    parser.add_argument("--nodule-weight", type=float, default=Recipe.nodule_weight, help="weight of the nodule class in the loss")
     args = parser.parse_args()
+    recipe = Recipe(nodule_share=args.nodule_share, small_nodule_boost=args.small_nodule_boost,
+                    per_patch_dice=args.per_patch_dice, nodule_weight=args.nodule_weight)
     started = time.perf_counter()
     device = pick_device(args.device)
     card = card_template(args)
@@ -71,13 +78,16 @@ def main() -> None:
     network = initial_network(card, args.init_from)
     log(f"training {args.iterations} iterations, batch {args.batch}, patch {args.patch} on {device}")
     summary = train(network, examples, tuple(args.patch), args.iterations, args.batch, device, args.train_seed, args.learning_rate,
-                    on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"))
+                    on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"), recipe=recipe)
     card.training = {
         "data": data_description(args),
         "initialized_from": args.init_from or "random (seeded)",
-        "patch_sampling": "half the patches around a nodule (nodule drawn first, then one of its voxels), half anywhere in the lung crop",
+        "patch_sampling": (f"{recipe.nodule_share:.0%} of the patches around a nodule (nodule drawn first, nodules under 6 mm "
+                           f"{recipe.small_nodule_boost:g} times as often, then one of its voxels), the rest anywhere in the lung crop"),
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
-        "loss": "DiceCELoss (MONAI)", "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
+        "loss": (f"DiceCELoss (MONAI), Dice {'per patch' if recipe.per_patch_dice else 'over the batch'}, "
+                 f"nodule class weight {recipe.nodule_weight:g}"),
+        "recipe": recipe.describe(), "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
         "augmentation": "flips, intensity scale/shift, contrast, Gaussian noise (MONAI)",
         "device": device_description(device),
         "training_seconds": summary["seconds"], "final_loss": summary["final_loss"],

@@ -34,7 +34,7 @@ def detect_volume(volume: Volume, model: LoadedModel, device: torch.device, min_
     crop, lung_litres = lung_crop(model_volume)
     warnings = input_warnings(volume, lung_litres)
     image = normalize(model_volume.array[crop.slices], model.card.input["intensity"])
-    boxes = _slice_boxes(model.network, image, device, lambda f: report("detect", 0.1 + 0.85 * f))
+    boxes = slice_boxes(model.network, image, device, lambda f: report("detect", 0.1 + 0.85 * f))
     report("merge", 0.95)
     spacing_kji = model_volume.spacing[::-1]
     merged = merge_slice_boxes(boxes, spacing_kji)
@@ -47,13 +47,16 @@ def detect_volume(volume: Volume, model: LoadedModel, device: torch.device, min_
     return DetectionResult(numbered(findings), warnings)
 
 
-def _slice_boxes(network, image: np.ndarray, device: torch.device, on_progress) -> list[SliceBox]:
+def slice_boxes(network, image: np.ndarray, device: torch.device, on_progress=None, slice_step: int = 1) -> list[SliceBox]:
+    """The detector's boxes on every ``slice_step``-th axial slice of a normalized ``[k, j, i]`` image."""
+    on_progress = on_progress or (lambda fraction: None)
     height, width = image.shape[1:]
     network.transform.min_size, network.transform.max_size = (min(height, width),), max(height, width)  # no resizing
     boxes = []
     with torch.inference_mode():
-        for start in range(0, image.shape[0], _SLICES_PER_BATCH):
-            ks = range(start, min(start + _SLICES_PER_BATCH, image.shape[0]))
+        slices = range(0, image.shape[0], slice_step)
+        for start in range(0, len(slices), _SLICES_PER_BATCH):
+            ks = slices[start : start + _SLICES_PER_BATCH]
             batch = [torch.from_numpy(slice_stack(image, k)).to(device) for k in ks]
             for k, output in zip(ks, network(batch)):
                 boxes += [SliceBox(k, b.cpu().numpy(), float(s)) for b, s in zip(output["boxes"], output["scores"])]

@@ -22,6 +22,26 @@ SIZE_CLASSES = {"all": (3.0, np.inf), "ge6mm": (6.0, np.inf), "3to6mm": (3.0, 6.
 
 
 def evaluate_detection_folder(truth_dir: str | Path, pred_dir: str | Path) -> dict:
+    scans = read_scans(truth_dir, pred_dir)
+    return {"cases": len(scans), **{name: froc(scans, *limits) for name, limits in SIZE_CLASSES.items()}}
+
+
+def operating_point(scans: list, min_score: float, smallest_mm: float = 6.0) -> dict:
+    """What a reader sees at one score threshold: false positives per scan and the share of
+    nodules of at least ``smallest_mm`` found."""
+    found, nodules, false_positives = 0, 0, 0
+    for truths, findings in scans:
+        kept = [np.array(f.center_lps) for f in findings if f.score >= min_score]
+        hit = [any(np.linalg.norm(center - c) <= diameter / 2 for c in kept) for center, diameter in truths]
+        false_positives += sum(not any(np.linalg.norm(center - c) <= diameter / 2 for center, diameter in truths) for c in kept)
+        counted = [h for h, (_, diameter) in zip(hit, truths) if diameter >= smallest_mm]
+        found, nodules = found + sum(counted), nodules + len(counted)
+    return {"min_score": min_score, "false_positives_per_scan": round(false_positives / len(scans), 3),
+            "sensitivity": round(found / max(nodules, 1), 4), "nodules": nodules}
+
+
+def read_scans(truth_dir: str | Path, pred_dir: str | Path) -> list:
+    """Per case: the truth nodules ``(centre LPS, equivalent diameter)`` and the findings."""
     truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
     truth_files = sorted((truth_dir / "truth").glob("*.json"))
     if not truth_files:
@@ -33,7 +53,7 @@ def evaluate_detection_folder(truth_dir: str | Path, pred_dir: str | Path) -> di
             raise DeepDiagError(f"no findings for case {path.stem} (expected {prediction.name})", pred_dir)
         nodules = json.loads(path.read_text())["nodules"]
         scans.append(([(np.array(n["center_lps"]), n["equivalent_diameter_mm"]) for n in nodules], read_findings(prediction)))
-    return {"cases": len(scans), **{name: froc(scans, *limits) for name, limits in SIZE_CLASSES.items()}}
+    return scans
 
 
 def froc(scans: list, smallest_mm: float, largest_mm: float) -> dict:

@@ -10,16 +10,23 @@ import numpy as np
 import torch
 
 from ..detection.slices import boxes_in_slice, slice_stack
-from .segmentation_data import Example
+from .segmentation_data import SMALL_NODULE_VOXELS, Example, draw_nodule
 
 
-def sample_slice_patch(example: Example, size: int, rng: np.random.Generator, nodule_share: float = 0.7):
-    """A ``(3, size, size)`` 2.5D patch and its nodule boxes: around a nodule (drawn first, then one
-    of its voxels) with probability ``nodule_share``, else anywhere in the lung crop."""
+def sample_slice_patch(example: Example, size: int, rng: np.random.Generator, nodule_share: float = 0.7, small_nodule_boost: float = 1.0,
+                       hard_negatives: np.ndarray | None = None, hard_negative_share: float = 0.0):
+    """A ``(3, size, size)`` 2.5D patch and its nodule boxes: around a nodule (drawn first, those
+    under 6 mm ``small_nodule_boost`` times as often, then one of its voxels) with probability
+    ``nodule_share``, around one of the ``hard_negatives`` (``(N, 3)`` voxel positions) with
+    probability ``hard_negative_share``, else anywhere in the lung crop."""
     depth, height, width = example.image.shape
-    if example.nodule_voxels and rng.uniform() < nodule_share:
-        voxels = example.nodule_voxels[rng.integers(len(example.nodule_voxels))]
+    draw = rng.uniform()
+    if example.nodule_voxels and draw < nodule_share:
+        voxels = example.nodule_voxels[draw_nodule(example.nodule_voxels, rng, SMALL_NODULE_VOXELS, small_nodule_boost)]
         k, j, i = voxels[rng.integers(len(voxels))]
+        j, i = np.array([j, i]) + rng.integers(-size // 4, size // 4 + 1, size=2)
+    elif hard_negatives is not None and len(hard_negatives) and draw < nodule_share + hard_negative_share:
+        k, j, i = hard_negatives[rng.integers(len(hard_negatives))]
         j, i = np.array([j, i]) + rng.integers(-size // 4, size // 4 + 1, size=2)
     else:
         k, j, i = rng.integers(depth), rng.integers(height), rng.integers(width)
@@ -44,8 +51,12 @@ def train_detector(
     seed: int,
     learning_rate: float = 1e-3,
     on_progress: Callable[[int, dict], None] | None = None,
+    small_nodule_boost: float = 1.0,
+    hard_negatives: list[np.ndarray] | None = None,
+    hard_negative_share: float = 0.0,
 ) -> dict:
-    """Train in place; returns a summary (iterations, final losses, seconds)."""
+    """Train in place; returns a summary (iterations, final losses, seconds). ``hard_negatives``
+    holds per example the positions to draw ``hard_negative_share`` of the patches around."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     network.to(device).train()
@@ -54,7 +65,8 @@ def train_detector(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=iterations, pct_start=0.05)
     started, recent = time.perf_counter(), []
     for step in range(iterations):
-        images, targets = _batch(examples, patch_size, batch_size, rng, device)
+        images, targets = _batch(examples, patch_size, batch_size, rng, device, dict(
+            small_nodule_boost=small_nodule_boost, hard_negative_share=hard_negative_share), hard_negatives)
         losses = network(images, targets)
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
@@ -69,10 +81,11 @@ def train_detector(
     return {"iterations": iterations, "final_losses": _mean(recent), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def _batch(examples, size, batch_size, rng, device):
+def _batch(examples, size, batch_size, rng, device, sampling: dict, hard_negatives):
     images, targets = [], []
     for _ in range(batch_size):
-        patch, boxes = sample_slice_patch(examples[int(rng.integers(len(examples)))], size, rng)
+        index = int(rng.integers(len(examples)))
+        patch, boxes = sample_slice_patch(examples[index], size, rng, hard_negatives=hard_negatives[index] if hard_negatives else None, **sampling)
         if rng.uniform() < 0.5:  # left-right flip
             patch = patch[:, :, ::-1].copy()
             boxes = np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=1) if len(boxes) else boxes

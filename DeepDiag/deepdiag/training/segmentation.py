@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
-from .segmentation_data import Example, sample_patch
+from .segmentation_data import SMALL_NODULE_VOXELS, Example, sample_patch
 
 
 def augmentation(seed: int, affine: bool = False) -> Compose:
@@ -39,19 +40,40 @@ def augmentation(seed: int, affine: bool = False) -> Compose:
     return transforms
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """How patches are drawn and how the loss weighs them. The defaults are the recipe of
+    versions 1 and 2 and of fine-tuning: one Dice over the whole batch, nodules drawn alike."""
+
+    nodule_share: float = 0.5  # patches centred near a nodule
+    small_nodule_boost: float = 1.0  # how much more often a small nodule is drawn than a large one
+    small_nodule_voxels: int = SMALL_NODULE_VOXELS
+    per_patch_dice: bool = False  # one Dice per patch, so a patch around a 4 mm nodule counts as much as one around a 30 mm one
+    nodule_weight: float = 1.0  # weight of the nodule class in cross-entropy and Dice (background and lungs: 1)
+
+    def loss(self) -> DiceCELoss:
+        weight = torch.tensor([1.0, 1.0, self.nodule_weight]) if self.nodule_weight != 1.0 else None
+        return DiceCELoss(to_onehot_y=True, softmax=True, batch=not self.per_patch_dice, weight=weight)
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
 class PatchTrainer:
     """Trains a network on random patches of examples, in as many runs of steps as the caller
     likes (an epoch each, for fine-tuning), under one one-cycle learning-rate schedule."""
 
     def __init__(self, network: torch.nn.Module, examples: list[Example], patch: tuple[int, int, int], batch_size: int,
-                 device: torch.device, seed: int, learning_rate: float, total_steps: int, affine: bool = False) -> None:
+                 device: torch.device, seed: int, learning_rate: float, total_steps: int, affine: bool = False,
+                 recipe: Recipe = Recipe()) -> None:
         torch.manual_seed(seed)
         self.network, self.examples, self.patch, self.batch_size, self.device = network.to(device), examples, patch, batch_size, device
         self.rng = np.random.default_rng(seed)
         self.augment = augmentation(seed, affine)
         self.optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(self.optimizer, max_lr=learning_rate, total_steps=total_steps, pct_start=0.1)
-        self.loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+        self.recipe = recipe
+        self.loss_function = recipe.loss().to(device)
         self.scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
         self.steps_done = 0
 
@@ -60,9 +82,9 @@ class PatchTrainer:
         self.network.train()
         losses = []
         for _ in range(steps):
-            images, labels = _batch(self.examples, self.patch, self.batch_size, self.rng, self.augment)
+            images, labels = _batch(self.examples, self.patch, self.batch_size, self.rng, self.augment, self.recipe, self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.device.type == "cuda"):
-                loss = self.loss_function(self.network(images.to(self.device)), labels.to(self.device))
+                loss = self.loss_function(self.network(images), labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -86,10 +108,11 @@ def train(
     seed: int,
     learning_rate: float = 2e-3,
     on_progress: Callable[[int, float], None] | None = None,
+    recipe: Recipe = Recipe(),
 ) -> dict:
     """Train in place; returns a summary (iterations, final loss, seconds)."""
     started, recent = time.perf_counter(), [float("nan")]
-    trainer = PatchTrainer(network, examples, patch, batch_size, device, seed, learning_rate, iterations)
+    trainer = PatchTrainer(network, examples, patch, batch_size, device, seed, learning_rate, iterations, recipe=recipe)
 
     def on_step(step: int, loss: float) -> None:
         recent[0] = loss
@@ -100,11 +123,13 @@ def train(
     return {"iterations": iterations, "final_loss": round(recent[0], 4), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def _batch(examples, patch, batch_size, rng, augment):
+def _batch(examples, patch, batch_size, rng, augment, recipe, device):
+    """Patches are augmented where the network runs: on a GPU the CPU would otherwise be the bottleneck."""
     images, labels = [], []
     for _ in range(batch_size):
-        image, label = sample_patch(examples[int(rng.integers(len(examples)))], patch, rng)
-        sample = augment({"image": image[None], "label": label[None]})
-        images.append(torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32))
-        labels.append(torch.as_tensor(np.asarray(sample["label"])).long())
+        image, label = sample_patch(examples[int(rng.integers(len(examples)))], patch, rng, recipe.nodule_share,
+                                    recipe.small_nodule_voxels, recipe.small_nodule_boost)
+        sample = augment({"image": torch.as_tensor(image[None], device=device), "label": torch.as_tensor(label[None], device=device)})
+        images.append(torch.as_tensor(sample["image"], dtype=torch.float32))
+        labels.append(torch.as_tensor(sample["label"]).long())
     return torch.stack(images), torch.stack(labels)

@@ -13,6 +13,8 @@ from ..geometry import Volume
 from ..phantom import PhantomConfig, generate_case
 from ..segmentation.model_grid import lung_crop, normalize, to_model_grid
 
+SMALL_NODULE_VOXELS = 90  # a nodule "under 6 mm": fewer voxels than a 6 mm sphere on the 1 x 1 x 1.25 mm model grid
+
 
 @dataclass
 class Example:
@@ -36,7 +38,7 @@ class Example:
 def make_example(seed: int, index: int, spacing, window, nodules=(2, 6), cache: str | None = None) -> Example:
     """Phantom case ``index`` of ``seed`` with varied scanner settings, prepared for training;
     read from / written to ``cache`` when given, since making one takes about 30 s."""
-    cached = Path(cache) / f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}.npz" if cache else None
+    cached = Path(cache) / f"{example_name(seed, index, nodules)}.npz" if cache else None
     if cached and cached.is_file():
         return Example.load(cached)
     case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
@@ -44,6 +46,10 @@ def make_example(seed: int, index: int, spacing, window, nodules=(2, 6), cache: 
     if cached:
         example.save(cached)
     return example
+
+
+def example_name(seed: int, index: int, nodules=(2, 6)) -> str:
+    return f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}"
 
 
 def varied_scanner_config(seed: int, index: int, nodules=(2, 6)) -> PhantomConfig:
@@ -86,14 +92,17 @@ def _voxels_per_nodule(instances: np.ndarray) -> list[np.ndarray]:
     return voxels
 
 
-def sample_patch(example: Example, patch: tuple[int, int, int], rng: np.random.Generator, nodule_share: float = 0.5):
+def sample_patch(example: Example, patch: tuple[int, int, int], rng: np.random.Generator, nodule_share: float = 0.5,
+                 small_nodule_voxels: int = 0, small_nodule_boost: float = 1.0):
     """A patch around a nodule with probability ``nodule_share``, else anywhere; padded with air.
 
     The nodule is drawn first, then one of its voxels: drawing voxels directly would let a
     30 mm nodule (1000 times the voxels of a 3 mm one) crowd the small ones out of training.
+    Nodules of fewer than ``small_nodule_voxels`` voxels are drawn ``small_nodule_boost`` times
+    as often as the others.
     """
     if example.nodule_voxels and rng.uniform() < nodule_share:
-        voxels = example.nodule_voxels[rng.integers(len(example.nodule_voxels))]
+        voxels = example.nodule_voxels[draw_nodule(example.nodule_voxels, rng, small_nodule_voxels, small_nodule_boost)]
         center = voxels[rng.integers(len(voxels))] + rng.integers(-patch[0] // 4, patch[0] // 4 + 1, size=3)
     else:
         center = np.array([rng.integers(n) for n in example.image.shape])
@@ -105,3 +114,11 @@ def sample_patch(example: Example, patch: tuple[int, int, int], rng: np.random.G
     image[target] = example.image[source]
     labels[target] = example.labels[source]
     return image, labels
+
+
+def draw_nodule(nodule_voxels: list[np.ndarray], rng: np.random.Generator, small_nodule_voxels: int, small_nodule_boost: float) -> int:
+    """Index of a nodule drawn at random, those under ``small_nodule_voxels`` ``small_nodule_boost`` times as likely."""
+    if small_nodule_boost == 1.0:  # the draw versions 1 and 2 were trained with (same random stream)
+        return int(rng.integers(len(nodule_voxels)))
+    weights = np.array([small_nodule_boost if len(v) < small_nodule_voxels else 1.0 for v in nodule_voxels])
+    return int(rng.choice(len(weights), p=weights / weights.sum()))

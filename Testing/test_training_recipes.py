@@ -1,0 +1,66 @@
+"""The training recipes do what their cards say: small nodules drawn more often, a Dice per
+patch, and hard negatives that are false positives only, never nodules."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepdiag.image_io import read_volume
+from deepdiag.models import find_model
+from deepdiag.models.store import load_model
+from deepdiag.training.detection import sample_slice_patch
+from deepdiag.training.hard_negatives import mine_hard_negatives
+from deepdiag.training.segmentation import Recipe
+from deepdiag.training.segmentation_data import Example, draw_nodule, prepare_example
+
+SPACING, WINDOW = [1.0, 1.0, 1.25], {"min_hu": -1000.0, "max_hu": 400.0}
+
+
+def _ball(center, radius, shape=(40, 40, 40)) -> np.ndarray:
+    grid = np.indices(shape)
+    return np.argwhere(((grid - np.array(center)[:, None, None, None]) ** 2).sum(axis=0) <= radius**2).astype(np.int32)
+
+
+def test_small_nodules_are_drawn_as_many_times_more_often_as_the_boost_says():
+    small, large = _ball((10, 10, 10), 2), _ball((25, 25, 25), 6)  # 33 and 925 voxels
+    assert len(small) < Recipe().small_nodule_voxels < len(large)
+    rng = np.random.default_rng(0)
+    for boost in (1.0, 3.0):
+        draws = np.array([draw_nodule([small, large], rng, Recipe().small_nodule_voxels, boost) for _ in range(4000)])
+        ratio = (draws == 0).sum() / (draws == 1).sum()
+        assert abs(ratio - boost) < 0.15 * boost, (boost, ratio)
+
+
+def test_dice_per_patch_does_not_let_a_large_nodule_hide_a_missed_small_one():
+    """Two patches: a large nodule found perfectly, a small one missed entirely. Over the batch,
+    the small nodule's voxels barely count; per patch, the miss costs half the nodule Dice."""
+    labels = torch.zeros(2, 1, 16, 16, 16, dtype=torch.long)
+    labels[0, 0, 2:14, 2:14, 2:14] = 2
+    labels[1, 0, 7:9, 7:9, 7:9] = 2
+    logits = torch.full((2, 3, 16, 16, 16), -10.0)
+    logits[:, 0] = 10.0  # background everywhere ...
+    logits[0, 0][labels[0, 0] == 2], logits[0, 2][labels[0, 0] == 2] = -10.0, 10.0  # ... except the large nodule, found
+    over_batch = Recipe(per_patch_dice=False).loss()(logits, labels)
+    per_patch = Recipe(per_patch_dice=True).loss()(logits, labels)
+    assert per_patch > over_batch + 0.1
+
+
+def test_hard_negatives_are_detector_hits_away_from_every_nodule(small_case):
+    stem = "phantom_s5_000"
+    example = prepare_example(read_volume(small_case / "images" / f"{stem}.nrrd"), read_volume(small_case / "labels" / f"{stem}.nrrd"),
+                              SPACING, WINDOW)
+    detector = load_model(find_model("lung-nodules-det", "detection", "lung-nodules-det"))
+    margin = 3
+    everything = mine_hard_negatives(detector.network, Example(example.image, np.zeros_like(example.labels), []), torch.device("cpu"),
+                                     min_score=0.05, margin_voxels=margin)
+    mined = mine_hard_negatives(detector.network, example, torch.device("cpu"), min_score=0.05, margin_voxels=margin)
+    nodule_voxels = np.concatenate(example.nodule_voxels)
+    steps = np.array([np.abs(nodule_voxels - position).sum(axis=1).min() for position in mined])
+    assert len(everything) > len(mined), "the detector's hits on the nodules were kept as negatives"
+    assert (steps > margin).all()
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):  # a patch drawn around a hard negative has it inside and its slice among the mined ones
+        patch, _ = sample_slice_patch(example, 64, rng, nodule_share=0.0, hard_negatives=mined, hard_negative_share=1.0)
+        assert patch.shape == (3, 64, 64) and np.abs(patch).sum() > 0
