@@ -30,7 +30,7 @@ class DeepDiagDetectParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = ""
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.9  # the shipped detector's card default
+    minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.8  # the shipped detector's card default
 
 
 class DeepDiagDetectWidget(ModelModuleWidget):

@@ -1,7 +1,7 @@
 """The shipped detector finds nodules on held-out phantoms (seeds never used in training), and the
 DeepDiagDetect logic puts its fiducials inside the truth nodules on a real MRML scene.
 
-The bar here is a regression bar of lung-nodules-det@1 on fewer, coarser cases, so that CI stays
+The bar here is a regression bar of the shipped lung-nodules-det@2 on fewer, coarser cases, so that CI stays
 fast; the card holds its FROC on the default grid against issue 5's target.
 """
 
@@ -15,9 +15,10 @@ import pytest
 from conftest import load_volume_node, run_cli
 
 HELD_OUT_SEED = 31  # training used seed 2000 and the card's evaluation seed 7
-# lung-nodules-det@1 measured 0.75 and 0.71 on these cases (8 nodules >= 6 mm); the bar leaves a margin
-SENSITIVITY_AT_2_FP = 0.60
-CPM = 0.55
+# lung-nodules-det@2 measured 0.875 and 0.82 on these cases (8 nodules >= 6 mm; @1: 0.75 and 0.71);
+# the bar allows one more missed nodule
+SENSITIVITY_AT_2_FP = 0.75
+CPM = 0.70
 CASE_OPTIONS = ["--size", "256", "256", "150", "--spacing", "1.4", "1.4", "2.5", "--nodules", "2", "3", "--diameter", "6", "24"]
 
 
