@@ -38,10 +38,11 @@ def test_shipped_model_meets_a_smaller_bar_on_held_out_cases(held_out):
     figures = json.loads(result.stdout)
     assert figures["nodules_ge6mm"] >= 5
     assert figures["lungs_dice"] >= 0.95
-    # lung-nodules-seg@2 measured 0.84, 0.75 and 0.33 on these cases; the bar leaves room for CPU rounding
-    assert figures["nodule_dice_ge6mm"] >= 0.70
-    assert figures["sensitivity_ge6mm"] >= 0.60
-    assert figures["false_positives_per_scan"] <= 2.0
+    # lung-nodules-seg@3 measured 0.88, 0.875 (7 of 8) and 1.33 on these cases (@2: 0.84, 0.75, 0.33);
+    # the bar allows one more missed nodule and about one more false positive per scan
+    assert figures["nodule_dice_ge6mm"] >= 0.75
+    assert figures["sensitivity_ge6mm"] >= 0.75
+    assert figures["false_positives_per_scan"] <= 2.5
 
 
 def test_segment_logic_on_a_real_scene_puts_nodules_where_the_truth_has_them(scene, held_out):
