@@ -11,7 +11,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 
 from DeepDiagGUI import ModelModuleWidget
 from DeepDiagLib import EngineTask
-from DeepDiagLib.detection_logic import add_detection_result, available_detection_models, detect_volume_node, detection_task
+from DeepDiagLib.detection_logic import add_detection_result, available_detection_models, default_min_score, detect_volume_node, detection_task
 
 
 class DeepDiagDetect(ScriptedLoadableModule):
@@ -30,7 +30,7 @@ class DeepDiagDetectParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = ""
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.8  # the shipped detector's card default
+    minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.8  # replaced by the chosen model's card default
 
 
 class DeepDiagDetectWidget(ModelModuleWidget):
@@ -44,12 +44,18 @@ class DeepDiagDetectWidget(ModelModuleWidget):
         return DeepDiagDetectLogic()
 
     def setupConnections(self) -> None:
+        self.ui.modelSelector.connect("currentTextChanged(QString)", self.onModelChanged)
         super().setupConnections()
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
         self.ui.findingsTableView.connect("selectionChanged()", self.onFindingSelected)
 
     def runButtons(self) -> list:
         return [self.ui.detectButton]
+
+    def onModelChanged(self, modelId: str) -> None:
+        """Each detector brings the score threshold chosen on its validation cases."""
+        if modelId and self._parameterNode:
+            self._parameterNode.minScore = self.logic.defaultMinScore(modelId)
 
     def onDetectButton(self) -> None:
         p = self._parameterNode
@@ -83,6 +89,9 @@ class DeepDiagDetectLogic(ScriptedLoadableModuleLogic):
 
     def availableModels(self) -> list:
         return available_detection_models()
+
+    def defaultMinScore(self, modelId=None) -> float:
+        return default_min_score(modelId)
 
     def detectionTask(self, volumeNode, modelId=None, device="auto", minScore=None) -> EngineTask:
         return detection_task(volumeNode, modelId, device, minScore)

@@ -78,3 +78,13 @@ def test_logic_on_a_real_scene_adds_fiducials_and_a_matching_table_or_nothing(sc
     with pytest.raises(EngineError, match="no-such-model"):
         detect_volume_node(scene, volume_node, modelId="no-such-model", device="cpu", timeout=600)
     assert scene.GetNumberOfNodes() == count
+
+
+def test_the_panel_threshold_is_the_chosen_detectors_own(tiny_detector):
+    from DeepDiagLib.detection_logic import default_min_score
+    from deepdiag.models import find_model
+    from deepdiag.models.card import ModelCard
+
+    newest = ModelCard.read(find_model(None, "detection", "lung-nodules-det"))
+    assert default_min_score() == newest.postprocessing["default_min_score"]  # chosen on its validation cases
+    assert default_min_score(str(tiny_detector)) == 0.5  # a card that names none

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training_common import SPACING, WINDOW, common_parser, data_description, device_description, log, prepare_examples
+from training_common import SPACING, WINDOW, common_parser, data_description, device_description, initial_network, log, prepare_examples
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
@@ -22,15 +22,12 @@ import torchvision  # noqa: E402
 from deepdiag import __version__  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_detection_on_phantoms  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
-from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.registry import find_model  # noqa: E402
 from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.detection import train_detector  # noqa: E402
-from deepdiag.training.hard_negatives import cached_hard_negatives  # noqa: E402
+from deepdiag.training.hard_negatives import MIN_SCORE as HARD_NEGATIVE_MIN_SCORE, cached_hard_negatives  # noqa: E402
 from deepdiag.training.segmentation_data import example_name  # noqa: E402
-
-HARD_NEGATIVE_MIN_SCORE = 0.1  # a detector scores few of its own training cases' false positives higher
 
 
 def card_template(args) -> ModelCard:
@@ -93,21 +90,12 @@ def main() -> None:
     log(f"saved {args.output} in {time.perf_counter() - started:.0f} s; metrics: {card.metrics}")
 
 
-def initial_network(card: ModelCard, init_from: str | None) -> torch.nn.Module:
-    if not init_from:
-        return build_network(card)
-    base = load_model(find_model(init_from, "detection", init_from))
-    if base.card.network != card.network:
-        raise SystemExit(f"--init-from {init_from}: its network differs from the one this script trains")
-    log(f"starting from {base.card.full_id}")
-    return base.network.float()
-
-
 def mined_false_positives(args, examples, device) -> list:
     miner = load_model(find_model(args.hard_negatives_from, "detection", args.hard_negatives_from))
     log(f"mining the false positives of {miner.card.full_id} on the training cases (cached in {args.cache})")
     names = [example_name(args.data_seed, index, args.nodules) for index in range(len(examples))]
-    mined = cached_hard_negatives(miner.network.float(), miner.card.full_id, examples, names, args.cache, device, HARD_NEGATIVE_MIN_SCORE)
+    mined = cached_hard_negatives(miner.network.float(), miner.card.full_id, examples, names, args.cache, device,
+                                  on_case=lambda done, total: log(f"  mined {done} of {total} cases") if done % 10 == 0 or done == total else None)
     log(f"  {sum(len(m) for m in mined)} false-positive slice boxes on {len(mined)} cases")
     return mined
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from training_common import SPACING, WINDOW, common_parser, data_description, device_description, log, prepare_examples
+from training_common import SPACING, WINDOW, common_parser, data_description, device_description, initial_network, log, prepare_examples
 
 import monai  # noqa: E402
 import torch  # noqa: E402
@@ -26,9 +27,7 @@ import torch  # noqa: E402
 from deepdiag import __version__  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_on_phantoms  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
-from deepdiag.models.networks import build_network  # noqa: E402
-from deepdiag.models.registry import find_model  # noqa: E402
-from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E402
+from deepdiag.models.store import LoadedModel, save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.terminology import LUNG_NODULES, LUNGS  # noqa: E402
 from deepdiag.training.segmentation import Recipe, train  # noqa: E402
@@ -87,7 +86,7 @@ def main() -> None:
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
         "loss": (f"DiceCELoss (MONAI), Dice {'per patch' if recipe.per_patch_dice else 'over the batch'}, "
                  f"nodule class weight {recipe.nodule_weight:g}"),
-        "recipe": recipe.describe(), "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
+        "recipe": asdict(recipe), "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
         "augmentation": "flips, intensity scale/shift, contrast, Gaussian noise (MONAI)",
         "device": device_description(device),
         "training_seconds": summary["seconds"], "final_loss": summary["final_loss"],
@@ -98,15 +97,6 @@ def main() -> None:
     save_model(network, card, args.output)
     log(f"saved {args.output} in {time.perf_counter() - started:.0f} s; metrics: {card.metrics}")
 
-
-def initial_network(card: ModelCard, init_from: str | None) -> torch.nn.Module:
-    if not init_from:
-        return build_network(card)
-    base = load_model(find_model(init_from, "segmentation", init_from))
-    if base.card.network != card.network:
-        raise SystemExit(f"--init-from {init_from}: its network differs from the one this script trains")
-    log(f"starting from {base.card.full_id}")
-    return base.network.float()
 
 
 def evaluate(network, card, device, args) -> dict:

@@ -61,5 +61,21 @@ def device_description(device) -> str:
     return f"{device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()})"
 
 
+def initial_network(card, init_from: str | None):
+    """A new seeded network for ``card``, or the weights of ``init_from`` (id@version or folder),
+    which must have the same network and task."""
+    from deepdiag.models.networks import build_network
+    from deepdiag.models.registry import find_model
+    from deepdiag.models.store import load_model
+
+    if not init_from:
+        return build_network(card)
+    base = load_model(find_model(init_from, card.task, init_from))
+    if base.card.network != card.network:
+        raise SystemExit(f"--init-from {init_from}: its network differs from the one this script trains")
+    log(f"starting from {base.card.full_id}")
+    return base.network.float()
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)

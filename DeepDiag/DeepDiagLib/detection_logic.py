@@ -12,6 +12,15 @@ from .result_nodes import add_fiducials_from_file
 TABLE_COLUMNS = ("Finding", "R (mm)", "A (mm)", "S (mm)", "Diameter (mm)", "Score")
 
 
+def default_min_score(modelId: str | None = None) -> float:
+    """The score threshold the card of ``modelId`` (default: the newest detector) recommends; reads the card only."""
+    from deepdiag.detection import DEFAULT_MODEL
+    from deepdiag.models.card import ModelCard
+    from deepdiag.models.registry import find_model
+
+    return ModelCard.read(find_model(modelId, "detection", DEFAULT_MODEL)).default_min_score
+
+
 def available_detection_models() -> list[str]:
     """Installed detection models (``id@version``); reads model cards only, never weights."""
     from deepdiag.models.registry import models_for_task

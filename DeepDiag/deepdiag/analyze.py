@@ -48,7 +48,7 @@ def analyze_files(inputs: list[str], output_dir: str, device: str, min_score: fl
     models = Models(*(load_model(find_model(None, task, default), torch_device)
                       for task, default in (("segmentation", SEGMENTER), ("detection", DETECTOR), ("classification", CLASSIFIER))))
     if min_score is None:
-        min_score = float(models.detection.card.postprocessing.get("default_min_score", 0.5))
+        min_score = models.detection.card.default_min_score
     return run_batch(inputs, lambda path, progress: analyze_one(path, Path(output_dir), models, torch_device, min_score, progress),
                      reporter, {"models": models.ids, "device": str(torch_device), "min_score": min_score})
 

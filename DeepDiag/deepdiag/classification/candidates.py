@@ -41,8 +41,6 @@ def nodule_mask(segmentation_path: str | Path, volume: Volume) -> np.ndarray:
     in a plain label map (no segment fields), every labelled voxel."""
     try:
         labels, segments = read_segmentation(segmentation_path)
-    except DeepDiagError:
-        raise
     except RuntimeError as error:  # SimpleITK's reader on a file that is not an image
         raise DeepDiagError(f"not a readable segmentation ({str(error).splitlines()[0]})", segmentation_path) from None
     if not labels.same_grid(volume):

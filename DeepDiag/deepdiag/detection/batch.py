@@ -11,9 +11,8 @@ from ..models.store import load_model
 from ..progress import ProgressReporter
 from ..segmentation.inference import pick_device
 from ..segmentation.pipeline import check_memory
+from . import DEFAULT_MODEL
 from .inference import detect_volume
-
-DEFAULT_MODEL = "lung-nodules-det"
 
 
 def check_min_score(min_score: float | None) -> None:
@@ -32,7 +31,7 @@ def detect_files(inputs: list[str], output_dir: str, model_id: str | None, devic
     if model.card.task != "detection":
         raise DeepDiagError(f"model {model.card.full_id} is a {model.card.task} model, not a detection model")
     if min_score is None:
-        min_score = float(model.card.postprocessing.get("default_min_score", 0.5))
+        min_score = model.card.default_min_score
 
     def detect_one(path: str, progress) -> dict:
         size, spacing = volume_header(path)

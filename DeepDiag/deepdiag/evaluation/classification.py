@@ -7,42 +7,34 @@ diameter errors are computed over the matched nodules, and the share matched is 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DeepDiagError
-from ..findings_file import read_findings
 from ..lung_rads import NODULE_TYPES
+from .detection import hits, read_cases
 
 
 def evaluate_classification_folder(truth_dir: str | Path, pred_dir: str | Path) -> dict:
-    truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
-    truth_files = sorted((truth_dir / "truth").glob("*.json"))
-    if not truth_files:
-        raise DeepDiagError("holds no truth/*.json (expected the layout that deepdiag phantom writes)", truth_dir)
+    cases = read_cases(truth_dir, pred_dir)
     pairs, nodules = [], 0
-    for path in truth_files:
-        prediction = pred_dir / f"{path.stem}.findings.json"
-        if not prediction.is_file():
-            raise DeepDiagError(f"no findings for case {path.stem} (expected {prediction.name})", pred_dir)
-        truths = json.loads(path.read_text())["nodules"]
+    for truth_file, truths, findings_file, findings in cases:
         if truths and "lung_rads" not in truths[0]:
-            raise DeepDiagError("truth has no Lung-RADS category: regenerate the phantoms with this deepdiag version", path)
-        findings = read_findings(prediction)
+            raise DeepDiagError("truth has no Lung-RADS category: regenerate the phantoms with this deepdiag version", truth_file)
         if findings and "type" not in findings[0].details:
-            raise DeepDiagError("findings are not classified (run deepdiag classify first)", prediction)
+            raise DeepDiagError("findings are not classified (run deepdiag classify first)", findings_file)
         nodules += len(truths)
         pairs += _match(truths, findings)
-    return {"cases": len(truth_files), "nodules": nodules, **_figures(pairs, nodules)}
+    return {"cases": len(cases), "nodules": nodules, **_figures(pairs, nodules)}
 
 
 def _match(truths: list[dict], findings: list) -> list[tuple[dict, dict]]:
+    """Each truth nodule with the nearest unused finding that hits it."""
     used, pairs = set(), []
     for truth in truths:
-        distances = [(np.linalg.norm(np.subtract(f.center_lps, truth["center_lps"])), n) for n, f in enumerate(findings) if n not in used]
-        inside = [(d, n) for d, n in distances if d <= truth["equivalent_diameter_mm"] / 2]
+        inside = [(np.linalg.norm(np.subtract(f.center_lps, truth["center_lps"])), n) for n, f in enumerate(findings)
+                  if n not in used and hits(f.center_lps, truth["center_lps"], truth["equivalent_diameter_mm"])]
         if inside:
             _, n = min(inside)
             used.add(n)

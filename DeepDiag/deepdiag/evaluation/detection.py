@@ -31,29 +31,39 @@ def operating_point(scans: list, min_score: float, smallest_mm: float = 6.0) -> 
     nodules of at least ``smallest_mm`` found."""
     found, nodules, false_positives = 0, 0, 0
     for truths, findings in scans:
-        kept = [np.array(f.center_lps) for f in findings if f.score >= min_score]
-        hit = [any(np.linalg.norm(center - c) <= diameter / 2 for c in kept) for center, diameter in truths]
-        false_positives += sum(not any(np.linalg.norm(center - c) <= diameter / 2 for center, diameter in truths) for c in kept)
-        counted = [h for h, (_, diameter) in zip(hit, truths) if diameter >= smallest_mm]
+        kept = [f.center_lps for f in findings if f.score >= min_score]
+        false_positives += sum(not any(hits(c, *truth) for truth in truths) for c in kept)
+        counted = [any(hits(c, *truth) for c in kept) for truth in truths if truth[1] >= smallest_mm]
         found, nodules = found + sum(counted), nodules + len(counted)
     return {"min_score": min_score, "false_positives_per_scan": round(false_positives / len(scans), 3),
             "sensitivity": round(found / max(nodules, 1), 4), "nodules": nodules}
 
 
-def read_scans(truth_dir: str | Path, pred_dir: str | Path) -> list:
-    """Per case: the truth nodules ``(centre LPS, equivalent diameter)`` and the findings."""
+def hits(point_lps, center_lps, diameter_mm: float) -> bool:
+    """Whether a finding at ``point_lps`` hits a nodule: inside its radius, as LUNA16 counts."""
+    return float(np.linalg.norm(np.subtract(point_lps, center_lps))) <= diameter_mm / 2
+
+
+def read_cases(truth_dir: str | Path, pred_dir: str | Path) -> list[tuple[Path, list[dict], Path, list]]:
+    """Per case of ``truth_dir`` (as deepdiag phantom writes it): its truth file and nodules, and
+    the findings file of the same name in ``pred_dir`` and its findings."""
     truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
     truth_files = sorted((truth_dir / "truth").glob("*.json"))
     if not truth_files:
         raise DeepDiagError("holds no truth/*.json (expected the layout that deepdiag phantom writes)", truth_dir)
-    scans = []
+    cases = []
     for path in truth_files:
         prediction = pred_dir / f"{path.stem}.findings.json"
         if not prediction.is_file():
             raise DeepDiagError(f"no findings for case {path.stem} (expected {prediction.name})", pred_dir)
-        nodules = json.loads(path.read_text())["nodules"]
-        scans.append(([(np.array(n["center_lps"]), n["equivalent_diameter_mm"]) for n in nodules], read_findings(prediction)))
-    return scans
+        cases.append((path, json.loads(path.read_text())["nodules"], prediction, read_findings(prediction)))
+    return cases
+
+
+def read_scans(truth_dir: str | Path, pred_dir: str | Path) -> list:
+    """Per case: the truth nodules ``(centre LPS, equivalent diameter)`` and the findings."""
+    return [([(np.array(n["center_lps"]), n["equivalent_diameter_mm"]) for n in nodules], findings)
+            for _, nodules, _, findings in read_cases(truth_dir, pred_dir)]
 
 
 def froc(scans: list, smallest_mm: float, largest_mm: float) -> dict:
@@ -62,11 +72,11 @@ def froc(scans: list, smallest_mm: float, largest_mm: float) -> dict:
     for truths, findings in scans:
         best = {}
         for finding in findings:
-            hits = [i for i, (center, diameter) in enumerate(truths) if np.linalg.norm(np.array(finding.center_lps) - center) <= diameter / 2]
-            counted = [i for i in hits if smallest_mm <= truths[i][1] < largest_mm]
+            hit = [i for i, truth in enumerate(truths) if hits(finding.center_lps, *truth)]
+            counted = [i for i in hit if smallest_mm <= truths[i][1] < largest_mm]
             for i in counted:
                 best[i] = max(best.get(i, -np.inf), finding.score)
-            if not hits:
+            if not hit:
                 false_positive_scores.append(finding.score)
         nodules += sum(smallest_mm <= diameter < largest_mm for _, diameter in truths)
         hit_scores += list(best.values())

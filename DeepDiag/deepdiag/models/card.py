@@ -50,6 +50,11 @@ class ModelCard:
     def spacing_mm(self) -> tuple[float, float, float]:
         return tuple(float(s) for s in self.input["spacing_mm"])
 
+    @property
+    def default_min_score(self) -> float:
+        """A detector's recommended score threshold (``postprocessing.default_min_score``; 0.5 when absent)."""
+        return float(self.postprocessing.get("default_min_score", 0.5))
+
     def segment_classes(self) -> list[SegmentClass]:
         """The foreground classes as named, colored, coded segments."""
         return [

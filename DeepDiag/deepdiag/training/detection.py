@@ -63,10 +63,10 @@ def train_detector(
     network.transform.min_size, network.transform.max_size = (patch_size,), patch_size
     optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=iterations, pct_start=0.05)
+    sampling = {"small_nodule_boost": small_nodule_boost, "hard_negative_share": hard_negative_share}
     started, recent = time.perf_counter(), []
     for step in range(iterations):
-        images, targets = _batch(examples, patch_size, batch_size, rng, device, dict(
-            small_nodule_boost=small_nodule_boost, hard_negative_share=hard_negative_share), hard_negatives)
+        images, targets = _batch(examples, patch_size, batch_size, rng, device, sampling, hard_negatives)
         losses = network(images, targets)
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)

@@ -8,6 +8,7 @@ mining) shows it exactly those. Neither torchvision nor MONAI mines them for a 2
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,11 @@ from ..detection.inference import slice_boxes
 from .segmentation_data import Example
 
 _NODULE = 2
+#: a detector scores few false positives on its own training cases higher than this
+MIN_SCORE = 0.1
 
 
-def mine_hard_negatives(network: torch.nn.Module, example: Example, device: torch.device, min_score: float = 0.3,
+def mine_hard_negatives(network: torch.nn.Module, example: Example, device: torch.device, min_score: float = MIN_SCORE,
                         slice_step: int = 2, margin_voxels: int = 3) -> np.ndarray:
     """``(N, 3)`` voxel positions ``(k, j, i)`` of the detector's boxes scoring at least
     ``min_score`` whose centre is more than ``margin_voxels`` face-to-face steps from every nodule voxel
@@ -34,14 +37,21 @@ def mine_hard_negatives(network: torch.nn.Module, example: Example, device: torc
 
 
 def cached_hard_negatives(network: torch.nn.Module, model_name: str, examples: list[Example], names: list[str], cache: str | Path,
-                          device: torch.device, min_score: float = 0.3) -> list[np.ndarray]:
-    """:func:`mine_hard_negatives` per example, kept in ``cache`` under the model's and the case's names."""
+                          device: torch.device, min_score: float = MIN_SCORE,
+                          on_case: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    """:func:`mine_hard_negatives` per example, kept in ``cache`` under the model's and the case's
+    names; ``on_case(done, total)`` after each case (mining takes seconds per case)."""
     mined = []
-    for example, name in zip(examples, names):
+    for done, (example, name) in enumerate(zip(examples, names), start=1):
         path = Path(cache) / f"hard-negatives-{model_name}-score{min_score:g}-{name}.npy"
-        if not path.is_file():
+        if path.is_file():
+            mined.append(np.load(path))
+        else:
+            mined.append(mine_hard_negatives(network, example, device, min_score))
             path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path.with_name(path.name + ".partial.npy"), mine_hard_negatives(network, example, device, min_score))
-            path.with_name(path.name + ".partial.npy").replace(path)
-        mined.append(np.load(path))
+            partial = path.with_name(path.name + ".partial.npy")
+            np.save(partial, mined[-1])
+            partial.replace(path)
+        if on_case:
+            on_case(done, len(examples))
     return mined

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -54,9 +54,6 @@ class Recipe:
     def loss(self) -> DiceCELoss:
         weight = torch.tensor([1.0, 1.0, self.nodule_weight]) if self.nodule_weight != 1.0 else None
         return DiceCELoss(to_onehot_y=True, softmax=True, batch=not self.per_patch_dice, weight=weight)
-
-    def describe(self) -> dict:
-        return asdict(self)
 
 
 class PatchTrainer:
