@@ -59,7 +59,8 @@ def card_template(args) -> ModelCard:
 
 def main() -> None:
     parser = common_parser(__doc__.splitlines()[0])
-    parser.add_argument("--patch", type=int, nargs=3, default=[96, 96, 96])
+    parser.add_argument("--patch", type=int, nargs=3, default=[96, 96, 96], help="inference patch (sliding window), recorded in the card")
+    parser.add_argument("--train-patch", type=int, nargs=3, help="training patch, when smaller than --patch (faster steps, more of them)")
     parser.add_argument("--init-from", help="start from this model's weights (id@version or folder) instead of random ones")
     parser.add_argument("--nodule-share", type=float, default=Recipe.nodule_share, help="share of patches centred near a nodule")
     parser.add_argument("--small-nodule-boost", type=float, default=Recipe.small_nodule_boost,
@@ -75,8 +76,9 @@ def main() -> None:
 
     examples = prepare_examples(args)
     network = initial_network(card, args.init_from)
-    log(f"training {args.iterations} iterations, batch {args.batch}, patch {args.patch} on {device}")
-    summary = train(network, examples, tuple(args.patch), args.iterations, args.batch, device, args.train_seed, args.learning_rate,
+    train_patch = tuple(args.train_patch or args.patch)
+    log(f"training {args.iterations} iterations, batch {args.batch}, patch {list(train_patch)} on {device}")
+    summary = train(network, examples, train_patch, args.iterations, args.batch, device, args.train_seed, args.learning_rate,
                     on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"), recipe=recipe)
     card.training = {
         "data": data_description(args),
@@ -84,6 +86,7 @@ def main() -> None:
         "patch_sampling": (f"{recipe.nodule_share:.0%} of the patches around a nodule (nodule drawn first, nodules under 6 mm "
                            f"{recipe.small_nodule_boost:g} times as often, then one of its voxels), the rest anywhere in the lung crop"),
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
+        "training_patch": list(train_patch),
         "loss": (f"DiceCELoss (MONAI), Dice {'per patch' if recipe.per_patch_dice else 'over the batch'}, "
                  f"nodule class weight {recipe.nodule_weight:g}"),
         "recipe": asdict(recipe), "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",

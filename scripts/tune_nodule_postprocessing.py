@@ -1,12 +1,15 @@
 """Choose the nodule post-processing rules of a segmentation model on validation phantoms.
 
-The rules drop predicted nodule components that are too small (``min_nodule_volume_mm3``) or
-that the model is nowhere sure about (``min_nodule_peak_probability``). They are chosen on a
+The rules drop predicted nodule components that are too small (``min_nodule_volume_mm3``),
+that the model is nowhere sure about (``min_nodule_peak_probability``) or, with
+--candidate-filter, that the filter network scores under its ``min_probability``. They are chosen on a
 validation seed (default 8) that neither training (1000, 2000) nor the held-out figures (7) use:
 the most nodules found with at most --max-false-positives per scan. Each case is inferred once;
 the rule grid is then pure bookkeeping over its components on the model grid.
 
     python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2 --record
+    python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@4 \
+        --candidate-filter lung-nodules-fpr@1 --record
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
 
 from deepdiag.evaluation.segmentation import LARGE_MM, SMALL_MM  # noqa: E402
+from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.phantom import PhantomConfig, generate_case  # noqa: E402
+from deepdiag.segmentation.candidate_filter import nodule_probabilities  # noqa: E402
 from deepdiag.segmentation.inference import pick_device, predict_probabilities  # noqa: E402
 from deepdiag.segmentation.model_grid import lung_crop, normalize, to_model_grid  # noqa: E402
 from deepdiag.segmentation.postprocess import keep_plausible_nodules  # noqa: E402
 
 VOLUMES_MM3 = (8.0, 15.0, 25.0, 40.0)
 PEAKS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+FILTER_PROBABILITIES = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # 0: no filter
 
 
 def main() -> None:
@@ -41,29 +47,37 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--max-false-positives", type=float, default=0.5, help="per scan, on the validation cases")
+    parser.add_argument("--candidate-filter", help="a candidate-classification model (id@version or folder) to tune with")
     parser.add_argument("--record", action="store_true", help="write the chosen rules into the model's card")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     model = load_model(args.model)
     device = pick_device("auto")
+    candidate_filter = load_model(find_model(args.candidate_filter, "candidate-classification", args.candidate_filter), device) if args.candidate_filter else None
+    filter_grid = FILTER_PROBABILITIES if candidate_filter else (0.0,)
     with get_context("spawn").Pool(args.workers) as pool:
         cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm), range(args.cases))
-    components = [_components(model, device, *case) for case in cases]
-    rows = [_score(components, volume, peak) for volume, peak in itertools.product(VOLUMES_MM3, PEAKS)]
-    print(f"{'min mm3':>8} {'min peak':>8} {'sens>=6':>8} {'sens3-6':>8} {'FP/scan':>8}")
+    components = [_components(model, candidate_filter, device, *case) for case in cases]
+    rows = [_score(components, *rule) for rule in itertools.product(VOLUMES_MM3, PEAKS, filter_grid)]
+    print(f"{'min mm3':>8} {'min peak':>8} {'filter':>8} {'sens>=6':>8} {'sens3-6':>8} {'FP/scan':>8}")
     for row in rows:
-        print(f"{row['min_nodule_volume_mm3']:8.0f} {row['min_nodule_peak_probability']:8.2f} {row['sensitivity_ge6mm']:8.3f} "
-              f"{row['sensitivity_3to6mm']:8.3f} {row['false_positives_per_scan']:8.2f}")
+        print(f"{row['min_nodule_volume_mm3']:8.0f} {row['min_nodule_peak_probability']:8.2f} {row['filter_probability']:8.2f} "
+              f"{row['sensitivity_ge6mm']:8.3f} {row['sensitivity_3to6mm']:8.3f} {row['false_positives_per_scan']:8.2f}")
     allowed = [r for r in rows if r["false_positives_per_scan"] <= args.max_false_positives] or [min(rows, key=lambda r: r["false_positives_per_scan"])]
     best = max(allowed, key=lambda r: (r["found"], -r["false_positives_per_scan"]))
-    print(f"chosen: {best['min_nodule_volume_mm3']} mm3, peak {best['min_nodule_peak_probability']}")
+    print(f"chosen: {best['min_nodule_volume_mm3']} mm3, peak {best['min_nodule_peak_probability']}, filter {best['filter_probability']}")
     if args.record:
-        card = model.card
-        rules = {**card.postprocessing, "min_nodule_volume_mm3": best["min_nodule_volume_mm3"],
-                 "min_nodule_peak_probability": best["min_nodule_peak_probability"]}
-        chosen_on = (f"{args.cases} default-grid phantoms, seed {args.seed}, on the model grid: most nodules found "
-                     f"with at most {args.max_false_positives} false positives per scan")
-        record_in_card(args.model, postprocessing={**rules, "chosen_on": chosen_on})
+        record_in_card(args.model, postprocessing=_rules(model.card.postprocessing, best, candidate_filter, args))
+
+
+def _rules(previous: dict, best: dict, candidate_filter, args) -> dict:
+    rules = {k: v for k, v in previous.items() if k != "candidate_filter"}
+    rules.update(min_nodule_volume_mm3=best["min_nodule_volume_mm3"], min_nodule_peak_probability=best["min_nodule_peak_probability"])
+    if best["filter_probability"] > 0:
+        rules["candidate_filter"] = {"model": candidate_filter.card.full_id, "min_probability": best["filter_probability"]}
+    rules["chosen_on"] = (f"{args.cases} default-grid phantoms, seed {args.seed}, on the model grid: most nodules found "
+                          f"with at most {args.max_false_positives} false positives per scan")
+    return rules
 
 
 def _truth_on_model_grid(seed: int, spacing, index: int):
@@ -72,9 +86,9 @@ def _truth_on_model_grid(seed: int, spacing, index: int):
     return to_model_grid(case.ct, spacing), to_model_grid(case.instances, spacing, labels=True).array, sizes
 
 
-def _components(model, device, ct, instances, sizes) -> dict:
+def _components(model, candidate_filter, device, ct, instances, sizes) -> dict:
     """Per predicted nodule component (after the rules that need no threshold): volume, peak
-    probability and the truth nodules it touches."""
+    probability, the filter's nodule probability (1 without a filter) and the truth nodules it touches."""
     crop, _ = lung_crop(ct)
     image = normalize(ct.array[crop.slices], model.card.input["intensity"])
     probabilities = predict_probabilities(model.network, image, tuple(model.card.patch_size), device)
@@ -83,22 +97,26 @@ def _components(model, device, ct, instances, sizes) -> dict:
     truth = instances[crop.slices]
     voxel_mm3 = float(np.prod(ct.spacing))
     found = []
+    centres = ndimage.center_of_mass(np.ones_like(labels), labels, np.arange(1, count + 1))
+    scores = (nodule_probabilities(candidate_filter.network, image, centres, tuple(candidate_filter.card.patch_size), device)
+              if candidate_filter else np.ones(count))
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         inside = labels[box] == index
         found.append({
             "volume_mm3": float(inside.sum() * voxel_mm3),
             "peak": float(probabilities[2][box][inside].max()),
+            "filter": float(scores[index - 1]),
             "touches": set(np.unique(truth[box][inside]).tolist()) - {0},
         })
     return {"components": found, "sizes": sizes}
 
 
-def _score(cases: list[dict], min_volume: float, min_peak: float) -> dict:
+def _score(cases: list[dict], min_volume: float, min_peak: float, min_filter: float) -> dict:
     found = {"large": 0, "small": 0}
     totals = {"large": 0, "small": 0}
     false_positives = 0
     for case in cases:
-        kept = [c for c in case["components"] if c["volume_mm3"] >= min_volume and c["peak"] >= min_peak]
+        kept = [c for c in case["components"] if c["volume_mm3"] >= min_volume and c["peak"] >= min_peak and c["filter"] >= min_filter]
         touched = set().union(*(c["touches"] for c in kept)) if kept else set()
         false_positives += sum(not c["touches"] for c in kept)
         for nodule, diameter in case["sizes"].items():
@@ -107,7 +125,7 @@ def _score(cases: list[dict], min_volume: float, min_peak: float) -> dict:
                 totals[size] += 1
                 found[size] += nodule in touched
     return {
-        "min_nodule_volume_mm3": min_volume, "min_nodule_peak_probability": min_peak, "found": found["large"] + found["small"],
+        "min_nodule_volume_mm3": min_volume, "min_nodule_peak_probability": min_peak, "filter_probability": min_filter, "found": found["large"] + found["small"],
         "sensitivity_ge6mm": found["large"] / max(totals["large"], 1), "sensitivity_3to6mm": found["small"] / max(totals["small"], 1),
         "false_positives_per_scan": false_positives / len(cases),
     }

@@ -13,6 +13,7 @@ from ..errors import DeepDiagError
 from ..geometry import Volume
 from ..info import guess_modality
 from ..models.store import LoadedModel
+from .candidate_filter import load_candidate_filter
 from .inference import predict_probabilities
 from .model_grid import back_to_input, lung_crop, normalize, to_model_grid
 from .postprocess import keep_plausible_nodules
@@ -68,6 +69,9 @@ def segment_volume(
         probabilities, model_volume.spacing[::-1], float(rules.get("min_nodule_volume_mm3", 0.0)),
         float(rules.get("min_nodule_peak_probability", 0.0)),
     )
+    candidate_filter = load_candidate_filter(card, device)
+    if candidate_filter:
+        probabilities = candidate_filter.keep_nodules(probabilities, image, device)
     lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
     labels = _labels(lung_map, nodule_map)
     nodule_count = int(ndimage.label(labels == 2)[1])

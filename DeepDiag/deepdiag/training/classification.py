@@ -41,17 +41,25 @@ def case_patches(seed: int, index: int, classes: list[str], patch: list[int], sp
                  cache: str | None = None) -> NodulePatches:
     """Patches around every truth nodule of phantom ``index`` of ``seed`` (varied scanner settings)."""
     name = f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}-patch{patch[0]}at{spacing[0]}mm.npz"
-    cached = Path(cache) / name if cache else None
+
+    def make() -> NodulePatches:
+        case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
+        size = tuple(n + 2 * JITTER_VOXELS for n in patch)
+        truths = case.truth["nodules"]
+        images = [normalize(extract_patch(case.ct, n["center_lps"], size, spacing), window).astype(np.float16) for n in truths]
+        return NodulePatches(np.stack(images) if images else np.zeros((0, *size), np.float16),
+                             np.array([classes.index(n["type"]) for n in truths], dtype=np.int64),
+                             np.array([n["mean_diameter_mm"] for n in truths], dtype=np.float32))
+
+    return cached_patches(Path(cache) / name if cache else None, make)
+
+
+def cached_patches(cached: Path | None, make: Callable[[], NodulePatches]) -> NodulePatches:
+    """Patches read from ``cached`` when made before, else made and written there atomically."""
     if cached and cached.is_file():
         with np.load(cached) as stored:
             return NodulePatches(stored["images"], stored["labels"], stored["diameters_mm"])
-    case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
-    size = tuple(n + 2 * JITTER_VOXELS for n in patch)
-    truths = case.truth["nodules"]
-    images = [normalize(extract_patch(case.ct, n["center_lps"], size, spacing), window).astype(np.float16) for n in truths]
-    result = NodulePatches(np.stack(images) if images else np.zeros((0, *size), np.float16),
-                           np.array([classes.index(n["type"]) for n in truths], dtype=np.int64),
-                           np.array([n["mean_diameter_mm"] for n in truths], dtype=np.float32))
+    result = make()
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_name(cached.name + ".partial.npz")

@@ -1,0 +1,85 @@
+"""False-positive reduction: a second network looks at each predicted nodule component and
+keeps it only if it finds a nodule there.
+
+The U-Net judges every voxel from its surroundings; at small sizes a blunt vessel end or a
+vessel crossing and a 4 mm nodule differ only in their 3D shape over a few millimetres, and a
+threshold low enough to keep the small nodules keeps those vessel pieces too. As in the
+LUNA16 systems (candidate detection, then false-positive reduction), a small 3D classifier,
+trained on the segmentation model's own false positives, decides per component. The
+segmentation card names it: ``postprocessing.candidate_filter = {"model": id@version,
+"min_probability": p}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..errors import DeepDiagError
+from ..models.card import ModelCard
+from ..models.store import LoadedModel
+
+NODULE_CLASS = 1  # classes of a candidate filter: 0 something else, 1 nodule
+_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+_BATCH = 32
+
+
+@dataclass
+class CandidateFilter:
+    model: LoadedModel
+    min_probability: float
+
+    def keep_nodules(self, probabilities: np.ndarray, image: np.ndarray, device: torch.device) -> np.ndarray:
+        """Move the probability of nodule components the filter rejects to background; ``image``
+        is the normalized model-grid crop the probabilities were predicted on."""
+        components, count = ndimage.label(np.argmax(probabilities, axis=0) == 2, structure=_CONNECTIVITY)
+        if not count:
+            return probabilities
+        centres = ndimage.center_of_mass(np.ones_like(components), components, np.arange(1, count + 1))
+        scores = nodule_probabilities(self.model.network, image, centres, tuple(self.model.card.patch_size), device)
+        rejected = np.isin(components, np.flatnonzero(scores < self.min_probability) + 1)
+        cleaned = probabilities.copy()
+        cleaned[0][rejected] += cleaned[2][rejected]
+        cleaned[2][rejected] = 0.0
+        return cleaned
+
+
+def load_candidate_filter(segmentation_card: ModelCard, device: torch.device) -> CandidateFilter | None:
+    """The filter a segmentation card's post-processing names, or None when it names none. It
+    must see the image as the segmentation model does: same grid spacing, same intensity window."""
+    named = segmentation_card.postprocessing.get("candidate_filter")
+    if not named:
+        return None
+    from ..models import find_model
+    from ..models.store import load_model
+
+    model = load_model(find_model(named["model"], "candidate-classification", named["model"]), device)
+    if model.card.spacing_mm != segmentation_card.spacing_mm or model.card.input.get("intensity") != segmentation_card.input.get("intensity"):
+        raise DeepDiagError(f"the candidate filter {model.card.full_id} does not see the image as {segmentation_card.full_id} "
+                            "does (grid spacing or intensity window differ)", model.folder)
+    return CandidateFilter(model, float(named.get("min_probability", 0.5)))
+
+
+def patch_around(image: np.ndarray, centre_kji, size: tuple[int, int, int]) -> np.ndarray:
+    """The ``size`` patch of ``image`` centred on the voxel nearest ``centre_kji``; air (0) outside."""
+    start = np.round(np.asarray(centre_kji)).astype(int) - np.array(size) // 2
+    patch = np.zeros(size, dtype=np.float32)
+    source = tuple(slice(max(s, 0), min(s + p, n)) for s, p, n in zip(start, size, image.shape))
+    target = tuple(slice(src.start - s, src.stop - s) for src, s in zip(source, start))
+    patch[target] = image[source]
+    return patch
+
+
+def nodule_probabilities(network: torch.nn.Module, image: np.ndarray, centres, size: tuple[int, int, int],
+                         device: torch.device) -> np.ndarray:
+    """The filter's nodule probability for a patch around each centre."""
+    patches = np.stack([patch_around(image, c, size) for c in centres]) if len(centres) else np.zeros((0, *size), np.float32)
+    scores = []
+    with torch.inference_mode():
+        for start in range(0, len(patches), _BATCH):
+            batch = torch.from_numpy(patches[start:start + _BATCH, None]).to(device)
+            scores.append(torch.softmax(network(batch).float(), dim=1)[:, NODULE_CLASS].cpu().numpy())
+    return np.concatenate(scores) if scores else np.zeros(0, np.float32)

@@ -1,0 +1,99 @@
+"""Training patches for the candidate filter (false-positive reduction): nodules against the
+things a segmentation model mistakes for them, on the segmentation model's own grid.
+
+Positives are the truth nodules of the training phantoms, centred on the nodule and where the
+segmentation model's components on them lie. Negatives are of two kinds: the segmentation
+model's false-positive components at permissive thresholds (the mistakes the filter has to
+undo), and points on vessels and airway walls drawn at random (dense structures that are not
+nodules, so that the filter does not learn "bright means nodule").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..models.store import LoadedModel
+from ..segmentation.candidate_filter import patch_around
+from ..segmentation.inference import predict_probabilities
+from ..segmentation.postprocess import keep_plausible_nodules
+from .classification import JITTER_VOXELS, NodulePatches
+from .segmentation_data import Example
+
+#: the most permissive rules a segmentation model's post-processing is tuned over: every
+#: component they keep is one the filter may be asked about
+MINING_MIN_VOLUME_MM3 = 8.0
+#: normalized intensity above which a lung voxel counts as dense (about -500 HU in a
+#: -1000..400 HU window): vessels, airway walls, nodules
+DENSE = 0.36
+VESSEL_POINTS_PER_CASE = 20
+#: a negative lies at least this many voxels from every truth nodule
+CLEARANCE_VOXELS = 4
+
+
+def stored_size(patch: tuple[int, int, int]) -> tuple[int, int, int]:
+    return tuple(n + 2 * JITTER_VOXELS for n in patch)
+
+
+def case_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng: np.random.Generator,
+                 segmentation: LoadedModel | None = None, device: torch.device = torch.device("cpu")) -> NodulePatches:
+    """Labelled patches of one prepared training case: 1 nodule, 0 not a nodule. With a
+    segmentation model, its components on a nodule are positives too, centred where the model
+    puts them (a partly segmented nodule's component is off the nodule's centre)."""
+    instances = _instances(example)
+    near_nodule = ndimage.binary_dilation(instances > 0, iterations=CLEARANCE_VOXELS) if instances.any() else instances > 0
+    volume_mm3 = float(np.prod(spacing_kji))
+    diameters_mm = [float((6 * len(v) * volume_mm3 / np.pi) ** (1 / 3)) for v in example.nodule_voxels]
+    positives = [(v.mean(axis=0), d) for v, d in zip(example.nodule_voxels, diameters_mm)]
+    negatives = vessel_points(example, near_nodule, rng)
+    if segmentation is not None:
+        on_nodule, off_nodule = predicted_components(example, instances, near_nodule, segmentation, spacing_kji, device)
+        positives += [(centre, diameters_mm[nodule - 1]) for centre, nodule in on_nodule]
+        negatives += off_nodule
+    size = stored_size(patch)
+    centres = [c for c, _ in positives] + negatives
+    images = [patch_around(example.image.astype(np.float32), c, size).astype(np.float16) for c in centres]
+    return NodulePatches(
+        np.stack(images) if images else np.zeros((0, *size), np.float16),
+        np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int64),
+        np.array([d for _, d in positives] + [0.0] * len(negatives), dtype=np.float32),
+    )
+
+
+def vessel_points(example: Example, near_nodule: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random dense voxels inside the lungs, away from every nodule."""
+    dense = np.argwhere((example.labels == 1) & (example.image > DENSE) & ~near_nodule)
+    if not len(dense):
+        return []
+    chosen = rng.choice(len(dense), size=min(VESSEL_POINTS_PER_CASE, len(dense)), replace=False)
+    return [dense[n].astype(np.float64) for n in chosen]
+
+
+def predicted_components(example: Example, instances: np.ndarray, near_nodule: np.ndarray, segmentation: LoadedModel,
+                         spacing_kji, device: torch.device) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
+    """The segmentation model's nodule components under permissive rules: (centre, nodule number)
+    of those on a nodule, and the centres of those away from every nodule (the ones merely
+    near a nodule are neither)."""
+    image = example.image.astype(np.float32)
+    probabilities = predict_probabilities(segmentation.network, image, tuple(segmentation.card.patch_size), device)
+    probabilities = keep_plausible_nodules(probabilities, spacing_kji, MINING_MIN_VOLUME_MM3)
+    components, count = ndimage.label(np.argmax(probabilities, axis=0) == 2, structure=np.ones((3, 3, 3), dtype=bool))
+    near = set(np.unique(components[near_nodule]).tolist())
+    centres = ndimage.center_of_mass(np.ones_like(components), components, np.arange(1, count + 1))
+    on_nodule, off_nodule = [], []
+    for value, (centre, box) in enumerate(zip(centres, ndimage.find_objects(components)), start=1):
+        touched = instances[box][components[box] == value]
+        if touched.any():
+            on_nodule.append((np.asarray(centre), int(np.bincount(touched[touched > 0]).argmax())))
+        elif value not in near:
+            off_nodule.append(np.asarray(centre))
+    return on_nodule, off_nodule
+
+
+def _instances(example: Example) -> np.ndarray:
+    """Nodule number (1, 2, ...) per voxel, 0 elsewhere."""
+    instances = np.zeros(example.labels.shape, dtype=np.int32)
+    for number, voxels in enumerate(example.nodule_voxels, start=1):
+        instances[tuple(voxels.T)] = number
+    return instances

@@ -1,0 +1,145 @@
+"""False-positive reduction: what the candidate filter keeps and drops, how a segmentation card
+names it, and the patches it is trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deepdiag.errors import DeepDiagError
+from deepdiag.models import ModelCard
+from deepdiag.models.store import LoadedModel
+from deepdiag.segmentation.candidate_filter import CandidateFilter, load_candidate_filter, patch_around
+from deepdiag.training.candidate_filter import VESSEL_POINTS_PER_CASE, case_patches, stored_size
+from deepdiag.training.segmentation_data import Example
+
+
+class CentreBrightness(torch.nn.Module):
+    """Says "nodule" exactly when the patch's centre voxel is bright: a filter whose verdict the test knows."""
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        k, j, i = (n // 2 for n in patches.shape[2:])
+        centre = patches[:, 0, k, j, i]
+        return torch.stack([0.5 - centre, centre - 0.5], dim=1) * 20
+
+
+def _filter(min_probability: float = 0.5) -> CandidateFilter:
+    card = ModelCard(id="centre-test", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[])
+    return CandidateFilter(LoadedModel(card, CentreBrightness(), None), min_probability)
+
+
+def _two_blobs():
+    """A dark and a bright blob, both predicted as nodules."""
+    image = np.zeros((24, 24, 40), dtype=np.float32)
+    probabilities = np.zeros((3, *image.shape), dtype=np.float32)
+    probabilities[1] = 1.0
+    for centre, brightness in (((12, 12, 10), 0.1), ((12, 12, 30), 0.9)):
+        box = tuple(slice(c - 2, c + 3) for c in centre)
+        image[box] = brightness
+        probabilities[(1, *box)] = 0.1
+        probabilities[(2, *box)] = 0.9
+    return image, probabilities
+
+
+def test_the_filter_drops_the_components_it_rejects_and_keeps_the_others_untouched():
+    image, probabilities = _two_blobs()
+    cleaned = _filter().keep_nodules(probabilities, image, torch.device("cpu"))
+    nodules = np.argmax(cleaned, axis=0) == 2
+    assert not nodules[:, :, :20].any(), "the dark blob is rejected"
+    assert nodules[10:15, 10:15, 28:33].all(), "the bright blob is kept"
+    assert np.array_equal(cleaned[:, :, :, 20:], probabilities[:, :, :, 20:])
+    assert np.allclose(cleaned.sum(axis=0), 1.0), "a rejected component's probability goes to background"
+    assert np.array_equal(probabilities[2, 12, 12, 10], np.float32(0.9)), "the caller's array is not changed"
+
+
+def test_a_threshold_above_every_score_leaves_no_nodule():
+    image, probabilities = _two_blobs()
+    cleaned = _filter(min_probability=1.01).keep_nodules(probabilities, image, torch.device("cpu"))
+    assert not (np.argmax(cleaned, axis=0) == 2).any()
+
+
+def test_patches_reach_past_the_image_edge_as_air():
+    image = np.ones((10, 10, 10), dtype=np.float32)
+    patch = patch_around(image, (0, 0, 0), (6, 6, 6))
+    assert patch.shape == (6, 6, 6)
+    assert patch[3:, 3:, 3:].min() == 1.0 and patch[:3].max() == 0.0
+
+
+def _card(**changes) -> ModelCard:
+    card = ModelCard(id="seg-test", version=1, task="segmentation", network={},
+                     input={"spacing_mm": [1.0, 1.0, 1.25], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
+                     patch_size=[96, 96, 96], classes=[])
+    card.postprocessing = changes
+    return card
+
+
+def test_a_segmentation_card_without_a_filter_loads_none():
+    assert load_candidate_filter(_card(), torch.device("cpu")) is None
+
+
+def test_a_card_naming_a_missing_filter_fails_clearly():
+    with pytest.raises(DeepDiagError, match="no candidate-classification model 'no-such-filter@3' is installed"):
+        load_candidate_filter(_card(candidate_filter={"model": "no-such-filter@3"}), torch.device("cpu"))
+
+
+def test_a_filter_that_sees_another_grid_is_refused(tmp_path):
+    from deepdiag.models.networks import build_network
+    from deepdiag.models.store import save_model
+
+    filter_card = ModelCard(
+        id="grid-test-fpr", version=1, task="candidate-classification",
+        network={"name": "ResNet", "parameters": {"block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [4, 4, 4, 4],
+                                                  "spatial_dims": 3, "n_input_channels": 1, "num_classes": 2}},
+        input={"spacing_mm": [2.0, 2.0, 2.0], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
+        patch_size=[16, 16, 16], classes=[])
+    folder = save_model(build_network(filter_card), filter_card, tmp_path / "grid-test-fpr@1")
+    with pytest.raises(DeepDiagError, match="does not see the image as seg-test@1"):
+        load_candidate_filter(_card(candidate_filter={"model": str(folder)}), torch.device("cpu"))
+
+
+def test_training_patches_are_nodules_and_dense_lung_away_from_them():
+    labels = np.zeros((40, 40, 40), dtype=np.uint8)
+    labels[5:35, 5:35, 5:35] = 1
+    image = np.full(labels.shape, 0.1, dtype=np.float16)
+    image[10:30, 20, 20] = 0.6  # a vessel
+    nodule = np.argwhere(np.ones((3, 3, 3))) + [18, 10, 10]
+    labels[tuple(nodule.T)] = 2
+    image[tuple(nodule.T)] = 0.7
+    example = Example(image, labels, [nodule.astype(np.int32)])
+    patches = case_patches(example, (8, 8, 8), (1.25, 1.0, 1.0), np.random.default_rng(0))
+    assert patches.images.shape[1:] == stored_size((8, 8, 8))
+    assert patches.labels.tolist().count(1) == 1 and patches.labels[0] == 1
+    centre = tuple(n // 2 for n in stored_size((8, 8, 8)))
+    assert patches.images[0][centre] == np.float16(0.7), "the positive is centred on the nodule"
+    negatives = patches.images[patches.labels == 0]
+    assert len(negatives) >= 5
+    assert all(p[centre] == np.float16(0.6) for p in negatives), "negatives lie on the vessel, none on the nodule"
+    assert 3.5 < patches.diameters_mm[0] < 4.5, "27 voxels of 1.25 mm3 are a 4 mm nodule"
+
+
+class BrightIsNodule(torch.nn.Module):
+    """A segmentation network that calls every bright voxel a nodule and the rest lung."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        nodule = (image > 0.5).float() * 10
+        return torch.cat([torch.zeros_like(image), 5 - nodule / 2, nodule], dim=1)
+
+
+def test_the_segmentation_models_components_become_positives_on_nodules_and_negatives_elsewhere():
+    labels = np.ones((32, 48, 48), dtype=np.uint8)
+    image = np.full(labels.shape, 0.1, dtype=np.float16)
+    nodule = np.argwhere(np.ones((3, 3, 3))) + [14, 10, 10]
+    labels[tuple(nodule.T)] = 2
+    image[13:18, 9:14, 9:14] = 0.7  # the model's component: the nodule and a rim around it, off its centre
+    image[14:17, 35:38, 35:38] = 0.7  # a blob far from the nodule
+    example = Example(image, labels, [nodule.astype(np.int32)])
+    card = ModelCard(id="bright-test", version=1, task="segmentation", network={}, input={}, patch_size=[32, 32, 32], classes=[])
+    model = LoadedModel(card, BrightIsNodule(), None)
+    patches = case_patches(example, (8, 8, 8), (1.0, 1.0, 1.0), np.random.default_rng(0), model)
+    assert patches.labels.tolist().count(1) == 2, "the nodule at its centre and the component on it"
+    centre = tuple(n // 2 for n in stored_size((8, 8, 8)))
+    negatives = patches.images[patches.labels == 0]
+    assert len(negatives) == VESSEL_POINTS_PER_CASE + 1, "dense points drawn at random, and the far blob as one component"
+    assert all(p[centre] == np.float16(0.7) for p in negatives), "all on the far blob: nothing near the nodule is a negative"
+    assert np.allclose(patches.diameters_mm[:2], patches.diameters_mm[0]), "the component carries its nodule's diameter"
