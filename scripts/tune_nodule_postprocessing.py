@@ -35,6 +35,7 @@ from deepdiag.segmentation.candidate_filter import nodule_probabilities  # noqa:
 from deepdiag.segmentation.inference import pick_device, predict_probabilities  # noqa: E402
 from deepdiag.segmentation.model_grid import lung_crop, normalize, to_model_grid  # noqa: E402
 from deepdiag.segmentation.postprocess import keep_plausible_nodules  # noqa: E402
+from deepdiag.training.segmentation_data import varied_scanner_config  # noqa: E402
 
 VOLUMES_MM3 = (8.0, 15.0, 25.0, 40.0)
 PEAKS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -47,6 +48,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--max-false-positives", type=float, default=0.5, help="per scan, on the validation cases")
+    parser.add_argument("--varied-scanners", action="store_true",
+                        help="validation phantoms with the training's spread of pixel size, slice thickness, noise and blur "
+                             "instead of the default grid, so that the rules hold on thick slices too")
     parser.add_argument("--candidate-filter", help="a candidate-classification model (id@version or folder) to tune with")
     parser.add_argument("--record", action="store_true", help="write the chosen rules into the model's card")
     parser.add_argument("--workers", type=int, default=2)
@@ -56,7 +60,7 @@ def main() -> None:
     candidate_filter = load_model(find_model(args.candidate_filter, "candidate-classification", args.candidate_filter), device) if args.candidate_filter else None
     filter_grid = FILTER_PROBABILITIES if candidate_filter else (0.0,)
     with get_context("spawn").Pool(args.workers) as pool:
-        cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm), range(args.cases))
+        cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm, args.varied_scanners), range(args.cases))
     components = [_components(model, candidate_filter, device, *case) for case in cases]
     rows = [_score(components, *rule) for rule in itertools.product(VOLUMES_MM3, PEAKS, filter_grid)]
     print(f"{'min mm3':>8} {'min peak':>8} {'filter':>8} {'sens>=6':>8} {'sens3-6':>8} {'FP/scan':>8}")
@@ -75,13 +79,15 @@ def _rules(previous: dict, best: dict, candidate_filter, args) -> dict:
     rules.update(min_nodule_volume_mm3=best["min_nodule_volume_mm3"], min_nodule_peak_probability=best["min_nodule_peak_probability"])
     if best["filter_probability"] > 0:
         rules["candidate_filter"] = {"model": candidate_filter.card.full_id, "min_probability": best["filter_probability"]}
-    rules["chosen_on"] = (f"{args.cases} default-grid phantoms, seed {args.seed}, on the model grid: most nodules found "
+    phantoms = "phantoms with varied pixel size (0.6-0.9 mm), slices (1-2.5 mm), noise and blur" if args.varied_scanners else "default-grid phantoms"
+    rules["chosen_on"] = (f"{args.cases} {phantoms}, seed {args.seed}, on the model grid: most nodules found "
                           f"with at most {args.max_false_positives} false positives per scan")
     return rules
 
 
-def _truth_on_model_grid(seed: int, spacing, index: int):
-    case = generate_case(PhantomConfig(), seed, index)
+def _truth_on_model_grid(seed: int, spacing, varied: bool, index: int):
+    config = varied_scanner_config(seed, index, nodules=PhantomConfig().nodules) if varied else PhantomConfig()
+    case = generate_case(config, seed, index)
     sizes = {n["id"]: n["equivalent_diameter_mm"] for n in case.truth["nodules"]}
     return to_model_grid(case.ct, spacing), to_model_grid(case.instances, spacing, labels=True).array, sizes
 
