@@ -8,8 +8,8 @@ the most nodules found with at most --max-false-positives per scan. Each case is
 the rule grid is then pure bookkeeping over its components on the model grid.
 
     python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2 --record
-    python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@4 \
-        --candidate-filter lung-nodules-fpr@1 --record
+    python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@5 \
+        --candidate-filter lung-nodules-fpr@1 --varied-scanners --cases 12 --record
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.model)
     device = pick_device("auto")
-    candidate_filter = load_model(find_model(args.candidate_filter, "candidate-classification", args.candidate_filter), device) if args.candidate_filter else None
+    candidate_filter = None
+    if args.candidate_filter:
+        candidate_filter = load_model(find_model(args.candidate_filter, "candidate-classification", args.candidate_filter), device)
     filter_grid = FILTER_PROBABILITIES if candidate_filter else (0.0,)
     with get_context("spawn").Pool(args.workers) as pool:
         cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm, args.varied_scanners), range(args.cases))
