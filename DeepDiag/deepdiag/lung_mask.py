@@ -21,10 +21,14 @@ def find_lungs(ct: Volume) -> np.ndarray:
     components, count = ndimage.label(air)
     if count == 0:
         return np.zeros_like(air)
-    index = np.arange(1, count + 1)
-    sizes_ml = ndimage.sum(air, components, index) * ct.voxel_volume_mm3() / 1000
-    candidates = index[sizes_ml >= MIN_LUNG_ML]
-    medians = ndimage.median(ct.array, components, candidates) if candidates.size else np.zeros(0)
-    keep = candidates[(np.asarray(medians) > -950) & (np.asarray(medians) < -500)]
+    sizes_ml = np.bincount(components.ravel(), minlength=count + 1)[1:] * ct.voxel_volume_mm3() / 1000
+    candidates = np.flatnonzero(sizes_ml >= MIN_LUNG_ML) + 1
+    keep = [c for c in candidates if -950 < _median_inside(ct.array, components, c) < -500]
     lungs = np.isin(components, keep)
     return np.stack([ndimage.binary_fill_holes(axial) for axial in lungs])
+
+
+def _median_inside(array: np.ndarray, components: np.ndarray, label: int) -> float:
+    # within the component's box only: ndimage.median over the whole label image sorts every voxel (8 s on a default case)
+    box = ndimage.find_objects(components, max_label=label)[label - 1]
+    return float(np.median(array[box][components[box] == label]))
