@@ -2,7 +2,9 @@
 
 The rules drop predicted nodule components that are too small (``min_nodule_volume_mm3``),
 that the model is nowhere sure about (``min_nodule_peak_probability``) or, with
---candidate-filter, that the filter network scores under its ``min_probability``. They are chosen on a
+--candidate-filter, that the filter network scores under its ``min_probability``; with
+--search-spots they also add the bright spots the model did not mark that the filter scores at
+least ``spot_min_probability``. They are chosen on a
 validation seed (default 8) that neither training (1000, 2000) nor the held-out figures (7) use:
 the most nodules found with at most --max-false-positives per scan. Each case is inferred once;
 the rule grid is then pure bookkeeping over its components on the model grid.
@@ -10,6 +12,8 @@ the rule grid is then pure bookkeeping over its components on the model grid.
     python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2 --record
     python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@5 \
         --candidate-filter lung-nodules-fpr@1 --varied-scanners --cases 12 --record
+    python scripts/tune_nodule_postprocessing.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@6 \
+        --candidate-filter lung-nodules-fpr@1 --search-spots --varied-scanners --cases 12 --record
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from deepdiag.evaluation.segmentation import LARGE_MM, SMALL_MM  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.phantom import PhantomConfig, generate_case  # noqa: E402
-from deepdiag.segmentation.candidate_filter import nodule_probabilities  # noqa: E402
+from deepdiag.segmentation.bright_spots import bright_spots  # noqa: E402
+from deepdiag.segmentation.candidate_filter import SPOT_CLEARANCE_VOXELS, nodule_probabilities  # noqa: E402
 from deepdiag.segmentation.inference import pick_device, predict_probabilities  # noqa: E402
 from deepdiag.segmentation.model_grid import lung_crop, normalize, to_model_grid  # noqa: E402
 from deepdiag.segmentation.postprocess import keep_plausible_nodules  # noqa: E402
@@ -40,6 +45,8 @@ from deepdiag.training.segmentation_data import varied_scanner_config  # noqa: E
 VOLUMES_MM3 = (8.0, 15.0, 25.0, 40.0)
 PEAKS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 FILTER_PROBABILITIES = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # 0: no filter
+SPOT_PROBABILITIES = (None, 0.8, 0.9, 0.95, 0.98)  # None: no spot search
+SPOT_MAX_SLICES_MM = (1.5, 2.0, 2.5)  # the spot search runs on scans with slices this thin
 
 
 def main() -> None:
@@ -52,6 +59,7 @@ def main() -> None:
                         help="validation phantoms with the training's spread of pixel size, slice thickness, noise and blur "
                              "instead of the default grid, so that the rules hold on thick slices too")
     parser.add_argument("--candidate-filter", help="a candidate-classification model (id@version or folder) to tune with")
+    parser.add_argument("--search-spots", action="store_true", help="also tune the filter's threshold for bright spots the model did not mark")
     parser.add_argument("--record", action="store_true", help="write the chosen rules into the model's card")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -61,17 +69,22 @@ def main() -> None:
     if args.candidate_filter:
         candidate_filter = load_model(find_model(args.candidate_filter, "candidate-classification", args.candidate_filter), device)
     filter_grid = FILTER_PROBABILITIES if candidate_filter else (0.0,)
+    spot_grid = SPOT_PROBABILITIES if candidate_filter and args.search_spots else (None,)
+    slice_grid = SPOT_MAX_SLICES_MM if candidate_filter and args.search_spots else (None,)
     with get_context("spawn").Pool(args.workers) as pool:
         cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm, args.varied_scanners), range(args.cases))
-    components = [_components(model, candidate_filter, device, *case) for case in cases]
-    rows = [_score(components, *rule) for rule in itertools.product(VOLUMES_MM3, PEAKS, filter_grid)]
-    print(f"{'min mm3':>8} {'min peak':>8} {'filter':>8} {'sens>=6':>8} {'sens3-6':>8} {'FP/scan':>8}")
+    components = [_components(model, candidate_filter, device, spot_grid, *case) for case in cases]
+    rules = [r for r in itertools.product(VOLUMES_MM3, PEAKS, filter_grid, spot_grid, slice_grid) if r[3] is not None or r[4] == slice_grid[-1]]
+    rows = [_score(components, *rule) for rule in rules]
+    print(f"{'min mm3':>8} {'min peak':>8} {'filter':>8} {'spots':>8} {'slices<=':>8} {'sens>=6':>8} {'sens3-6':>8} {'FP/scan':>8}")
     for row in rows:
         print(f"{row['min_nodule_volume_mm3']:8.0f} {row['min_nodule_peak_probability']:8.2f} {row['filter_probability']:8.2f} "
-              f"{row['sensitivity_ge6mm']:8.3f} {row['sensitivity_3to6mm']:8.3f} {row['false_positives_per_scan']:8.2f}")
+              f"{row['spot_probability'] or 0:8.2f} {row['spot_max_slice_mm'] or 0:8.1f} {row['sensitivity_ge6mm']:8.3f} "
+              f"{row['sensitivity_3to6mm']:8.3f} {row['false_positives_per_scan']:8.2f}")
     allowed = [r for r in rows if r["false_positives_per_scan"] <= args.max_false_positives] or [min(rows, key=lambda r: r["false_positives_per_scan"])]
     best = max(allowed, key=lambda r: (r["found"], -r["false_positives_per_scan"]))
-    print(f"chosen: {best['min_nodule_volume_mm3']} mm3, peak {best['min_nodule_peak_probability']}, filter {best['filter_probability']}")
+    print(f"chosen: {best['min_nodule_volume_mm3']} mm3, peak {best['min_nodule_peak_probability']}, filter {best['filter_probability']}, "
+          f"spots {best['spot_probability']} on slices up to {best['spot_max_slice_mm']} mm")
     if args.record:
         record_in_card(args.model, postprocessing=_rules(model.card.postprocessing, best, candidate_filter, args))
 
@@ -79,8 +92,10 @@ def main() -> None:
 def _rules(previous: dict, best: dict, candidate_filter, args) -> dict:
     rules = {k: v for k, v in previous.items() if k != "candidate_filter"}
     rules.update(min_nodule_volume_mm3=best["min_nodule_volume_mm3"], min_nodule_peak_probability=best["min_nodule_peak_probability"])
-    if best["filter_probability"] > 0:
+    if best["filter_probability"] > 0 or best["spot_probability"] is not None:
         rules["candidate_filter"] = {"model": candidate_filter.card.full_id, "min_probability": best["filter_probability"]}
+        if best["spot_probability"] is not None:
+            rules["candidate_filter"].update(spot_min_probability=best["spot_probability"], spot_max_slice_mm=best["spot_max_slice_mm"])
     phantoms = "phantoms with varied pixel size (0.6-0.9 mm), slices (1-2.5 mm), noise and blur" if args.varied_scanners else "default-grid phantoms"
     rules["chosen_on"] = (f"{args.cases} {phantoms}, seed {args.seed}, on the model grid: most nodules found "
                           f"with at most {args.max_false_positives} false positives per scan")
@@ -91,16 +106,17 @@ def _truth_on_model_grid(seed: int, spacing, varied: bool, index: int):
     config = varied_scanner_config(seed, index, nodules=PhantomConfig().nodules) if varied else PhantomConfig()
     case = generate_case(config, seed, index)
     sizes = {n["id"]: n["equivalent_diameter_mm"] for n in case.truth["nodules"]}
-    return to_model_grid(case.ct, spacing), to_model_grid(case.instances, spacing, labels=True).array, sizes
+    return to_model_grid(case.ct, spacing), to_model_grid(case.instances, spacing, labels=True).array, sizes, max(case.ct.spacing)
 
 
-def _components(model, candidate_filter, device, ct, instances, sizes) -> dict:
+def _components(model, candidate_filter, device, spot_grid, ct, instances, sizes, slice_mm) -> dict:
     """Per predicted nodule component (after the rules that need no threshold): volume, peak
-    probability, the filter's nodule probability (1 without a filter) and the truth nodules it touches."""
+    probability, the filter's nodule probability (1 without a filter) and the truth nodules it
+    touches; with a spot grid, every bright spot (see :func:`_scored_spots`)."""
     crop, _ = lung_crop(ct)
     image = normalize(ct.array[crop.slices], model.card.input["intensity"])
-    probabilities = predict_probabilities(model.network, image, tuple(model.card.patch_size), device)
-    probabilities = keep_plausible_nodules(probabilities, ct.spacing[::-1], 0.0)
+    raw = predict_probabilities(model.network, image, tuple(model.card.patch_size), device)
+    probabilities = keep_plausible_nodules(raw, ct.spacing[::-1], 0.0)
     labels, count = ndimage.label(np.argmax(probabilities, axis=0) == 2, structure=np.ones((3, 3, 3)))
     truth = instances[crop.slices]
     voxel_mm3 = float(np.prod(ct.spacing))
@@ -116,24 +132,76 @@ def _components(model, candidate_filter, device, ct, instances, sizes) -> dict:
             "filter": float(scores[index - 1]),
             "touches": set(np.unique(truth[box][inside]).tolist()) - {0},
         })
-    return {"components": found, "sizes": sizes}
+    spots = _scored_spots(raw, image, labels, truth, ct.spacing[::-1], candidate_filter, device) if len(spot_grid) > 1 else []
+    return {"components": found, "sizes": sizes, "spots": spots, "slice_mm": slice_mm}
 
 
-def _score(cases: list[dict], min_volume: float, min_peak: float, min_filter: float) -> dict:
+def _scored_spots(raw, image, components, truth, spacing_kji, candidate_filter, device) -> list[dict]:
+    """Every bright spot with the filter's score, the truth nodules it touches, the components
+    whose keeping would exclude it, and the spots it touches (so that touching ones count once)."""
+    spots = bright_spots(image, np.argmax(raw, axis=0) >= 1, spacing_kji)
+    scores = nodule_probabilities(candidate_filter.network, image, [s.centre for s in spots], tuple(candidate_filter.card.patch_size), device)
+    near = [_labels_within(components, s.centre, SPOT_CLEARANCE_VOXELS) for s in spots]
+    centres_mm = np.array([s.centre * spacing_kji for s in spots]).reshape(-1, 3)
+    reach_mm = np.array([np.sqrt((((np.stack(s.voxels, axis=1) - s.centre) * spacing_kji) ** 2).sum(axis=1).max()) for s in spots])
+    gaps = np.linalg.norm(centres_mm[:, None] - centres_mm[None], axis=2) - reach_mm[:, None] - reach_mm[None]
+    return [{"score": float(score), "touches": set(np.unique(truth[s.voxels]).tolist()) - {0}, "near": near[n],
+             "touching_spots": set(np.flatnonzero(gaps[n] <= 1.5 * max(spacing_kji)).tolist()) - {n}}
+            for n, (s, score) in enumerate(zip(spots, scores))]
+
+
+def _labels_within(labels: np.ndarray, centre: np.ndarray, reach: int) -> set:
+    """The labels within ``reach`` voxels (city-block, as ``reach`` 6-connected dilations) of ``centre``."""
+    low = np.maximum(centre - reach, 0)
+    box = labels[tuple(slice(lo, c + reach + 1) for lo, c in zip(low, centre))]
+    offsets = np.abs(np.stack(np.meshgrid(*[np.arange(lo, lo + n) - c for lo, n, c in zip(low, box.shape, centre)], indexing="ij"))).sum(axis=0)
+    return set(np.unique(box[offsets <= reach]).tolist()) - {0}
+
+
+def _added_spots(spots: list[dict], kept_components: set, threshold: float | None) -> tuple[set, int]:
+    """The truth nodules the spots added at ``threshold`` touch, and how many groups of touching
+    added spots touch none."""
+    if threshold is None:
+        return set(), 0
+    added = {n for n, s in enumerate(spots) if s["score"] >= threshold and not s["near"] & kept_components}
+    touched, false_positives, seen = set(), 0, set()
+    for start in added - seen:
+        if start in seen:
+            continue
+        group, stack = set(), [start]
+        while stack:
+            n = stack.pop()
+            if n not in group:
+                group.add(n)
+                stack.extend(spots[n]["touching_spots"] & added)
+        seen |= group
+        hits = set().union(*(spots[n]["touches"] for n in group))
+        touched |= hits
+        false_positives += not hits
+    return touched, false_positives
+
+
+def _score(cases: list[dict], min_volume: float, min_peak: float, min_filter: float, spot_probability: float | None,
+           spot_max_slice_mm: float | None) -> dict:
     found = {"large": 0, "small": 0}
     totals = {"large": 0, "small": 0}
     false_positives = 0
     for case in cases:
-        kept = [c for c in case["components"] if c["volume_mm3"] >= min_volume and c["peak"] >= min_peak and c["filter"] >= min_filter]
-        touched = set().union(*(c["touches"] for c in kept)) if kept else set()
-        false_positives += sum(not c["touches"] for c in kept)
+        kept_labels = {n for n, c in enumerate(case["components"], start=1)
+                       if c["volume_mm3"] >= min_volume and c["peak"] >= min_peak and c["filter"] >= min_filter}
+        kept = [case["components"][n - 1] for n in kept_labels]
+        searched = spot_probability is not None and case["slice_mm"] <= spot_max_slice_mm
+        spot_touched, spot_false_positives = _added_spots(case["spots"], kept_labels, spot_probability if searched else None)
+        touched = set().union(spot_touched, *(c["touches"] for c in kept))
+        false_positives += sum(not c["touches"] for c in kept) + spot_false_positives
         for nodule, diameter in case["sizes"].items():
             size = "large" if diameter >= LARGE_MM else "small" if diameter >= SMALL_MM else None
             if size:
                 totals[size] += 1
                 found[size] += nodule in touched
     return {
-        "min_nodule_volume_mm3": min_volume, "min_nodule_peak_probability": min_peak, "filter_probability": min_filter, "found": found["large"] + found["small"],
+        "min_nodule_volume_mm3": min_volume, "min_nodule_peak_probability": min_peak, "filter_probability": min_filter, "spot_probability": spot_probability,
+        "spot_max_slice_mm": spot_max_slice_mm if spot_probability is not None else None, "found": found["large"] + found["small"],
         "sensitivity_ge6mm": found["large"] / max(totals["large"], 1), "sensitivity_3to6mm": found["small"] / max(totals["small"], 1),
         "false_positives_per_scan": false_positives / len(cases),
     }

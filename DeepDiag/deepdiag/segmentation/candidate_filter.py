@@ -7,7 +7,10 @@ threshold low enough to keep the small nodules keeps those vessel pieces too. As
 LUNA16 systems (candidate detection, then false-positive reduction), a small 3D classifier,
 trained on the segmentation model's own false positives, decides per component. The
 segmentation card names it: ``postprocessing.candidate_filter = {"model": id@version,
-"min_probability": p}``.
+"min_probability": p}``. With ``"spot_min_probability": q`` the filter also judges the bright
+round spots the U-Net did not mark at all (:mod:`.bright_spots`) and adds those it scores at
+least ``q`` as nodules, on scans whose slices are at most ``"spot_max_slice_mm"`` thick (on
+thicker slices, interpolated vessel crossings look like small spheres).
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ from scipy import ndimage
 from ..errors import DeepDiagError
 from ..models.card import ModelCard
 from ..models.store import LoadedModel
+from .bright_spots import Spot, bright_spots
 
 NODULE_CLASS = 1  # classes of a candidate filter: 0 something else, 1 nodule
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 _BATCH = 32
+SPOT_CLEARANCE_VOXELS = 2  # a spot this close to a kept component is that component's business
 
 
 @dataclass
 class CandidateFilter:
     model: LoadedModel
     min_probability: float
+    spot_min_probability: float | None = None
+    spot_max_slice_mm: float = float("inf")
+
+    def searches_spots(self, slice_mm: float) -> bool:
+        return self.spot_min_probability is not None and slice_mm <= self.spot_max_slice_mm
 
     def keep_nodules(self, probabilities: np.ndarray, image: np.ndarray, device: torch.device) -> np.ndarray:
         """Move the probability of nodule components the filter rejects to background; ``image``
@@ -46,6 +56,29 @@ class CandidateFilter:
         cleaned[2][rejected] = 0.0
         return cleaned
 
+    def add_spot_nodules(self, probabilities: np.ndarray, lungs: np.ndarray, image: np.ndarray, spacing_kji,
+                         device: torch.device) -> np.ndarray:
+        """Mark as nodule the bright spots in ``lungs`` (nodules included), away from every nodule
+        component still in ``probabilities``, that the filter scores at least
+        ``spot_min_probability``; returns a copy."""
+        excluded = ndimage.binary_dilation(np.argmax(probabilities, axis=0) == 2, iterations=SPOT_CLEARANCE_VOXELS)
+        spots = bright_spots(image, lungs, spacing_kji, excluded)
+        scores = nodule_probabilities(self.model.network, image, [s.centre for s in spots], tuple(self.model.card.patch_size), device)
+        accepted = scores >= self.spot_min_probability
+        return mark_spots(probabilities, [s for s, keep in zip(spots, accepted) if keep], scores[accepted])
+
+
+def mark_spots(probabilities: np.ndarray, spots: list[Spot], scores) -> np.ndarray:
+    """The spots as nodule, with their score as the nodule probability (the rest goes to lungs:
+    a spot lies in the lung); returns a copy."""
+    marked = probabilities.copy()
+    for spot, score in zip(spots, scores):
+        nodule = np.maximum(marked[2][spot.voxels], score)
+        marked[2][spot.voxels] = nodule
+        marked[1][spot.voxels] = 1.0 - nodule
+        marked[0][spot.voxels] = 0.0
+    return marked
+
 
 def load_candidate_filter(segmentation_card: ModelCard, device: torch.device) -> CandidateFilter | None:
     """The filter a segmentation card's post-processing names, or None when it names none. It
@@ -60,7 +93,10 @@ def load_candidate_filter(segmentation_card: ModelCard, device: torch.device) ->
     if model.card.spacing_mm != segmentation_card.spacing_mm or model.card.input.get("intensity") != segmentation_card.input.get("intensity"):
         raise DeepDiagError(f"the candidate filter {model.card.full_id} does not see the image as {segmentation_card.full_id} "
                             "does (grid spacing or intensity window differ)", model.folder)
-    return CandidateFilter(model, float(named.get("min_probability", 0.5)))
+    spot_min_probability = named.get("spot_min_probability")
+    return CandidateFilter(model, float(named.get("min_probability", 0.5)),
+                           None if spot_min_probability is None else float(spot_min_probability),
+                           float(named.get("spot_max_slice_mm", float("inf"))))
 
 
 def patch_around(image: np.ndarray, centre_kji, size: tuple[int, int, int]) -> np.ndarray:

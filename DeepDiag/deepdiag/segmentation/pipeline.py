@@ -65,13 +65,16 @@ def segment_volume(
     probabilities = predict_probabilities(model.network, image, tuple(card.patch_size), device, lambda f: report("infer", 0.1 + 0.75 * f))
     report("postprocess", 0.85)
     rules = card.postprocessing
+    spacing_kji = model_volume.spacing[::-1]
+    lungs = np.argmax(probabilities, axis=0) >= 1  # before the rules move dropped components to background
     probabilities = keep_plausible_nodules(
-        probabilities, model_volume.spacing[::-1], float(rules.get("min_nodule_volume_mm3", 0.0)),
-        float(rules.get("min_nodule_peak_probability", 0.0)),
+        probabilities, spacing_kji, float(rules.get("min_nodule_volume_mm3", 0.0)), float(rules.get("min_nodule_peak_probability", 0.0)),
     )
     candidate_filter = load_candidate_filter(card, device)
     if candidate_filter:
         probabilities = candidate_filter.keep_nodules(probabilities, image, device)
+    if candidate_filter and candidate_filter.searches_spots(max(volume.spacing)):
+        probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device)
     lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
     labels = _labels(lung_map, nodule_map)
     nodule_count = int(ndimage.label(labels == 2)[1])

@@ -1,0 +1,111 @@
+"""The second candidate source: bright round spots are found, vessels are not, and the filter's
+verdict decides which spots become nodules."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepdiag.models import ModelCard
+from deepdiag.models.store import LoadedModel
+from deepdiag.segmentation.bright_spots import bright_spots
+from deepdiag.segmentation.candidate_filter import CandidateFilter, load_candidate_filter
+
+SPACING_KJI = (1.25, 1.0, 1.0)
+LUNG, DENSE = 0.1, 0.7  # normalized intensities of aerated lung and of soft tissue
+
+
+def _lung_with(nodule_centre=(24, 32, 20), nodule_diameter_mm=4.5, vessel_at=(24, 32, 44)):
+    """Lung with a small round nodule and, beside it, a vessel of the same width crossing the whole image."""
+    shape = (48, 64, 64)
+    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    image = np.full(shape, LUNG, dtype=np.float32)
+    radius = nodule_diameter_mm / 2
+    nodule = ((k - nodule_centre[0]) * SPACING_KJI[0]) ** 2 + (j - nodule_centre[1]) ** 2 + (i - nodule_centre[2]) ** 2 <= radius ** 2
+    vessel = ((k - vessel_at[0]) * SPACING_KJI[0]) ** 2 + (i - vessel_at[2]) ** 2 <= radius ** 2
+    image[nodule | vessel] = DENSE
+    return image, nodule, vessel
+
+
+def test_a_small_nodule_is_a_spot_and_a_vessel_of_the_same_width_is_not():
+    image, nodule, vessel = _lung_with()
+    spots = bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI)
+    on_nodule = [s for s in spots if nodule[tuple(s.centre)]]
+    assert len(on_nodule) == 1
+    assert np.abs(on_nodule[0].centre - [24, 32, 20]).max() <= 1
+    assert not any(vessel[tuple(s.centre)] for s in spots), "a tube curves in two directions only"
+    found = np.zeros(image.shape, dtype=bool)
+    found[on_nodule[0].voxels] = True
+    assert found[nodule].mean() > 0.9, "the spot covers the nodule"
+    assert found.sum() < 3 * nodule.sum(), "and not much more"
+    assert not (found & vessel).any()
+
+
+def test_no_spot_outside_the_lungs_or_on_excluded_voxels():
+    image, nodule, _ = _lung_with()
+    lungs = np.ones(image.shape, dtype=bool)
+    lungs[:, :, :21] = False  # the lung mask stops one voxel short of the nodule's centre, as on a juxtapleural nodule
+    assert any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI)), "the lung's edge still reaches it"
+    lungs[:, :, :24] = False
+    assert not any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI))
+    assert not any(nodule[tuple(s.centre)] for s in bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI, excluded=nodule))
+
+
+def test_a_faint_speck_of_noise_is_no_spot():
+    rng = np.random.default_rng(0)
+    image = (LUNG + rng.normal(0, 0.01, (40, 48, 48))).astype(np.float32)  # 14 HU of noise in a -1000..400 window
+    assert bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI) == []
+
+
+class CentreBrightness(torch.nn.Module):
+    """Says "nodule" exactly when the patch's centre voxel is bright."""
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        k, j, i = (n // 2 for n in patches.shape[2:])
+        return torch.stack([0.5 - patches[:, 0, k, j, i], patches[:, 0, k, j, i] - 0.5], dim=1) * 20
+
+
+def _filter(spot_min_probability=0.9) -> CandidateFilter:
+    card = ModelCard(id="centre-test", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[])
+    return CandidateFilter(LoadedModel(card, CentreBrightness(), None), 0.5, spot_min_probability)
+
+
+def _no_nodule_predicted(image):
+    probabilities = np.zeros((3, *image.shape), dtype=np.float32)
+    probabilities[1] = 1.0
+    return probabilities
+
+
+def test_spots_the_filter_accepts_become_nodules_and_the_others_stay_lung():
+    image, nodule, vessel = _lung_with()
+    probabilities = _no_nodule_predicted(image)
+    lungs = np.ones(image.shape, dtype=bool)
+    marked = _filter(0.9).add_spot_nodules(probabilities, lungs, image, SPACING_KJI, torch.device("cpu"))
+    nodules = np.argmax(marked, axis=0) == 2
+    assert nodules[nodule].mean() > 0.9 and not nodules[vessel].any()
+    assert np.allclose(marked.sum(axis=0), 1.0)
+    assert not (np.argmax(probabilities, axis=0) == 2).any(), "the caller's array is not changed"
+    image[nodule] = 0.45  # the filter's verdict turns: its centre is no longer bright
+    dimmer = _filter(0.9).add_spot_nodules(probabilities, lungs, image, SPACING_KJI, torch.device("cpu"))
+    assert not (np.argmax(dimmer, axis=0) == 2).any()
+
+
+def test_a_spot_on_a_kept_component_is_left_to_the_component():
+    image, nodule, _ = _lung_with()
+    probabilities = _no_nodule_predicted(image)
+    probabilities[2][nodule], probabilities[1][nodule] = 0.6, 0.4
+    marked = _filter(0.9).add_spot_nodules(probabilities, np.ones(image.shape, dtype=bool), image, SPACING_KJI, torch.device("cpu"))
+    assert np.array_equal(marked, probabilities), "the component keeps its own probabilities and extent"
+
+
+def test_a_segmentation_card_turns_the_spot_search_on():
+    card = ModelCard(id="seg-test", version=1, task="segmentation", network={},
+                     input={"spacing_mm": [1.0, 1.0, 1.25], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
+                     patch_size=[96, 96, 96], classes=[])
+    card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@1", "min_probability": 0.8,
+                                                "spot_min_probability": 0.95, "spot_max_slice_mm": 2.0}}
+    loaded = load_candidate_filter(card, torch.device("cpu"))
+    assert (loaded.min_probability, loaded.spot_min_probability) == (0.8, 0.95)
+    assert loaded.searches_spots(1.25) and loaded.searches_spots(2.0) and not loaded.searches_spots(2.5), "not on thick slices"
+    card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@1", "min_probability": 0.8}}
+    assert not load_candidate_filter(card, torch.device("cpu")).searches_spots(1.0)
