@@ -91,11 +91,12 @@ def main() -> None:
 
 
 def _outside_body(ct: np.ndarray) -> np.ndarray:
-    """Air connected to the edge of the scan: what surrounds the patient, never lung."""
+    """Air connected to the sides of the scan: what surrounds the patient, never lung. (Not the
+    first and last slice: the lungs and trachea reach those.)"""
     from scipy import ndimage
 
     components, _ = ndimage.label(ct < -500)
-    edge = np.unique(np.concatenate([components[[0, -1]].ravel(), components[:, [0, -1]].ravel(), components[:, :, [0, -1]].ravel()]))
+    edge = np.unique(np.concatenate([components[:, [0, -1]].ravel(), components[:, :, [0, -1]].ravel()]))
     return np.isin(components, edge[edge > 0])
 
 
