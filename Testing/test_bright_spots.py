@@ -109,3 +109,21 @@ def test_a_segmentation_card_turns_the_spot_search_on():
     assert loaded.searches_spots(1.25) and loaded.searches_spots(2.0) and not loaded.searches_spots(2.5), "not on thick slices"
     card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@1", "min_probability": 0.8}}
     assert not load_candidate_filter(card, torch.device("cpu")).searches_spots(1.0)
+
+
+def test_training_spots_are_positives_on_nodules_and_negatives_elsewhere():
+    from deepdiag.training.candidate_filter import spot_patches, stored_size
+    from deepdiag.training.segmentation_data import Example
+
+    image, nodule, vessel = _lung_with()
+    image[tuple(slice(c - 2, c + 2) for c in (24, 12, 44))] = DENSE  # a round blob far from the nodule: a false spot
+    labels = np.ones(image.shape, dtype=np.uint8)
+    labels[nodule] = 2
+    example = Example(image.astype(np.float16), labels, [np.argwhere(nodule).astype(np.int32)])
+    patches = spot_patches(example, (8, 8, 8), SPACING_KJI, np.random.default_rng(0))
+    centre = tuple(n // 2 for n in stored_size((8, 8, 8)))
+    assert patches.labels.tolist().count(1) == 1, "one spot on the nodule"
+    assert patches.images[patches.labels == 1][0][centre] == np.float16(DENSE)
+    assert 4.0 < patches.diameters_mm[patches.labels == 1][0] < 5.0
+    negatives = patches.images[patches.labels == 0]
+    assert len(negatives) >= 1 and all(p[centre] == np.float16(DENSE) for p in negatives), "negatives are bright spots, off the nodule"

@@ -27,7 +27,7 @@ from deepdiag.models import ModelCard, find_model  # noqa: E402
 from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.store import load_model, save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
-from deepdiag.training.candidate_filter import case_patches  # noqa: E402
+from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
 
 PATCH = [32, 32, 32]
@@ -53,8 +53,9 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
     )
 
 
-def patches(args, examples, segmentation, device) -> NodulePatches:
-    """Per case: truth nodules, random vessel points and, on the first --mined-cases, the model's mistakes."""
+def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
+    """Per case: truth nodules, random vessel points and, on the first --mined-cases, the model's
+    mistakes; with --spots, the bright spots on and off the nodules."""
     cache = Path(args.cache).parent / "candidate-filter"
     parts = []
     for index, example in enumerate(examples):
@@ -64,6 +65,11 @@ def patches(args, examples, segmentation, device) -> NodulePatches:
         rng = np.random.default_rng(np.random.SeedSequence(args.data_seed, spawn_key=(index, 7)))
         parts.append(cached_patches(cache / f"{name}.npz", lambda: case_patches(
             example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation if mined else None, device)))
+        if args.spots:
+            scored = f"-scored-by-{spot_scorer.card.full_id}" if spot_scorer else ""
+            parts.append(cached_patches(cache / f"{name}-spots{scored}.npz", lambda: spot_patches(
+                example, tuple(PATCH), segmentation.card.spacing_mm[::-1],
+                np.random.default_rng(np.random.SeedSequence(args.data_seed, spawn_key=(index, 8))), spot_scorer, device)))
         if index % 10 == 9:
             log(f"  {index + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
     return NodulePatches.concatenate(parts)
@@ -74,6 +80,8 @@ def main() -> None:
                            learning_rate=2e-3)
     parser.add_argument("--segmentation-model", required=True, help="the model whose false positives the filter learns to reject")
     parser.add_argument("--mined-cases", type=int, default=30, help="training phantoms the segmentation model is run on")
+    parser.add_argument("--spots", action="store_true", help="add the bright spots of every phantom (on nodules: positives; elsewhere: negatives)")
+    parser.add_argument("--spots-scored-by", help="an earlier filter (id@version): the false spots it scores highest become negatives first")
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
@@ -81,7 +89,8 @@ def main() -> None:
     if list(segmentation.card.spacing_mm) != SPACING or segmentation.card.input["intensity"] != WINDOW:
         raise SystemExit("the training phantoms are prepared on the project's model grid; this segmentation model uses another")
     card = card_template(args, segmentation.card)
-    data = patches(args, prepare_examples(args), segmentation, device)
+    spot_scorer = load_model(find_model(args.spots_scored_by, "candidate-classification", args.spots_scored_by), device) if args.spots_scored_by else None
+    data = patches(args, prepare_examples(args), segmentation, spot_scorer, device)
     counts = {"nodules": int(data.labels.sum()), "not nodules": int((data.labels == 0).sum())}
     log(f"training on {counts}")
     torch.manual_seed(args.train_seed)
@@ -94,10 +103,13 @@ def main() -> None:
                  f"{args.nodules[0]}-{args.nodules[1]} nodules each, in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm"),
         "examples": counts,
         "positives": (f"every truth nodule at its centre, and {segmentation.card.full_id}'s nodule components on a nodule "
-                      f"(first {args.mined_cases} phantoms) at their own centres"),
+                      f"(first {args.mined_cases} phantoms) at their own centres"
+                      + ("; the two strongest bright spots on each nodule" if args.spots else "")),
         "negatives": (f"{segmentation.card.full_id}'s nodule components at least 4 voxels from every nodule on the first "
                       f"{args.mined_cases} phantoms (no peak-probability rule, components of 8 mm3 and more), and 20 random "
-                      "dense lung voxels per phantom as far from the nodules"),
+                      "dense lung voxels per phantom as far from the nodules"
+                      + ("; bright spots (spot search) at least 4 voxels from every nodule, 40 per phantom"
+                         + (f", the 20 that {spot_scorer.card.full_id} scores highest first" if spot_scorer else "") if args.spots else "")),
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
         "sampling": "class-balanced; nodules under 6 mm drawn 3x as often", "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
         "augmentation": "candidate up to 3 voxels off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)",

@@ -5,7 +5,9 @@ Positives are the truth nodules of the training phantoms, centred on the nodule 
 segmentation model's components on them lie. Negatives are of two kinds: the segmentation
 model's false-positive components at permissive thresholds (the mistakes the filter has to
 undo), and points on vessels and airway walls drawn at random (dense structures that are not
-nodules, so that the filter does not learn "bright means nodule").
+nodules, so that the filter does not learn "bright means nodule"). :func:`spot_patches` adds the
+bright spots the spot search finds: on a nodule as positives, elsewhere as negatives (those an
+earlier filter scores highest first: the spots it would wrongly accept).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import torch
 from scipy import ndimage
 
 from ..models.store import LoadedModel
-from ..segmentation.candidate_filter import patch_around
+from ..segmentation.bright_spots import bright_spots
+from ..segmentation.candidate_filter import nodule_probabilities, patch_around
 from ..segmentation.inference import predict_probabilities
 from ..segmentation.postprocess import keep_plausible_nodules
 from .classification import JITTER_VOXELS, NodulePatches
@@ -30,6 +33,9 @@ DENSE = 0.36
 VESSEL_POINTS_PER_CASE = 20
 #: a negative lies at least this many voxels from every truth nodule
 CLEARANCE_VOXELS = 4
+SPOTS_PER_NODULE = 2  # a large nodule has dozens of spots; the strongest two are enough
+HARD_SPOTS_PER_CASE = 20  # false spots an earlier filter scores highest
+RANDOM_SPOTS_PER_CASE = 20
 
 
 def stored_size(patch: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -58,6 +64,38 @@ def case_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
         np.stack(images) if images else np.zeros((0, *size), np.float16),
         np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int64),
         np.array([d for _, d in positives] + [0.0] * len(negatives), dtype=np.float32),
+    )
+
+
+def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng: np.random.Generator,
+                 scorer: LoadedModel | None = None, device: torch.device = torch.device("cpu")) -> NodulePatches:
+    """Patches centred on the bright spots of one prepared training case: spots touching a nodule
+    (its strongest few) are positives; spots away from every nodule are negatives, the ones
+    ``scorer`` (an earlier filter) takes most for nodules first, then some drawn at random."""
+    image = example.image.astype(np.float32)
+    instances = _instances(example)
+    near_nodule = ndimage.binary_dilation(instances > 0, iterations=CLEARANCE_VOXELS) if instances.any() else instances > 0
+    spots = bright_spots(image, example.labels >= 1, spacing_kji)
+    positives, diameters, negatives = [], [], []
+    volume_mm3 = float(np.prod(spacing_kji))
+    for nodule, voxels in enumerate(example.nodule_voxels, start=1):
+        on_it = sorted((s for s in spots if (instances[s.voxels] == nodule).any()), key=lambda s: -s.blobness)[:SPOTS_PER_NODULE]
+        positives += [s.centre for s in on_it]
+        diameters += [float((6 * len(voxels) * volume_mm3 / np.pi) ** (1 / 3))] * len(on_it)
+    away = [s.centre for s in spots if not near_nodule[tuple(s.centre)]]
+    if away:
+        order = rng.permutation(len(away))
+        if scorer is not None:
+            scores = nodule_probabilities(scorer.network, image, away, tuple(scorer.card.patch_size), device)
+            hardest = np.argsort(-scores)[:HARD_SPOTS_PER_CASE]
+            order = np.concatenate([hardest, [n for n in order if n not in set(hardest.tolist())]])
+        negatives = [away[n] for n in order[:HARD_SPOTS_PER_CASE + RANDOM_SPOTS_PER_CASE]]
+    size = stored_size(patch)
+    images = [patch_around(image, c, size).astype(np.float16) for c in positives + negatives]
+    return NodulePatches(
+        np.stack(images) if images else np.zeros((0, *size), np.float16),
+        np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int64),
+        np.array(diameters + [0.0] * len(negatives), dtype=np.float32),
     )
 
 
