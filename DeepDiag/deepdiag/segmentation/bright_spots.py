@@ -109,9 +109,14 @@ def _extent(image: np.ndarray, smoothed: np.ndarray, point: np.ndarray, scale_mm
     high = np.minimum(point + reach + 1, image.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(low, high))
     grid = np.meshgrid(*[(np.arange(lo, hi) - p) * s for lo, hi, p, s in zip(low, high, point, spacing_kji)], indexing="ij")
-    ball = sum(g ** 2 for g in grid) <= radius_mm ** 2
+    distance_mm2 = sum(g ** 2 for g in grid)
+    ball = distance_mm2 <= radius_mm ** 2
     region = image[box]
     level = (smoothed[tuple(point)] + np.percentile(region[ball], _BACKGROUND_PERCENTILE)) / 2
     bright, _ = ndimage.label(ball & (region >= level))
-    inside = bright == bright[tuple(point - low)] if bright[tuple(point - low)] else ball & (sum(g ** 2 for g in grid) <= (radius_mm / 2) ** 2)
-    return tuple(idx + lo for idx, lo in zip(np.nonzero(inside), low))
+    centre = tuple(point - low)
+    if bright[centre]:
+        inside = bright == bright[centre]
+    else:  # the centre voxel itself is under the level (noise): take the inner half of the ball
+        inside = distance_mm2 <= (radius_mm / 2) ** 2
+    return tuple(index + lo for index, lo in zip(np.nonzero(inside), low))
