@@ -10,6 +10,7 @@ from deepdiag.models import ModelCard
 from deepdiag.models.store import LoadedModel
 from deepdiag.segmentation.bright_spots import bright_spots
 from deepdiag.segmentation.candidate_filter import CandidateFilter, load_candidate_filter
+from test_candidate_filter import CentreBrightness
 
 SPACING_KJI = (1.25, 1.0, 1.0)
 LUNG, DENSE = 0.1, 0.7  # normalized intensities of aerated lung and of soft tissue
@@ -55,14 +56,6 @@ def test_a_faint_speck_of_noise_is_no_spot():
     rng = np.random.default_rng(0)
     image = (LUNG + rng.normal(0, 0.01, (40, 48, 48))).astype(np.float32)  # 14 HU of noise in a -1000..400 window
     assert bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI) == []
-
-
-class CentreBrightness(torch.nn.Module):
-    """Says "nodule" exactly when the patch's centre voxel is bright."""
-
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        k, j, i = (n // 2 for n in patches.shape[2:])
-        return torch.stack([0.5 - patches[:, 0, k, j, i], patches[:, 0, k, j, i] - 0.5], dim=1) * 20
 
 
 def _filter(spot_min_probability=0.9) -> CandidateFilter:

@@ -66,14 +66,15 @@ def segment_volume(
     report("postprocess", 0.85)
     rules = card.postprocessing
     spacing_kji = model_volume.spacing[::-1]
-    lungs = np.argmax(probabilities, axis=0) >= 1  # before the rules move dropped components to background
+    candidate_filter = load_candidate_filter(card, device)
+    searches_spots = candidate_filter is not None and candidate_filter.searches_spots(max(volume.spacing))
+    lungs = np.argmax(probabilities, axis=0) >= 1 if searches_spots else None  # before the rules drop components to background
     probabilities = keep_plausible_nodules(
         probabilities, spacing_kji, float(rules.get("min_nodule_volume_mm3", 0.0)), float(rules.get("min_nodule_peak_probability", 0.0)),
     )
-    candidate_filter = load_candidate_filter(card, device)
     if candidate_filter:
         probabilities = candidate_filter.keep_nodules(probabilities, image, device)
-    if candidate_filter and candidate_filter.searches_spots(max(volume.spacing)):
+    if searches_spots:
         probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device)
     lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
     labels = _labels(lung_map, nodule_map)
