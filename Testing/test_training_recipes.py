@@ -12,7 +12,8 @@ from deepdiag.models.store import load_model
 from deepdiag.training.detection import sample_slice_patch
 from deepdiag.training.hard_negatives import mine_hard_negatives
 from deepdiag.training.segmentation import Recipe
-from deepdiag.training.segmentation_data import Example, draw_nodule, prepare_example
+from deepdiag.phantom.nodules import design_nodules
+from deepdiag.training.segmentation_data import Example, draw_nodule, example_name, prepare_example, varied_scanner_config
 
 SPACING, WINDOW = [1.0, 1.0, 1.25], {"min_hu": -1000.0, "max_hu": 400.0}
 
@@ -30,6 +31,15 @@ def test_small_nodules_are_drawn_as_many_times_more_often_as_the_boost_says():
         draws = np.array([draw_nodule([small, large], rng, Recipe().small_nodule_voxels, boost) for _ in range(4000)])
         ratio = (draws == 0).sum() / (draws == 1).sum()
         assert abs(ratio - boost) < 0.15 * boost, (boost, ratio)
+
+
+def test_small_nodule_phantoms_hold_only_nodules_of_the_asked_sizes_under_their_own_cache_name():
+    config = varied_scanner_config(2001, 0, nodules=(4, 10), diameter_mm=(3.0, 6.0))
+    diameters = [design.nominal_diameter_mm for index in range(20)
+                 for design in design_nodules(config, np.random.default_rng(index))]
+    assert 4 * 20 <= len(diameters) <= 10 * 20
+    assert 3.0 <= min(diameters) and max(diameters) <= 6.0
+    assert example_name(2001, 0, (4, 10), (3.0, 6.0)) != example_name(2001, 0, (4, 10))  # a cache never serves the other set
 
 
 def test_dice_per_patch_does_not_let_a_large_nodule_hide_a_missed_small_one():

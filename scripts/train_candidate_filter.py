@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from training_common import SPACING, WINDOW, common_parser, device_description, log, prepare_examples
+from training_common import SPACING, WINDOW, common_parser, data_description, device_description, log, prepare_examples, training_cases
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -58,20 +58,19 @@ def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
     mistakes; with --spots, the bright spots on and off the nodules."""
     cache = Path(args.cache).parent / "candidate-filter"
     parts = []
-    for index, example in enumerate(examples):
-        mined = index < args.mined_cases
-        name = f"seed{args.data_seed}-case{index:03d}-nodules{args.nodules[0]}to{args.nodules[1]}-patch{PATCH[0]}" + (
-            f"-components-of-{segmentation.card.full_id}" if mined else "")
-        rng = np.random.default_rng(np.random.SeedSequence(args.data_seed, spawn_key=(index, 7)))
+    for position, ((case_name, seed, index), example) in enumerate(zip(training_cases(args), examples)):
+        mined = position < args.mined_cases
+        name = f"{case_name}-patch{PATCH[0]}" + (f"-components-of-{segmentation.card.full_id}" if mined else "")
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 7)))
         parts.append(cached_patches(cache / f"{name}.npz", lambda: case_patches(
             example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation if mined else None, device)))
         if args.spots:
             scored = f"-scored-by-{spot_scorer.card.full_id}" if spot_scorer else ""
             parts.append(cached_patches(cache / f"{name}-spots{scored}.npz", lambda: spot_patches(
                 example, tuple(PATCH), segmentation.card.spacing_mm[::-1],
-                np.random.default_rng(np.random.SeedSequence(args.data_seed, spawn_key=(index, 8))), spot_scorer, device)))
-        if index % 10 == 9:
-            log(f"  {index + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
+                np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))), spot_scorer, device)))
+        if position % 10 == 9:
+            log(f"  {position + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
     return NodulePatches.concatenate(parts)
 
 
@@ -99,8 +98,7 @@ def main() -> None:
                                on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"))
     accuracy = float((centre_logits(network, data, PATCH, device).argmax(1).numpy() == data.labels).mean())
     card.training = {
-        "data": (f"{args.train_cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {args.data_seed}, "
-                 f"{args.nodules[0]}-{args.nodules[1]} nodules each, in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm"),
+        "data": data_description(args),
         "examples": counts,
         "positives": (f"every truth nodule at its centre, and {segmentation.card.full_id}'s nodule components on a nodule "
                       f"(first {args.mined_cases} phantoms) at their own centres"

@@ -16,7 +16,6 @@ from multiprocessing import get_context
 
 from training_common import ROOT, WINDOW, common_parser, device_description, log
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from deepdiag import __version__  # noqa: E402

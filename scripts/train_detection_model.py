@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from training_common import SPACING, WINDOW, common_parser, data_description, device_description, initial_network, log, prepare_examples
+from training_common import SPACING, WINDOW, common_parser, data_description, device_description, initial_network, log, prepare_examples, training_cases
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
@@ -27,7 +27,6 @@ from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.detection import train_detector  # noqa: E402
 from deepdiag.training.hard_negatives import MIN_SCORE as HARD_NEGATIVE_MIN_SCORE, cached_hard_negatives  # noqa: E402
-from deepdiag.training.segmentation_data import example_name  # noqa: E402
 
 
 def card_template(args) -> ModelCard:
@@ -93,7 +92,7 @@ def main() -> None:
 def mined_false_positives(args, examples, device) -> list:
     miner = load_model(find_model(args.hard_negatives_from, "detection", args.hard_negatives_from))
     log(f"mining the false positives of {miner.card.full_id} on the training cases (cached in {args.cache})")
-    names = [example_name(args.data_seed, index, args.nodules) for index in range(len(examples))]
+    names = [name for name, _, _ in training_cases(args)]
     mined = cached_hard_negatives(miner.network.float(), miner.card.full_id, examples, names, args.cache, device,
                                   on_case=lambda done, total: log(f"  mined {done} of {total} cases") if done % 10 == 0 or done == total else None)
     log(f"  {sum(len(m) for m in mined)} false-positive slice boxes on {len(mined)} cases")

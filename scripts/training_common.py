@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -16,6 +17,10 @@ sys.path.insert(0, str(ROOT / "DeepDiag"))
 
 SPACING = [1.0, 1.0, 1.25]
 WINDOW = {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}
+# The extra phantoms of --small-nodule-cases: nodules under 6 mm are the hardest to find and
+# only about a third of the nodules of an ordinary phantom, so these carry many of them.
+SMALL_NODULE_CASES = (4, 10)
+SMALL_NODULE_MM = (3.0, 6.0)
 
 
 def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
@@ -26,6 +31,9 @@ def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
     parser.add_argument("--train-cases", type=int, default=40)
     parser.add_argument("--data-seed", type=int, default=1000)
     parser.add_argument("--nodules", type=int, nargs=2, default=[2, 6], help="fewest and most nodules per training case")
+    parser.add_argument("--small-nodule-cases", type=int, default=0,
+                        help=f"this many more training phantoms (seed --data-seed + 1) with {SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} "
+                             f"nodules of {SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm each")
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=2)
@@ -40,19 +48,56 @@ def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class PhantomSet:
+    """Training phantoms of one seed, all made with the same nodule options."""
+
+    seed: int
+    cases: int
+    nodules: tuple[int, int]
+    diameter_mm: tuple[float, float]
+
+    def names(self) -> list[str]:
+        from deepdiag.training.segmentation_data import example_name
+
+        return [example_name(self.seed, index, self.nodules, self.diameter_mm) for index in range(self.cases)]
+
+    def description(self) -> str:
+        return (f"{self.cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {self.seed}, "
+                f"{self.nodules[0]}-{self.nodules[1]} nodules of {self.diameter_mm[0]:g}-{self.diameter_mm[1]:g} mm each")
+
+
+def phantom_sets(args) -> list[PhantomSet]:
+    """The training phantoms the options name: --train-cases, then --small-nodule-cases."""
+    from deepdiag.training.segmentation_data import DEFAULT_DIAMETER_MM
+
+    sets = [PhantomSet(args.data_seed, args.train_cases, tuple(args.nodules), DEFAULT_DIAMETER_MM)]
+    if args.small_nodule_cases:
+        sets.append(PhantomSet(args.data_seed + 1, args.small_nodule_cases, SMALL_NODULE_CASES, SMALL_NODULE_MM))
+    return sets
+
+
+def training_cases(args) -> list[tuple[str, int, int]]:
+    """(cache name, seed, index) of every training phantom, in the order prepare_examples returns them."""
+    return [(name, phantoms.seed, index) for phantoms in phantom_sets(args) for index, name in enumerate(phantoms.names())]
+
+
 def prepare_examples(args) -> list:
     """The training phantoms on the model grid (from the cache when made before)."""
     from deepdiag.training.segmentation_data import make_example
 
-    log(f"preparing {args.train_cases} training phantoms (seed {args.data_seed}, {args.nodules[0]}-{args.nodules[1]} nodules; cache {args.cache})")
-    with get_context("spawn").Pool(args.workers) as pool:
-        return pool.map(partial(make_example, args.data_seed, spacing=SPACING, window=WINDOW, nodules=args.nodules, cache=args.cache),
-                        range(args.train_cases))
+    examples = []
+    for phantoms in phantom_sets(args):
+        log(f"preparing {phantoms.description()} (cache {args.cache})")
+        with get_context("spawn").Pool(args.workers) as pool:
+            examples += pool.map(partial(make_example, phantoms.seed, spacing=SPACING, window=WINDOW, nodules=phantoms.nodules,
+                                         cache=args.cache, diameter_mm=phantoms.diameter_mm), range(phantoms.cases))
+    return examples
 
 
 def data_description(args) -> str:
-    return (f"{args.train_cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {args.data_seed}, "
-            f"{args.nodules[0]}-{args.nodules[1]} nodules each, in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm")
+    return "; ".join(phantoms.description() for phantoms in phantom_sets(args)) + (
+        "; in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm")
 
 
 def device_description(device) -> str:

@@ -13,6 +13,7 @@ from ..geometry import Volume
 from ..phantom import PhantomConfig, generate_case
 from ..segmentation.model_grid import lung_crop, normalize, to_model_grid
 
+DEFAULT_DIAMETER_MM = PhantomConfig().diameter_mm
 SMALL_NODULE_VOXELS = 90  # a nodule "under 6 mm": fewer voxels than a 6 mm sphere on the 1 x 1 x 1.25 mm model grid
 
 
@@ -35,24 +36,26 @@ class Example:
             return cls(stored["image"], stored["labels"], voxels)
 
 
-def make_example(seed: int, index: int, spacing, window, nodules=(2, 6), cache: str | None = None) -> Example:
+def make_example(seed: int, index: int, spacing, window, nodules=(2, 6), cache: str | None = None,
+                 diameter_mm=DEFAULT_DIAMETER_MM) -> Example:
     """Phantom case ``index`` of ``seed`` with varied scanner settings, prepared for training;
     read from / written to ``cache`` when given, since making one takes about 30 s."""
-    cached = Path(cache) / f"{example_name(seed, index, nodules)}.npz" if cache else None
+    cached = Path(cache) / f"{example_name(seed, index, nodules, diameter_mm)}.npz" if cache else None
     if cached and cached.is_file():
         return Example.load(cached)
-    case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
+    case = generate_case(varied_scanner_config(seed, index, nodules, diameter_mm), seed, index)
     example = prepare_example(case.ct, case.labels, spacing, window, case.instances)
     if cached:
         example.save(cached)
     return example
 
 
-def example_name(seed: int, index: int, nodules=(2, 6)) -> str:
-    return f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}"
+def example_name(seed: int, index: int, nodules=(2, 6), diameter_mm=DEFAULT_DIAMETER_MM) -> str:
+    sizes = "" if tuple(diameter_mm) == DEFAULT_DIAMETER_MM else f"-{diameter_mm[0]:g}to{diameter_mm[1]:g}mm"
+    return f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}{sizes}"
 
 
-def varied_scanner_config(seed: int, index: int, nodules=(2, 6)) -> PhantomConfig:
+def varied_scanner_config(seed: int, index: int, nodules=(2, 6), diameter_mm=DEFAULT_DIAMETER_MM) -> PhantomConfig:
     """Phantom options of training case ``index``: a chest-sized field of view at a random
     in-plane spacing, slice thickness, noise and blur, as scanners differ."""
     options = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
@@ -63,6 +66,7 @@ def varied_scanner_config(seed: int, index: int, nodules=(2, 6)) -> PhantomConfi
         noise_hu=float(options.uniform(8, 35)),
         blur_mm=float(options.uniform(0.4, 0.9)),
         nodules=tuple(nodules),
+        diameter_mm=tuple(diameter_mm),
     )
 
 
