@@ -75,6 +75,7 @@ def segment_volume(
     if candidate_filter:
         probabilities = candidate_filter.keep_nodules(probabilities, image, device)
     if searches_spots:
+        report("spots", 0.9)  # a few seconds on CPU: the progress bar should not look stuck
         probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device)
     lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
     labels = _labels(lung_map, nodule_map)
