@@ -43,9 +43,7 @@ def bright_spots(image: np.ndarray, lungs: np.ndarray, spacing_kji, excluded: np
     """Round spots brighter than their surroundings inside (or on the edge of) ``lungs``, away
     from ``excluded`` voxels; ``image`` is the normalized model-grid crop."""
     smoothed = [_smooth(image, spacing_kji, scale) for scale in SCALES_MM]
-    response = np.stack([-scale ** 2 * _laplacian(s, spacing_kji) for s, scale in zip(smoothed, SCALES_MM)])
-    best_scale = np.argmax(response, axis=0)
-    response = response.max(axis=0)
+    response, best_scale = _strongest_response(smoothed, spacing_kji)
     allowed = ndimage.binary_dilation(lungs, iterations=_LUNG_MARGIN_VOXELS)
     if excluded is not None:
         allowed &= ~excluded
@@ -65,6 +63,23 @@ def _smooth(image: np.ndarray, spacing_kji, scale_mm: float) -> np.ndarray:
     itk_image = sitk.GetImageFromArray(image.astype(np.float32, copy=False))
     itk_image.SetSpacing(tuple(float(s) for s in spacing_kji[::-1]))
     return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(itk_image, scale_mm))
+
+
+def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.ndarray, np.ndarray]:
+    """The largest scale-normalized minus-Laplacian over the scales, and the index of its scale
+    (the first on ties); kept as a running maximum, not a stack, to hold two crop-sized arrays
+    fewer on a full-size scan."""
+    response = best_scale = None
+    for index, (image, scale) in enumerate(zip(smoothed, SCALES_MM)):
+        at_scale = _laplacian(image, spacing_kji)
+        at_scale *= -scale ** 2
+        if response is None:
+            response, best_scale = at_scale, np.zeros(at_scale.shape, np.uint8)
+            continue
+        stronger = at_scale > response
+        response[stronger] = at_scale[stronger]
+        best_scale[stronger] = index
+    return response, best_scale
 
 
 def _laplacian(smoothed: np.ndarray, spacing_kji) -> np.ndarray:
