@@ -48,23 +48,15 @@ def case_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
     segmentation model, its components on a nodule are positives too, centred where the model
     puts them (a partly segmented nodule's component is off the nodule's centre)."""
     instances = _instances(example)
-    near_nodule = ndimage.binary_dilation(instances > 0, iterations=CLEARANCE_VOXELS) if instances.any() else instances > 0
-    volume_mm3 = float(np.prod(spacing_kji))
-    diameters_mm = [float((6 * len(v) * volume_mm3 / np.pi) ** (1 / 3)) for v in example.nodule_voxels]
+    near_nodule = _near_nodules(instances)
+    diameters_mm = _diameters_mm(example, spacing_kji)
     positives = [(v.mean(axis=0), d) for v, d in zip(example.nodule_voxels, diameters_mm)]
     negatives = vessel_points(example, near_nodule, rng)
     if segmentation is not None:
         on_nodule, off_nodule = predicted_components(example, instances, near_nodule, segmentation, spacing_kji, device)
         positives += [(centre, diameters_mm[nodule - 1]) for centre, nodule in on_nodule]
         negatives += off_nodule
-    size = stored_size(patch)
-    centres = [c for c, _ in positives] + negatives
-    images = [patch_around(example.image.astype(np.float32), c, size).astype(np.float16) for c in centres]
-    return NodulePatches(
-        np.stack(images) if images else np.zeros((0, *size), np.float16),
-        np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int64),
-        np.array([d for _, d in positives] + [0.0] * len(negatives), dtype=np.float32),
-    )
+    return _labelled_patches(example.image.astype(np.float32), positives, negatives, stored_size(patch))
 
 
 def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng: np.random.Generator,
@@ -74,14 +66,12 @@ def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
     ``scorer`` (an earlier filter) takes most for nodules first, then some drawn at random."""
     image = example.image.astype(np.float32)
     instances = _instances(example)
-    near_nodule = ndimage.binary_dilation(instances > 0, iterations=CLEARANCE_VOXELS) if instances.any() else instances > 0
+    near_nodule = _near_nodules(instances)
     spots = bright_spots(image, example.labels >= 1, spacing_kji)
-    positives, diameters, negatives = [], [], []
-    volume_mm3 = float(np.prod(spacing_kji))
-    for nodule, voxels in enumerate(example.nodule_voxels, start=1):
+    positives, negatives = [], []
+    for nodule, diameter_mm in enumerate(_diameters_mm(example, spacing_kji), start=1):
         on_it = sorted((s for s in spots if (instances[s.voxels] == nodule).any()), key=lambda s: -s.blobness)[:SPOTS_PER_NODULE]
-        positives += [s.centre for s in on_it]
-        diameters += [float((6 * len(voxels) * volume_mm3 / np.pi) ** (1 / 3))] * len(on_it)
+        positives += [(s.centre, diameter_mm) for s in on_it]
     away = [s.centre for s in spots if not near_nodule[tuple(s.centre)]]
     if away:
         order = rng.permutation(len(away))
@@ -90,13 +80,30 @@ def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
             hardest = np.argsort(-scores)[:HARD_SPOTS_PER_CASE]
             order = np.concatenate([hardest, [n for n in order if n not in set(hardest.tolist())]])
         negatives = [away[n] for n in order[:HARD_SPOTS_PER_CASE + RANDOM_SPOTS_PER_CASE]]
-    size = stored_size(patch)
-    images = [patch_around(image, c, size).astype(np.float16) for c in positives + negatives]
+    return _labelled_patches(image, positives, negatives, stored_size(patch))
+
+
+def _labelled_patches(image: np.ndarray, positives: list[tuple[np.ndarray, float]], negatives: list[np.ndarray],
+                      size: tuple[int, int, int]) -> NodulePatches:
+    """Patches around (centre, nodule diameter) positives and around negative centres."""
+    centres = [c for c, _ in positives] + negatives
+    images = [patch_around(image, c, size).astype(np.float16) for c in centres]
     return NodulePatches(
         np.stack(images) if images else np.zeros((0, *size), np.float16),
         np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int64),
-        np.array(diameters + [0.0] * len(negatives), dtype=np.float32),
+        np.array([d for _, d in positives] + [0.0] * len(negatives), dtype=np.float32),
     )
+
+
+def _near_nodules(instances: np.ndarray) -> np.ndarray:
+    """Voxels within CLEARANCE_VOXELS of a nodule: neither positive nor negative."""
+    return ndimage.binary_dilation(instances > 0, iterations=CLEARANCE_VOXELS) if instances.any() else instances > 0
+
+
+def _diameters_mm(example: Example, spacing_kji) -> list[float]:
+    """Each nodule's equivalent-sphere diameter."""
+    volume_mm3 = float(np.prod(spacing_kji))
+    return [float((6 * len(v) * volume_mm3 / np.pi) ** (1 / 3)) for v in example.nodule_voxels]
 
 
 def vessel_points(example: Example, near_nodule: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
