@@ -60,6 +60,11 @@ def mean_diameter(long_axis: float, short_axis: float) -> float:
     return round((long_axis + short_axis) / 2, 1)
 
 
+def equivalent_diameter_mm(volume_mm3: float) -> float:
+    """The diameter of the sphere with this volume."""
+    return float((6 * volume_mm3 / np.pi) ** (1 / 3))
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     components, count = ndimage.label(mask)
     if count <= 1:

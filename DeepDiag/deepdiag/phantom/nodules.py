@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..lung_rads import baseline_category
-from ..measurements import axial_axes_mm, largest_component, mean_diameter
+from ..measurements import axial_axes_mm, equivalent_diameter_mm, largest_component, mean_diameter
 from .anatomy import Anatomy
 from .config import NODULE_PLACEMENTS, NODULE_SHAPES, PhantomConfig
 from .grid import Grid
@@ -112,7 +112,7 @@ def add_real_nodule(grid: Grid, anatomy: Anatomy, mask: np.ndarray, instances: n
         type="solid",
         shape="real",
         placement=_location_class(mask, anatomy),
-        nominal_diameter_mm=float((6 * volume / np.pi) ** (1 / 3)),
+        nominal_diameter_mm=equivalent_diameter_mm(volume),
         lobes=np.zeros((0, 4)),
         spikes=np.zeros((0, 4)),
         core_fraction=0.0,
@@ -141,7 +141,7 @@ def measure_nodule(grid: Grid, instances: np.ndarray, nodule_id: int, design: No
     return {
         "id": nodule_id,
         "center_lps": [round(float(c), 4) for c in center],
-        "equivalent_diameter_mm": round(float((6 * volume / np.pi) ** (1 / 3)), 3),
+        "equivalent_diameter_mm": round(equivalent_diameter_mm(volume), 3),
         "long_axis_diameter_mm": round(long_axis, 3),
         "short_axis_diameter_mm": round(short_axis, 3),
         "mean_diameter_mm": size,

@@ -70,8 +70,8 @@ def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.nda
     (the first on ties); kept as a running maximum, not a stack, to hold two crop-sized arrays
     fewer on a full-size scan."""
     response = best_scale = None
-    for index, (image, scale) in enumerate(zip(smoothed, SCALES_MM)):
-        at_scale = _laplacian(image, spacing_kji)
+    for index, (blurred, scale) in enumerate(zip(smoothed, SCALES_MM)):
+        at_scale = _laplacian(blurred, spacing_kji)
         at_scale *= -scale ** 2
         if response is None:
             response, best_scale = at_scale, np.zeros(at_scale.shape, np.uint8)

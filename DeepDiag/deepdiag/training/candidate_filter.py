@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..measurements import equivalent_diameter_mm
 from ..models.store import LoadedModel
 from ..segmentation.bright_spots import bright_spots
 from ..segmentation.candidate_filter import nodule_probabilities, patch_around
@@ -69,8 +70,9 @@ def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
     near_nodule = _near_nodules(instances)
     spots = bright_spots(image, example.labels >= 1, spacing_kji)
     positives, negatives = [], []
+    touched = [set(np.unique(instances[s.voxels]).tolist()) for s in spots]
     for nodule, diameter_mm in enumerate(_diameters_mm(example, spacing_kji), start=1):
-        on_it = sorted((s for s in spots if (instances[s.voxels] == nodule).any()), key=lambda s: -s.blobness)[:SPOTS_PER_NODULE]
+        on_it = sorted((s for s, t in zip(spots, touched) if nodule in t), key=lambda s: -s.blobness)[:SPOTS_PER_NODULE]
         positives += [(s.centre, diameter_mm) for s in on_it]
     away = [s.centre for s in spots if not near_nodule[tuple(s.centre)]]
     if away:
@@ -78,7 +80,8 @@ def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
         if scorer is not None:
             scores = nodule_probabilities(scorer.network, image, away, tuple(scorer.card.patch_size), device)
             hardest = np.argsort(-scores)[:HARD_SPOTS_PER_CASE]
-            order = np.concatenate([hardest, [n for n in order if n not in set(hardest.tolist())]])
+            first = set(hardest.tolist())
+            order = np.concatenate([hardest, [n for n in order if n not in first]])
         negatives = [away[n] for n in order[:HARD_SPOTS_PER_CASE + RANDOM_SPOTS_PER_CASE]]
     return _labelled_patches(image, positives, negatives, stored_size(patch))
 
@@ -101,9 +104,8 @@ def _near_nodules(instances: np.ndarray) -> np.ndarray:
 
 
 def _diameters_mm(example: Example, spacing_kji) -> list[float]:
-    """Each nodule's equivalent-sphere diameter."""
-    volume_mm3 = float(np.prod(spacing_kji))
-    return [float((6 * len(v) * volume_mm3 / np.pi) ** (1 / 3)) for v in example.nodule_voxels]
+    voxel_mm3 = float(np.prod(spacing_kji))
+    return [equivalent_diameter_mm(len(v) * voxel_mm3) for v in example.nodule_voxels]
 
 
 def vessel_points(example: Example, near_nodule: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
