@@ -1,14 +1,13 @@
 """The training recipes do what their cards say: small nodules drawn more often, a Dice per
 patch, and hard negatives that are false positives only, never nodules."""
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from deepdiag.image_io import read_volume
 from deepdiag.models import find_model
 from deepdiag.models.store import load_model
+from deepdiag.training.classification import SMALL_NODULE_WEIGHT, draw_weights
 from deepdiag.training.detection import sample_slice_patch
 from deepdiag.training.hard_negatives import mine_hard_negatives
 from deepdiag.training.segmentation import Recipe
@@ -74,3 +73,15 @@ def test_hard_negatives_are_detector_hits_away_from_every_nodule(small_case):
     for _ in range(20):  # a patch drawn around a hard negative has it inside and its slice among the mined ones
         patch, _ = sample_slice_patch(example, 64, rng, nodule_share=0.0, hard_negatives=mined, hard_negative_share=1.0)
         assert patch.shape == (3, 64, 64) and np.abs(patch).sum() > 0
+
+
+def test_a_small_nodule_share_keeps_large_nodules_as_common_however_many_small_ones_are_added():
+    for small_count in (10, 100, 1000):
+        small = np.array([True] * small_count + [False] * 50)
+        weights = draw_weights(small, 0.43)
+        assert np.isclose(weights.sum(), 1.0)
+        assert np.isclose(weights[~small].sum(), 0.57)
+    small = np.array([True] * 10 + [False] * 50)
+    by_default = draw_weights(small, None)
+    assert np.isclose(by_default[0] / by_default[-1], SMALL_NODULE_WEIGHT)  # the nodule-type classifier's recipe
+    assert np.allclose(draw_weights(np.zeros(5, bool), 0.43), 0.2)  # negatives have no size: drawn alike

@@ -6,6 +6,7 @@ detection: FROC the LUNA16 way; classification: type accuracy, Lung-RADS agreeme
 long-axis error on the nodules the newest segmentation model finds (and at the truth centres).
 
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2 --record
+    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@8 --seed 71 --small-nodules
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-det@1 --record
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/nodule-type-cls@1 --cases 16 --record
 """
@@ -25,6 +26,7 @@ from deepdiag.evaluation.held_out import evaluate_classification_on_phantoms, ev
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
+from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM  # noqa: E402
 
 
 def main() -> None:
@@ -32,6 +34,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="model folder")
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--small-nodules", action="store_true",
+                        help=f"segmentation: phantoms with {SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} nodules of "
+                             f"{SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm each, for a sensitivity to small nodules that rests on dozens")
     parser.add_argument("--folder", help="keep the phantoms and predictions here")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--record", action="store_true", help="write the figures into the model's card")
@@ -42,9 +47,11 @@ def main() -> None:
     if model.card.task == "classification":
         segmentation = load_model(find_model(None, "segmentation", "lung-nodules-seg"), device)
         figures = evaluate_classification_on_phantoms(model, segmentation, device, args.cases, args.seed, folder)
+    elif model.card.task == "detection":
+        figures = evaluate_detection_on_phantoms(model, device, args.cases, args.seed, folder)
     else:
-        evaluate = evaluate_detection_on_phantoms if model.card.task == "detection" else evaluate_on_phantoms
-        figures = evaluate(model, device, args.cases, args.seed, folder)
+        small_nodules = (SMALL_NODULE_CASES, SMALL_NODULE_MM) if args.small_nodules else None
+        figures = evaluate_on_phantoms(model, device, args.cases, args.seed, folder, small_nodules=small_nodules)
     per_case = figures.pop("per_case", None)
     print(json.dumps({"per_case": per_case, **figures}, indent=1))
     if args.record:

@@ -81,6 +81,9 @@ def main() -> None:
     parser.add_argument("--mined-cases", type=int, default=30, help="training phantoms the segmentation model is run on")
     parser.add_argument("--spots", action="store_true", help="add the bright spots of every phantom (on nodules: positives; elsewhere: negatives)")
     parser.add_argument("--spots-scored-by", help="an earlier filter (id@version): the false spots it scores highest become negatives first")
+    parser.add_argument("--small-nodule-share", type=float,
+                        help="the share of nodule draws that go to nodules under 6 mm (default: each drawn 3x as often as a larger "
+                             "one); with --small-nodule-cases, keeps large nodules as common in training as without them")
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
@@ -95,7 +98,8 @@ def main() -> None:
     torch.manual_seed(args.train_seed)
     network = build_network(card)
     summary = train_classifier(network, data, PATCH, args.iterations, args.batch, args.learning_rate, device, args.train_seed,
-                               on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"))
+                               on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"),
+                               small_nodule_share=args.small_nodule_share)
     accuracy = float((centre_logits(network, data, PATCH, device).argmax(1).numpy() == data.labels).mean())
     card.training = {
         "data": data_description(args),
@@ -109,7 +113,8 @@ def main() -> None:
                       + ("; bright spots (spot search) at least 4 voxels from every nodule, 40 per phantom"
                          + (f", the 20 that {spot_scorer.card.full_id} scores highest first" if spot_scorer else "") if args.spots else "")),
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
-        "sampling": "class-balanced; nodules under 6 mm drawn 3x as often", "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
+        "sampling": "class-balanced; " + (f"{args.small_nodule_share:.0%} of the nodule draws are nodules under 6 mm"
+                                           if args.small_nodule_share is not None else "nodules under 6 mm drawn 3x as often"), "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
         "augmentation": "candidate up to 3 voxels off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)",
         "training_accuracy": round(accuracy, 4), "device": device_description(device), "training_seconds": summary["seconds"],
         "final_loss": summary["final_loss"], "software": f"deepdiag {__version__}, torch {torch.__version__}",

@@ -83,15 +83,15 @@ def augmentation(patch: list[int], seed: int) -> Compose:
 
 def train_classifier(network: torch.nn.Module, data: NodulePatches, patch: list[int], iterations: int, batch: int,
                      learning_rate: float, device: torch.device, seed: int,
-                     on_progress: Callable[[int, float], None] | None = None) -> dict:
+                     on_progress: Callable[[int, float], None] | None = None, small_nodule_share: float | None = None) -> dict:
     """Cross-entropy training on class-balanced batches (each class drawn equally often, since
-    part-solid nodules are rarer; small nodules drawn more often within a class); returns
-    timing and the final loss."""
+    part-solid nodules are rarer; small nodules drawn more often within a class, or, with
+    ``small_nodule_share``, making that share of the draws of every class that has both sizes);
+    returns timing and the final loss."""
     rng = np.random.default_rng(seed)
     augment = augmentation(patch, seed)
     by_class = [np.flatnonzero(data.labels == c) for c in range(int(data.labels.max()) + 1)]
-    weights = [np.where(data.diameters_mm[members] < 6.0, SMALL_NODULE_WEIGHT, 1.0) for members in by_class]
-    weights = [w / w.sum() for w in weights]
+    weights = [draw_weights(data.diameters_mm[members] < 6.0, small_nodule_share) for members in by_class]
     network.to(device).train()
     optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=iterations)
@@ -111,6 +111,14 @@ def train_classifier(network: torch.nn.Module, data: NodulePatches, patch: list[
             on_progress(step, float(np.mean(recent)))
     network.eval()
     return {"seconds": round(time.perf_counter() - started, 1), "final_loss": round(float(np.mean(recent)), 4)}
+
+
+def draw_weights(small: np.ndarray, small_share: float | None) -> np.ndarray:
+    """How often each member of a class is drawn (summing to 1)."""
+    if small_share is None or small.all() or not small.any():
+        weights = np.where(small, SMALL_NODULE_WEIGHT, 1.0)
+        return weights / weights.sum()
+    return np.where(small, small_share / small.sum(), (1.0 - small_share) / (~small).sum())
 
 
 def centre_logits(network: torch.nn.Module, data: NodulePatches, patch: list[int], device: torch.device) -> torch.Tensor:
