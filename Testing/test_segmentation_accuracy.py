@@ -31,9 +31,20 @@ def held_out(tmp_path_factory):
     made = run_cli("phantom", "-o", str(folder / "truth"), "--cases", "3", "--seed", str(HELD_OUT_SEED), "--progress", "none", *CASE_OPTIONS)
     assert made.returncode == 0, made.stderr
     images = sorted(str(p) for p in (folder / "truth" / "images").iterdir())
-    segmented = run_cli("segment", *images, "-o", str(folder / "pred"), "--device", "cpu", "--progress", "none")
+    segmented = run_cli("segment", *images, "-o", str(folder / "pred"), "--device", "cpu", "--progress", "json")
     assert segmented.returncode == 0, segmented.stderr
+    (folder / "events.jsonl").write_text(segmented.stdout)
     return folder
+
+
+def test_progress_messages_say_what_is_being_done_to_which_scan(held_out):
+    events = [json.loads(line) for line in (held_out / "events.jsonl").read_text().splitlines()]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert {"infer", "postprocess"} <= {e["stage"] for e in progress}
+    for event in progress:  # Slicer's status line shows the message: never a bare stage name or file name
+        words = event["message"].split()
+        assert words[0] != event["stage"] and not words[0].startswith("phantom_s31"), event
+        assert "phantom_s31_00" in event["message"] and "of 3)" in event["message"], event
 
 
 def test_shipped_model_meets_a_smaller_bar_on_held_out_cases(held_out):

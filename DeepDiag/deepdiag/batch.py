@@ -14,6 +14,14 @@ from .progress import ProgressReporter
 #: processes one input: (path, progress(stage, fraction of this input)) -> its output record
 ProcessOne = Callable[[str, Callable[[str, float], None]], dict]
 
+#: what each stage of the model commands does, for the progress message (Slicer's status line
+#: shows the message, and a bare stage name like "postprocess" means little to a radiologist)
+STAGE_TEXT = {
+    "read": "reading", "resample": "resampling", "infer": "segmenting", "postprocess": "checking the nodules of",
+    "spots": "looking for small nodules in", "detect": "detecting nodules in", "merge": "merging the findings of",
+    "classify": "classifying the findings of", "explain": "explaining the findings of", "done": "finished",
+}
+
 
 def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressReporter, header: dict) -> bool:
     """Run ``process_one`` on each input; report one result event (``header`` + outputs, failures,
@@ -21,7 +29,8 @@ def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressRepo
     outputs, failures, started = [], [], time.perf_counter()
     for position, path in enumerate(inputs):
         def progress(stage: str, fraction: float) -> None:
-            reporter.progress(stage, (position + fraction) / len(inputs), f"{Path(path).name} ({position + 1} of {len(inputs)})")
+            doing = STAGE_TEXT.get(stage, stage)
+            reporter.progress(stage, (position + fraction) / len(inputs), f"{doing} {Path(path).name} ({position + 1} of {len(inputs)})")
 
         case_started = time.perf_counter()
         try:
