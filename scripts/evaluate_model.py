@@ -26,7 +26,7 @@ from deepdiag.evaluation.held_out import evaluate_classification_on_phantoms, ev
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
-from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM  # noqa: E402
+from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM, SMALL_NODULES_TEXT  # noqa: E402
 
 
 def main() -> None:
@@ -35,8 +35,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--small-nodules", action="store_true",
-                        help=f"segmentation: phantoms with {SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} nodules of "
-                             f"{SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm each, for a sensitivity to small nodules that rests on dozens")
+                        help=f"segmentation: phantoms with {SMALL_NODULES_TEXT}, for a sensitivity to small nodules that rests on dozens")
     parser.add_argument("--folder", help="keep the phantoms and predictions here")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--record", action="store_true", help="write the figures into the model's card")
@@ -50,8 +49,8 @@ def main() -> None:
     elif model.card.task == "detection":
         figures = evaluate_detection_on_phantoms(model, device, args.cases, args.seed, folder)
     else:
-        small_nodules = (SMALL_NODULE_CASES, SMALL_NODULE_MM) if args.small_nodules else None
-        figures = evaluate_on_phantoms(model, device, args.cases, args.seed, folder, small_nodules=small_nodules)
+        crowded = {"nodules": SMALL_NODULE_CASES, "diameter_mm": SMALL_NODULE_MM} if args.small_nodules else {}
+        figures = evaluate_on_phantoms(model, device, args.cases, args.seed, folder, **crowded)
     per_case = figures.pop("per_case", None)
     print(json.dumps({"per_case": per_case, **figures}, indent=1))
     if args.record:

@@ -114,7 +114,8 @@ def main() -> None:
                          + (f", the 20 that {spot_scorer.card.full_id} scores highest first" if spot_scorer else "") if args.spots else "")),
         "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
         "sampling": "class-balanced; " + (f"{args.small_nodule_share:.0%} of the nodule draws are nodules under 6 mm"
-                                           if args.small_nodule_share is not None else "nodules under 6 mm drawn 3x as often"), "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
+                                           if args.small_nodule_share is not None else "nodules under 6 mm drawn 3x as often"),
+        "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
         "augmentation": "candidate up to 3 voxels off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)",
         "training_accuracy": round(accuracy, 4), "device": device_description(device), "training_seconds": summary["seconds"],
         "final_loss": summary["final_loss"], "software": f"deepdiag {__version__}, torch {torch.__version__}",

@@ -21,6 +21,7 @@ WINDOW = {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}
 # only about a third of the nodules of an ordinary phantom, so these carry many of them.
 SMALL_NODULE_CASES = (4, 10)
 SMALL_NODULE_MM = (3.0, 6.0)
+SMALL_NODULES_TEXT = f"{SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} nodules of {SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm each"
 
 
 def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
@@ -32,8 +33,7 @@ def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
     parser.add_argument("--data-seed", type=int, default=1000)
     parser.add_argument("--nodules", type=int, nargs=2, default=[2, 6], help="fewest and most nodules per training case")
     parser.add_argument("--small-nodule-cases", type=int, default=0,
-                        help=f"this many more training phantoms (seed --data-seed + 1) with {SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} "
-                             f"nodules of {SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm each")
+                        help=f"this many more training phantoms (seed --data-seed + 1) with {SMALL_NODULES_TEXT}")
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=2)

@@ -43,13 +43,14 @@ from deepdiag.segmentation.inference import pick_device, predict_probabilities  
 from deepdiag.segmentation.model_grid import lung_crop, normalize, to_model_grid  # noqa: E402
 from deepdiag.segmentation.postprocess import keep_plausible_nodules  # noqa: E402
 from deepdiag.training.segmentation_data import varied_scanner_config  # noqa: E402
-from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM  # noqa: E402  (as the training's small-nodule phantoms)
+from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM, SMALL_NODULES_TEXT  # noqa: E402  (as the training's small-nodule phantoms)
 
 VOLUMES_MM3 = (8.0, 15.0, 25.0, 40.0)
 PEAKS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 FILTER_PROBABILITIES = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # 0: no filter
 SPOT_PROBABILITIES = (None, 0.8, 0.9, 0.95, 0.98)  # None: no spot search
 SPOT_MAX_SLICES_MM = (1.5, 2.0, 2.5)  # the spot search runs on scans with slices this thin
+DEFAULT_NODULES = {"nodules": PhantomConfig().nodules, "diameter_mm": PhantomConfig().diameter_mm}
 SMALL_NODULES = {"nodules": SMALL_NODULE_CASES, "diameter_mm": SMALL_NODULE_MM}
 
 
@@ -63,9 +64,8 @@ def main() -> None:
                         help="validation phantoms with the training's spread of pixel size, slice thickness, noise and blur "
                              "instead of the default grid, so that the rules hold on thick slices too")
     parser.add_argument("--small-nodule-cases", type=int, default=0,
-                        help="this many more validation phantoms (seed --seed + 1, made like the other ones) with "
-                             f"{SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} nodules of {SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm "
-                             "each: a few dozen small nodules rather than a few decide the choice")
+                        help=f"this many more validation phantoms (seed --seed + 1, made like the other ones) with {SMALL_NODULES_TEXT}: "
+                             "a few dozen small nodules rather than a few decide the choice")
     parser.add_argument("--candidate-filter", help="a candidate-classification model (id@version or folder) to tune with")
     parser.add_argument("--search-spots", action="store_true", help="also tune the filter's threshold for bright spots the model did not mark")
     parser.add_argument("--record", action="store_true", help="write the chosen rules into the model's card")
@@ -80,7 +80,7 @@ def main() -> None:
     spot_grid = SPOT_PROBABILITIES if candidate_filter and args.search_spots else (None,)
     slice_grid = SPOT_MAX_SLICES_MM if candidate_filter and args.search_spots else (None,)
     with get_context("spawn").Pool(args.workers) as pool:
-        cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm, args.varied_scanners, None), range(args.cases))
+        cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm, args.varied_scanners, DEFAULT_NODULES), range(args.cases))
         cases += pool.map(partial(_truth_on_model_grid, args.seed + 1, model.card.spacing_mm, args.varied_scanners, SMALL_NODULES),
                           range(args.small_nodule_cases))
     components = [_components(model, candidate_filter, device, spot_grid, *case) for case in cases]
@@ -107,15 +107,14 @@ def _rules(previous: dict, best: dict, candidate_filter, args) -> dict:
         if best["spot_probability"] is not None:
             rules["candidate_filter"].update(spot_min_probability=best["spot_probability"], spot_max_slice_mm=best["spot_max_slice_mm"])
     phantoms = "phantoms with varied pixel size (0.6-0.9 mm), slices (1-2.5 mm), noise and blur" if args.varied_scanners else "default-grid phantoms"
-    small = (f" and {args.small_nodule_cases} more with {SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} nodules of "
-             f"{SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm, seed {args.seed + 1}") if args.small_nodule_cases else ""
+    small = f" and {args.small_nodule_cases} more with {SMALL_NODULES_TEXT}, seed {args.seed + 1}" if args.small_nodule_cases else ""
     rules["chosen_on"] = (f"{args.cases} {phantoms}, seed {args.seed}{small}, on the model grid: most nodules found "
                           f"with at most {args.max_false_positives} false positives per scan")
     return rules
 
 
-def _truth_on_model_grid(seed: int, spacing, varied: bool, nodules: dict | None, index: int):
-    nodules = nodules or {"nodules": PhantomConfig().nodules, "diameter_mm": PhantomConfig().diameter_mm}
+def _truth_on_model_grid(seed: int, spacing, varied: bool, nodules: dict, index: int):
+    """``nodules``: PhantomConfig's nodule options (how many per case, of which diameters)."""
     config = varied_scanner_config(seed, index, **nodules) if varied else PhantomConfig(**nodules)
     case = generate_case(config, seed, index)
     sizes = {n["id"]: n["equivalent_diameter_mm"] for n in case.truth["nodules"]}

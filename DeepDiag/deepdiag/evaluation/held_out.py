@@ -17,9 +17,10 @@ from ..phantom import PhantomConfig, generate_case, write_case
 from .segmentation import evaluate_folder
 
 HELD_OUT = "default-grid phantoms (512x512x300, 0.7x0.7x1.25 mm)"
+DEFAULT_NODULES = (1, 4)
 
 
-def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: int = 2, nodules: tuple[int, int] = (1, 4),
+def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: int = 2, nodules: tuple[int, int] = DEFAULT_NODULES,
                             diameter_mm: tuple[float, float] = PhantomConfig().diameter_mm) -> Path:
     """``cases`` default-grid phantoms of ``seed`` (``nodules`` per case, of ``diameter_mm``) in
     ``folder/truth`` (cases already there are kept)."""
@@ -32,14 +33,13 @@ def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: 
 
 
 def evaluate_on_phantoms(model: LoadedModel, device: torch.device, cases: int, seed: int, folder: str | Path, workers: int = 2,
-                         small_nodules: tuple[tuple[int, int], tuple[float, float]] | None = None) -> dict:
+                         nodules: tuple[int, int] = DEFAULT_NODULES, diameter_mm: tuple[float, float] = PhantomConfig().diameter_mm) -> dict:
     """Segment held-out phantoms into ``folder/pred``; the pooled figures of :func:`evaluate_folder`
-    (with per-case rows). ``small_nodules`` = (nodules per case, diameter range) makes phantoms
-    crowded with small nodules instead, so that their sensitivity rests on dozens, not a handful."""
+    (with per-case rows). Phantoms crowded with small nodules (``nodules``, ``diameter_mm``) make
+    their sensitivity rest on dozens, not a handful."""
     from ..segmentation import segment_volume
     from ..segmentation_file import write_segmentation
 
-    nodules, diameter_mm = small_nodules or ((1, 4), PhantomConfig().diameter_mm)
     truth = write_held_out_phantoms(cases, seed, folder, workers, nodules, diameter_mm)
     started = time.perf_counter()
     for image in _images(truth, seed, cases):
@@ -48,7 +48,8 @@ def evaluate_on_phantoms(model: LoadedModel, device: torch.device, cases: int, s
     seconds = time.perf_counter() - started
     figures = evaluate_folder(truth, Path(folder) / "pred")
     figures["seconds_per_case"] = round(seconds / cases, 1)  # reading, segmenting and writing
-    crowded = f" with {nodules[0]}-{nodules[1]} nodules of {diameter_mm[0]:g}-{diameter_mm[1]:g} mm each" if small_nodules else ""
+    default = (tuple(nodules), tuple(diameter_mm)) == (DEFAULT_NODULES, PhantomConfig().diameter_mm)
+    crowded = "" if default else f" with {nodules[0]}-{nodules[1]} nodules of {diameter_mm[0]:g}-{diameter_mm[1]:g} mm each"
     figures["held_out"] = f"{cases} {HELD_OUT}{crowded}, seed {seed}"
     return figures
 
