@@ -8,12 +8,13 @@ import torch
 
 from deepdiag.models import ModelCard
 from deepdiag.models.store import LoadedModel
-from deepdiag.segmentation.bright_spots import bright_spots
+from deepdiag.segmentation.bright_spots import SpotSearch, bright_spots
 from deepdiag.segmentation.candidate_filter import CandidateFilter, load_candidate_filter
 from test_candidate_filter import CentreBrightness
 
 SPACING_KJI = (1.25, 1.0, 1.0)
 LUNG, DENSE = 0.1, 0.7  # normalized intensities of aerated lung and of soft tissue
+GROUND_GLASS = 0.25  # about -650 HU
 
 
 def _lung_with(nodule_centre=(24, 32, 20), nodule_diameter_mm=4.5, vessel_at=(24, 32, 44)):
@@ -52,14 +53,46 @@ def test_no_spot_outside_the_lungs_or_on_excluded_voxels():
     assert not any(nodule[tuple(s.centre)] for s in bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI, excluded=nodule))
 
 
+def test_without_the_chest_wall_a_nodule_on_the_pleura_is_a_spot():
+    image, nodule, _ = _lung_with(nodule_centre=(24, 32, 16), nodule_diameter_mm=5.0, vessel_at=(24, 32, 48))
+    lungs = np.ones(image.shape, dtype=bool)
+    lungs[:, :, :16] = False  # the wall starts at the nodule's centre: only its lung half is left
+    image[nodule] = GROUND_GLASS
+    image[~lungs] = DENSE
+    nodule &= lungs
+    with_wall = bright_spots(image, lungs, SPACING_KJI, search=SpotSearch(min_blobness=0.02))
+    assert not any(nodule[tuple(s.centre)] for s in with_wall), "the wall's brightness rises across it"
+    spots = bright_spots(image, lungs, SPACING_KJI, search=SpotSearch(min_blobness=0.02, without_chest_wall=True))
+    assert any(nodule[tuple(s.centre)] for s in spots)
+    assert all(lungs[s.voxels].all() for s in spots), "a spot's extent stays in the lungs"
+    assert not any(s.centre[2] > 40 for s in spots), "the vessel still gives no spot"
+
+
+def test_a_lower_blobness_finds_faint_ground_glass():
+    image, nodule, _ = _lung_with(nodule_diameter_mm=5.0)
+    image[nodule] = LUNG + 0.09  # about 125 HU above the lung: a small ground-glass nodule blurred by the scanner
+    lungs = np.ones(image.shape, dtype=bool)
+    assert not any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI))
+    assert any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI, search=SpotSearch(min_blobness=0.02)))
+
+
+def test_a_filter_card_says_how_its_spots_are_searched():
+    card = ModelCard(id="f", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[])
+    assert SpotSearch.from_card(card) == SpotSearch(), "cards from before the setting keep the search they were trained with"
+    card.input["spot_search"] = SpotSearch(0.02, True).as_card_entry()
+    assert SpotSearch.from_card(card) == SpotSearch(0.02, True)
+
+
 def test_a_faint_speck_of_noise_is_no_spot():
     rng = np.random.default_rng(0)
     image = (LUNG + rng.normal(0, 0.01, (40, 48, 48))).astype(np.float32)  # 14 HU of noise in a -1000..400 window
     assert bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI) == []
 
 
-def _filter(spot_min_probability=0.9) -> CandidateFilter:
+def _filter(spot_min_probability=0.9, spot_search: SpotSearch | None = None) -> CandidateFilter:
     card = ModelCard(id="centre-test", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[])
+    if spot_search:
+        card.input["spot_search"] = spot_search.as_card_entry()
     return CandidateFilter(LoadedModel(card, CentreBrightness(), None), 0.5, spot_min_probability)
 
 
@@ -81,6 +114,17 @@ def test_spots_the_filter_accepts_become_nodules_and_the_others_stay_lung():
     image[nodule] = 0.45  # the filter's verdict turns: its centre is no longer bright
     dimmer = _filter(0.9).add_spot_nodules(probabilities, lungs, image, SPACING_KJI, torch.device("cpu"))
     assert not (np.argmax(dimmer, axis=0) == 2).any()
+
+
+def test_the_pipeline_searches_spots_as_the_filter_card_says():
+    image, nodule, _ = _lung_with(nodule_diameter_mm=5.0)
+    image += 0.35  # brighter lung, so that the test filter (bright centre: nodule) accepts the faint nodule
+    image[nodule] = LUNG + 0.35 + 0.09
+    probabilities, lungs = _no_nodule_predicted(image), np.ones(image.shape, dtype=bool)
+    as_trained = _filter(0.5).add_spot_nodules(probabilities, lungs, image, SPACING_KJI, torch.device("cpu"))
+    assert not (np.argmax(as_trained, axis=0) == 2).any(), "the default search does not reach so faint a spot"
+    fainter = _filter(0.5, SpotSearch(min_blobness=0.02)).add_spot_nodules(probabilities, lungs, image, SPACING_KJI, torch.device("cpu"))
+    assert (np.argmax(fainter, axis=0) == 2)[nodule].mean() > 0.5
 
 
 def test_a_spot_on_a_kept_component_is_left_to_the_component():

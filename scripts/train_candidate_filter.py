@@ -26,6 +26,7 @@ from deepdiag import __version__  # noqa: E402
 from deepdiag.models import ModelCard, find_model  # noqa: E402
 from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.store import load_model, save_model  # noqa: E402
+from deepdiag.segmentation.bright_spots import MIN_BLOBNESS, SpotSearch  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
@@ -39,7 +40,7 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
         version=args.version,
         task="candidate-classification",
         network={"name": "ResNet", "parameters": {
-            "block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [16, 32, 64, 128], "spatial_dims": 3,
+            "block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": list(args.channels), "spatial_dims": 3,
             "n_input_channels": 1, "conv1_t_size": 5, "conv1_t_stride": 2, "no_max_pool": True, "num_classes": 2}},
         input={"region": "segmentation component", "channels": 1, "modality": "CT", "spacing_mm": list(segmentation.spacing_mm),
                "intensity": segmentation.input["intensity"],
@@ -51,6 +52,17 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
                      "(false-positive reduction: vessel pieces against nodules). Trained only on synthetic chest CTs made by "
                      "`deepdiag phantom`; not validated on patient scans."),
     )
+
+
+def spot_search(args) -> SpotSearch:
+    return SpotSearch(args.spot_min_blobness, args.spots_without_chest_wall)
+
+
+def _search_suffix(search: SpotSearch) -> str:
+    """Part of a cached spot file's name: the default search keeps the names of earlier caches."""
+    if search == SpotSearch():
+        return ""
+    return f"-blobness{search.min_blobness:g}" + ("-without-chest-wall" if search.without_chest_wall else "")
 
 
 def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
@@ -66,9 +78,9 @@ def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
             example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation if mined else None, device)))
         if args.spots:
             scored = f"-scored-by-{spot_scorer.card.full_id}" if spot_scorer else ""
-            parts.append(cached_patches(cache / f"{name}-spots{scored}.npz", lambda: spot_patches(
+            parts.append(cached_patches(cache / f"{name}-spots{_search_suffix(spot_search(args))}{scored}.npz", lambda: spot_patches(
                 example, tuple(PATCH), segmentation.card.spacing_mm[::-1],
-                np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))), spot_scorer, device)))
+                np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))), spot_scorer, device, spot_search(args))))
         if position % 10 == 9:
             log(f"  {position + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
     return NodulePatches.concatenate(parts)
@@ -80,6 +92,12 @@ def main() -> None:
     parser.add_argument("--segmentation-model", required=True, help="the model whose false positives the filter learns to reject")
     parser.add_argument("--mined-cases", type=int, default=30, help="training phantoms the segmentation model is run on")
     parser.add_argument("--spots", action="store_true", help="add the bright spots of every phantom (on nodules: positives; elsewhere: negatives)")
+    parser.add_argument("--channels", type=int, nargs=4, default=[16, 32, 64, 128],
+                        help="feature channels of the ResNet's four stages (wider: more capacity, slower)")
+    parser.add_argument("--spot-min-blobness", type=float, default=MIN_BLOBNESS,
+                        help="the spot search's least curvature across every direction (lower: fainter spots, ground glass)")
+    parser.add_argument("--spots-without-chest-wall", action="store_true",
+                        help="search spots with everything outside the lungs set to the lungs' median (finds nodules on the pleura)")
     parser.add_argument("--spots-scored-by", help="an earlier filter (id@version): the false spots it scores highest become negatives first")
     parser.add_argument("--small-nodule-share", type=float,
                         help="the share of nodule draws that go to nodules under 6 mm (default: each drawn 3x as often as a larger "
@@ -91,6 +109,8 @@ def main() -> None:
     if list(segmentation.card.spacing_mm) != SPACING or segmentation.card.input["intensity"] != WINDOW:
         raise SystemExit("the training phantoms are prepared on the project's model grid; this segmentation model uses another")
     card = card_template(args, segmentation.card)
+    if args.spots:
+        card.input["spot_search"] = spot_search(args).as_card_entry()
     spot_scorer = load_model(find_model(args.spots_scored_by, "candidate-classification", args.spots_scored_by), device) if args.spots_scored_by else None
     data = patches(args, prepare_examples(args), segmentation, spot_scorer, device)
     counts = {"nodules": int(data.labels.sum()), "not nodules": int((data.labels == 0).sum())}

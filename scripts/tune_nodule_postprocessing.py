@@ -4,7 +4,7 @@ The rules drop predicted nodule components that are too small (``min_nodule_volu
 that the model is nowhere sure about (``min_nodule_peak_probability``) or, with
 --candidate-filter, that the filter network scores under its ``min_probability``; with
 --search-spots they also add the bright spots the model did not mark that the filter scores at
-least ``spot_min_probability``. They are chosen on a
+least ``spot_min_probability`` (searched as the filter's card says, as in the pipeline). They are chosen on a
 validation seed (default 8) that neither training (1000, 2000) nor the held-out figures (7) use:
 the most nodules found with at most --max-false-positives per scan (--small-nodule-cases adds
 phantoms of the next seed (9) crowded with nodules of 3-6 mm, so that dozens of them, not a handful, weigh
@@ -37,7 +37,7 @@ from deepdiag.evaluation.segmentation import LARGE_MM, SMALL_MM  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.phantom import PhantomConfig, generate_case  # noqa: E402
-from deepdiag.segmentation.bright_spots import bright_spots  # noqa: E402
+from deepdiag.segmentation.bright_spots import SpotSearch, bright_spots  # noqa: E402
 from deepdiag.segmentation.candidate_filter import SPOT_CLEARANCE_VOXELS, nodule_probabilities  # noqa: E402
 from deepdiag.segmentation.inference import pick_device, predict_probabilities  # noqa: E402
 from deepdiag.segmentation.model_grid import lung_crop, normalize, to_model_grid  # noqa: E402
@@ -151,7 +151,7 @@ def _components(model, candidate_filter, device, spot_grid, ct, instances, sizes
 def _scored_spots(raw, image, components, truth, spacing_kji, candidate_filter, device) -> list[dict]:
     """Every bright spot with the filter's score, the truth nodules it touches, the components
     whose keeping would exclude it, and the spots it touches (so that touching ones count once)."""
-    spots = bright_spots(image, np.argmax(raw, axis=0) >= 1, spacing_kji)
+    spots = bright_spots(image, np.argmax(raw, axis=0) >= 1, spacing_kji, search=SpotSearch.from_card(candidate_filter.card))
     scores = nodule_probabilities(candidate_filter.network, image, [s.centre for s in spots], tuple(candidate_filter.card.patch_size), device)
     near = [_labels_within(components, s.centre, SPOT_CLEARANCE_VOXELS) for s in spots]
     centres_mm = np.array([s.centre * spacing_kji for s in spots]).reshape(-1, 3)

@@ -10,7 +10,8 @@ segmentation card names it: ``postprocessing.candidate_filter = {"model": id@ver
 "min_probability": p}``. With ``"spot_min_probability": q`` the filter also judges the bright
 round spots the U-Net did not mark at all (:mod:`.bright_spots`) and adds those it scores at
 least ``q`` as nodules, on scans whose slices are at most ``"spot_max_slice_mm"`` thick (on
-thicker slices, interpolated vessel crossings look like small spheres).
+thicker slices, interpolated vessel crossings look like small spheres). The spots are searched
+the way the filter's own card says (``input.spot_search``): the way its training spots were.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scipy import ndimage
 from ..errors import DeepDiagError
 from ..models.card import ModelCard
 from ..models.store import LoadedModel
-from .bright_spots import Spot, bright_spots
+from .bright_spots import Spot, SpotSearch, bright_spots
 
 NODULE_CLASS = 1  # classes of a candidate filter: 0 something else, 1 nodule
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
@@ -62,7 +63,7 @@ class CandidateFilter:
         component still in ``probabilities``, that the filter scores at least
         ``spot_min_probability``; returns a copy."""
         excluded = ndimage.binary_dilation(np.argmax(probabilities, axis=0) == 2, iterations=SPOT_CLEARANCE_VOXELS)
-        spots = bright_spots(image, lungs, spacing_kji, excluded)
+        spots = bright_spots(image, lungs, spacing_kji, excluded, SpotSearch.from_card(self.model.card))
         scores = nodule_probabilities(self.model.network, image, [s.centre for s in spots], tuple(self.model.card.patch_size), device)
         accepted = scores >= self.spot_min_probability
         return mark_spots(probabilities, [s for s, keep in zip(spots, accepted) if keep], scores[accepted])

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from ..measurements import equivalent_diameter_mm
 from ..models.store import LoadedModel
-from ..segmentation.bright_spots import bright_spots
+from ..segmentation.bright_spots import SpotSearch, bright_spots
 from ..segmentation.candidate_filter import nodule_probabilities, patch_around
 from ..segmentation.inference import predict_probabilities
 from ..segmentation.postprocess import keep_plausible_nodules
@@ -61,14 +61,15 @@ def case_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
 
 
 def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng: np.random.Generator,
-                 scorer: LoadedModel | None = None, device: torch.device = torch.device("cpu")) -> NodulePatches:
+                 scorer: LoadedModel | None = None, device: torch.device = torch.device("cpu"),
+                 search: SpotSearch = SpotSearch()) -> NodulePatches:
     """Patches centred on the bright spots of one prepared training case: spots touching a nodule
     (its strongest few) are positives; spots away from every nodule are negatives, the ones
     ``scorer`` (an earlier filter) takes most for nodules first, then some drawn at random."""
     image = example.image.astype(np.float32)
     instances = _instances(example)
     near_nodule = _near_nodules(instances)
-    spots = bright_spots(image, example.labels >= 1, spacing_kji)
+    spots = bright_spots(image, example.labels >= 1, spacing_kji, search=search)
     positives, negatives = [], []
     touched = [set(np.unique(instances[s.voxels]).tolist()) for s in spots]
     for nodule, diameter_mm in enumerate(_diameters_mm(example, spacing_kji), start=1):
