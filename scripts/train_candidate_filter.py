@@ -69,6 +69,7 @@ def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
     """Per case: truth nodules, random vessel points and, on the first --mined-cases, the model's
     mistakes; with --spots, the bright spots on and off the nodules."""
     cache = Path(args.cache).parent / "candidate-filter"
+    search = spot_search(args)
     parts = []
     for position, ((case_name, seed, index), example) in enumerate(zip(training_cases(args), examples)):
         mined = position < args.mined_cases
@@ -78,9 +79,9 @@ def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
             example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation if mined else None, device)))
         if args.spots:
             scored = f"-scored-by-{spot_scorer.card.full_id}" if spot_scorer else ""
-            parts.append(cached_patches(cache / f"{name}-spots{_search_suffix(spot_search(args))}{scored}.npz", lambda: spot_patches(
+            parts.append(cached_patches(cache / f"{name}-spots{_search_suffix(search)}{scored}.npz", lambda: spot_patches(
                 example, tuple(PATCH), segmentation.card.spacing_mm[::-1],
-                np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))), spot_scorer, device, spot_search(args))))
+                np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))), spot_scorer, device, search)))
         if position % 10 == 9:
             log(f"  {position + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
     return NodulePatches.concatenate(parts)

@@ -79,6 +79,8 @@ def main() -> None:
     filter_grid = FILTER_PROBABILITIES if candidate_filter else (0.0,)
     spot_grid = SPOT_PROBABILITIES if candidate_filter and args.search_spots else (None,)
     slice_grid = SPOT_MAX_SLICES_MM if candidate_filter and args.search_spots else (None,)
+    if len(spot_grid) > 1:
+        print(f"spots searched as {candidate_filter.card.full_id}'s card says: {SpotSearch.from_card(candidate_filter.card)}")
     with get_context("spawn").Pool(args.workers) as pool:
         cases = pool.map(partial(_truth_on_model_grid, args.seed, model.card.spacing_mm, args.varied_scanners, DEFAULT_NODULES), range(args.cases))
         cases += pool.map(partial(_truth_on_model_grid, args.seed + 1, model.card.spacing_mm, args.varied_scanners, SMALL_NODULES),

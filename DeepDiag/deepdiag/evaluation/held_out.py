@@ -17,11 +17,11 @@ from ..phantom import PhantomConfig, generate_case, write_case
 from .segmentation import evaluate_folder
 
 HELD_OUT = "default-grid phantoms (512x512x300, 0.7x0.7x1.25 mm)"
-DEFAULT_NODULES = (1, 4)
+_DEFAULT_PHANTOM = PhantomConfig()  # how many nodules per case, of which diameters
 
 
-def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: int = 2, nodules: tuple[int, int] = DEFAULT_NODULES,
-                            diameter_mm: tuple[float, float] = PhantomConfig().diameter_mm) -> Path:
+def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: int = 2, nodules: tuple[int, int] = _DEFAULT_PHANTOM.nodules,
+                            diameter_mm: tuple[float, float] = _DEFAULT_PHANTOM.diameter_mm) -> Path:
     """``cases`` default-grid phantoms of ``seed`` (``nodules`` per case, of ``diameter_mm``) in
     ``folder/truth`` (cases already there are kept)."""
     truth = Path(folder) / "truth"
@@ -33,7 +33,7 @@ def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: 
 
 
 def evaluate_on_phantoms(model: LoadedModel, device: torch.device, cases: int, seed: int, folder: str | Path, workers: int = 2,
-                         nodules: tuple[int, int] = DEFAULT_NODULES, diameter_mm: tuple[float, float] = PhantomConfig().diameter_mm) -> dict:
+                         nodules: tuple[int, int] = _DEFAULT_PHANTOM.nodules, diameter_mm: tuple[float, float] = _DEFAULT_PHANTOM.diameter_mm) -> dict:
     """Segment held-out phantoms into ``folder/pred``; the pooled figures of :func:`evaluate_folder`
     (with per-case rows). Phantoms crowded with small nodules (``nodules``, ``diameter_mm``) make
     their sensitivity rest on dozens, not a handful."""
@@ -48,7 +48,7 @@ def evaluate_on_phantoms(model: LoadedModel, device: torch.device, cases: int, s
     seconds = time.perf_counter() - started
     figures = evaluate_folder(truth, Path(folder) / "pred")
     figures["seconds_per_case"] = round(seconds / cases, 1)  # reading, segmenting and writing
-    default = (tuple(nodules), tuple(diameter_mm)) == (DEFAULT_NODULES, PhantomConfig().diameter_mm)
+    default = (tuple(nodules), tuple(diameter_mm)) == (_DEFAULT_PHANTOM.nodules, _DEFAULT_PHANTOM.diameter_mm)
     crowded = "" if default else f" with {nodules[0]}-{nodules[1]} nodules of {diameter_mm[0]:g}-{diameter_mm[1]:g} mm each"
     figures["held_out"] = f"{cases} {HELD_OUT}{crowded}, seed {seed}"
     return figures

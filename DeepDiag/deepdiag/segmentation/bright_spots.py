@@ -19,7 +19,7 @@ the wall is gone and the nodule's lung side is a blob in dark surroundings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -53,7 +53,7 @@ class SpotSearch:
         return cls(float(recorded.get("min_blobness", MIN_BLOBNESS)), bool(recorded.get("without_chest_wall", False)))
 
     def as_card_entry(self) -> dict:
-        return {"min_blobness": self.min_blobness, "without_chest_wall": self.without_chest_wall}
+        return asdict(self)
 
 
 @dataclass
