@@ -3,6 +3,8 @@ names it, and the patches it is trained on."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,10 @@ import torch
 from deepdiag.errors import DeepDiagError
 from deepdiag.models import ModelCard
 from deepdiag.models.store import LoadedModel
-from deepdiag.segmentation.candidate_filter import CandidateFilter, load_candidate_filter, patch_around
+from deepdiag.segmentation.candidate_filter import (CandidateFilter, load_candidate_filter, nodule_probabilities, patch_around,
+                                                    with_zoomed_centre)
 from deepdiag.training.candidate_filter import VESSEL_POINTS_PER_CASE, case_patches, stored_size
+from deepdiag.training.classification import NodulePatches, centre_logits, train_classifier
 from deepdiag.training.segmentation_data import Example
 
 
@@ -143,3 +147,52 @@ def test_the_segmentation_models_components_become_positives_on_nodules_and_nega
     assert len(negatives) == VESSEL_POINTS_PER_CASE + 1, "dense points drawn at random, and the far blob as one component"
     assert all(p[centre] == np.float16(0.7) for p in negatives), "all on the far blob: nothing near the nodule is a negative"
     assert np.allclose(patches.diameters_mm[:2], patches.diameters_mm[0]), "the component carries its nodule's diameter"
+
+
+def test_the_zoomed_channel_shows_the_middle_of_the_box_twice_as_large():
+    patches = torch.zeros((1, 1, 8, 8, 8))
+    patches[0, 0, 3:5, 3:5, 3:5] = 1.0  # a nodule 2 voxels across
+    both = with_zoomed_centre(patches, 2)
+    assert both.shape == (1, 2, 8, 8, 8)
+    assert torch.equal(both[:, :1], patches), "the first channel is the box as it was"
+    across = both[0, 1, 4, 4] > 0.5
+    assert across.sum() == 4 and across[2:6].all(), "in the second channel the nodule is 4 voxels across, still centred"
+    assert with_zoomed_centre(patches, 1) is patches
+
+
+class InputShapes(torch.nn.Module):
+    """Says "nodule" for every patch and remembers the shape of what it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(patches.shape[1:]))
+        return torch.tensor([[0.0, 1.0]]).repeat(len(patches), 1)
+
+
+@pytest.mark.parametrize("card_input, channels", [({}, 1), ({"centre_zoom": 2}, 2)])
+def test_the_filter_is_given_the_zoomed_channel_when_its_card_asks_for_it(card_input, channels):
+    card = ModelCard(id="zoom-test", version=1, task="candidate-classification", network={}, input=card_input,
+                     patch_size=[8, 8, 8], classes=[])
+    network = InputShapes()
+    scores = nodule_probabilities(LoadedModel(card, network, None), np.zeros((20, 20, 20), np.float32), [(10, 10, 10)] * 3,
+                                  torch.device("cpu"))
+    assert scores.tolist() == pytest.approx([0.731] * 3, abs=1e-3)
+    assert network.shapes == [(channels, 8, 8, 8)]
+
+
+def test_a_filter_trains_on_the_zoomed_channel_and_tells_a_small_nodule_from_an_empty_box():
+    from monai.networks.nets import ResNet
+
+    images = np.zeros((40, 14, 14, 14), dtype=np.float16)  # 8-voxel boxes and 3 voxels of jitter on each side
+    images[:20, 6:8, 6:8, 6:8] = 0.8  # a 2-voxel nodule in the middle of the first 20
+    data = NodulePatches(images, np.array([1] * 20 + [0] * 20), np.array([4.0] * 20 + [0.0] * 20, dtype=np.float32))
+    torch.manual_seed(0)
+    network = ResNet("basic", [1, 1, 1, 1], [4, 4, 4, 4], spatial_dims=3, n_input_channels=2, conv1_t_stride=2,
+                     no_max_pool=True, num_classes=2)
+    zoom = functools.partial(with_zoomed_centre, zoom=2)
+    train_classifier(network, data, [8, 8, 8], 60, 8, 1e-2, torch.device("cpu"), 0, network_input=zoom)
+    logits = centre_logits(network, data, [8, 8, 8], torch.device("cpu"), zoom)
+    assert (logits.argmax(1).numpy() == data.labels).all()

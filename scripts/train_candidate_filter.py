@@ -14,6 +14,7 @@ in the segmentation model's card; held-out figures come from scripts/evaluate_mo
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from deepdiag.models import ModelCard, find_model  # noqa: E402
 from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.store import load_model, save_model  # noqa: E402
 from deepdiag.segmentation.bright_spots import MIN_BLOBNESS, SpotSearch  # noqa: E402
+from deepdiag.segmentation.candidate_filter import with_zoomed_centre  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
@@ -41,8 +43,8 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
         task="candidate-classification",
         network={"name": "ResNet", "parameters": {
             "block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": list(args.channels), "spatial_dims": 3,
-            "n_input_channels": 1, "conv1_t_size": 5, "conv1_t_stride": 2, "no_max_pool": True, "num_classes": 2}},
-        input={"region": "segmentation component", "channels": 1, "modality": "CT", "spacing_mm": list(segmentation.spacing_mm),
+            "n_input_channels": channels(args), "conv1_t_size": 5, "conv1_t_stride": 2, "no_max_pool": True, "num_classes": 2}},
+        input={"region": "segmentation component", "channels": channels(args), "modality": "CT", "spacing_mm": list(segmentation.spacing_mm),
                "intensity": segmentation.input["intensity"],
                "array_order": "[k, j, i] box centred on the component, on the segmentation model's grid"},
         patch_size=PATCH,
@@ -52,6 +54,11 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
                      "(false-positive reduction: vessel pieces against nodules). Trained only on synthetic chest CTs made by "
                      "`deepdiag phantom`; not validated on patient scans."),
     )
+
+
+def channels(args) -> int:
+    """The box, and with --centre-zoom its magnified middle."""
+    return 2 if args.centre_zoom > 1 else 1
 
 
 def spot_search(args) -> SpotSearch:
@@ -95,6 +102,8 @@ def main() -> None:
     parser.add_argument("--spots", action="store_true", help="add the bright spots of every phantom (on nodules: positives; elsewhere: negatives)")
     parser.add_argument("--channels", type=int, nargs=4, default=[16, 32, 64, 128],
                         help="feature channels of the ResNet's four stages (wider: more capacity, slower)")
+    parser.add_argument("--centre-zoom", type=int, default=1, choices=[1, 2],
+                        help="2: the filter also sees the middle half of its box at twice the size (finer view of small nodules)")
     parser.add_argument("--spot-min-blobness", type=float, default=MIN_BLOBNESS,
                         help="the spot search's least curvature across every direction (lower: fainter spots, ground glass)")
     parser.add_argument("--spots-without-chest-wall", action="store_true",
@@ -110,6 +119,8 @@ def main() -> None:
     if list(segmentation.card.spacing_mm) != SPACING or segmentation.card.input["intensity"] != WINDOW:
         raise SystemExit("the training phantoms are prepared on the project's model grid; this segmentation model uses another")
     card = card_template(args, segmentation.card)
+    if args.centre_zoom > 1:
+        card.input["centre_zoom"] = args.centre_zoom
     if args.spots:
         card.input["spot_search"] = spot_search(args).as_card_entry()
     spot_scorer = load_model(find_model(args.spots_scored_by, "candidate-classification", args.spots_scored_by), device) if args.spots_scored_by else None
@@ -118,10 +129,11 @@ def main() -> None:
     log(f"training on {counts}")
     torch.manual_seed(args.train_seed)
     network = build_network(card)
+    network_input = functools.partial(with_zoomed_centre, zoom=args.centre_zoom)
     summary = train_classifier(network, data, PATCH, args.iterations, args.batch, args.learning_rate, device, args.train_seed,
                                on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"),
-                               small_nodule_share=args.small_nodule_share)
-    accuracy = float((centre_logits(network, data, PATCH, device).argmax(1).numpy() == data.labels).mean())
+                               small_nodule_share=args.small_nodule_share, network_input=network_input)
+    accuracy = float((centre_logits(network, data, PATCH, device, network_input).argmax(1).numpy() == data.labels).mean())
     card.training = {
         "data": data_description(args),
         "examples": counts,
@@ -137,7 +149,8 @@ def main() -> None:
         "sampling": "class-balanced; " + (f"{args.small_nodule_share:.0%} of the nodule draws are nodules under 6 mm"
                                            if args.small_nodule_share is not None else "nodules under 6 mm drawn 3x as often"),
         "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
-        "augmentation": "candidate up to 3 voxels off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)",
+        "augmentation": "candidate up to 3 voxels off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)"
+                        + (f"; then the box's middle magnified {args.centre_zoom}x as a second channel" if args.centre_zoom > 1 else ""),
         "training_accuracy": round(accuracy, 4), "device": device_description(device), "training_seconds": summary["seconds"],
         "final_loss": summary["final_loss"], "software": f"deepdiag {__version__}, torch {torch.__version__}",
     }

@@ -136,7 +136,7 @@ def _components(model, candidate_filter, device, spot_grid, ct, instances, sizes
     voxel_mm3 = float(np.prod(ct.spacing))
     found = []
     centres = ndimage.center_of_mass(np.ones_like(labels), labels, np.arange(1, count + 1))
-    scores = (nodule_probabilities(candidate_filter.network, image, centres, tuple(candidate_filter.card.patch_size), device)
+    scores = (nodule_probabilities(candidate_filter, image, centres, device)
               if candidate_filter else np.ones(count))
     for index, box in enumerate(ndimage.find_objects(labels), start=1):
         inside = labels[box] == index
@@ -154,7 +154,7 @@ def _scored_spots(raw, image, components, truth, spacing_kji, candidate_filter, 
     """Every bright spot with the filter's score, the truth nodules it touches, the components
     whose keeping would exclude it, and the spots it touches (so that touching ones count once)."""
     spots = bright_spots(image, np.argmax(raw, axis=0) >= 1, spacing_kji, search=SpotSearch.from_card(candidate_filter.card))
-    scores = nodule_probabilities(candidate_filter.network, image, [s.centre for s in spots], tuple(candidate_filter.card.patch_size), device)
+    scores = nodule_probabilities(candidate_filter, image, [s.centre for s in spots], device)
     near = [_labels_within(components, s.centre, SPOT_CLEARANCE_VOXELS) for s in spots]
     centres_mm = np.array([s.centre * spacing_kji for s in spots]).reshape(-1, 3)
     reach_mm = np.array([np.sqrt((((np.stack(s.voxels, axis=1) - s.centre) * spacing_kji) ** 2).sum(axis=1).max()) for s in spots])

@@ -12,6 +12,10 @@ round spots the U-Net did not mark at all (:mod:`.bright_spots`) and adds those 
 least ``q`` as nodules, on scans whose slices are at most ``"spot_max_slice_mm"`` thick (on
 thicker slices, interpolated vessel crossings look like small spheres). The spots are searched
 the way the filter's own card says (``input.spot_search``): the way its training spots were.
+
+A filter whose card sets ``input.centre_zoom`` (2) also sees the middle of its box magnified
+that many times, as a second channel: its first layer halves the resolution, and a 3 mm nodule
+is 3 voxels on the model grid, so without it the filter judges small nodules from 1-2 voxels.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from ..errors import DeepDiagError
@@ -50,7 +55,7 @@ class CandidateFilter:
         if not count:
             return probabilities
         centres = ndimage.center_of_mass(np.ones_like(components), components, np.arange(1, count + 1))
-        scores = nodule_probabilities(self.model.network, image, centres, tuple(self.model.card.patch_size), device)
+        scores = nodule_probabilities(self.model, image, centres, device)
         rejected = np.isin(components, np.flatnonzero(scores < self.min_probability) + 1)
         cleaned = probabilities.copy()
         cleaned[0][rejected] += cleaned[2][rejected]
@@ -64,7 +69,7 @@ class CandidateFilter:
         ``spot_min_probability``; returns a copy."""
         excluded = ndimage.binary_dilation(np.argmax(probabilities, axis=0) == 2, iterations=SPOT_CLEARANCE_VOXELS)
         spots = bright_spots(image, lungs, spacing_kji, excluded, SpotSearch.from_card(self.model.card))
-        scores = nodule_probabilities(self.model.network, image, [s.centre for s in spots], tuple(self.model.card.patch_size), device)
+        scores = nodule_probabilities(self.model, image, [s.centre for s in spots], device)
         accepted = scores >= self.spot_min_probability
         return mark_spots(probabilities, [s for s, keep in zip(spots, accepted) if keep], scores[accepted])
 
@@ -110,13 +115,29 @@ def patch_around(image: np.ndarray, centre_kji, size: tuple[int, int, int]) -> n
     return patch
 
 
-def nodule_probabilities(network: torch.nn.Module, image: np.ndarray, centres, size: tuple[int, int, int],
-                         device: torch.device) -> np.ndarray:
+def centre_zoom(card: ModelCard) -> int:
+    """How many times the filter's second channel magnifies the middle of its box (1: no second channel)."""
+    return int(card.input.get("centre_zoom", 1))
+
+
+def with_zoomed_centre(patches: torch.Tensor, zoom: int) -> torch.Tensor:
+    """``patches`` (N, 1, K, J, I) and, for ``zoom`` > 1, their middle 1/zoom magnified to the
+    same size as a second channel (trilinear)."""
+    if zoom == 1:
+        return patches
+    size = patches.shape[2:]
+    middle = tuple(slice((n - n // zoom) // 2, (n - n // zoom) // 2 + n // zoom) for n in size)
+    zoomed = F.interpolate(patches[(slice(None), slice(None), *middle)], size=size, mode="trilinear", align_corners=False)
+    return torch.cat([patches, zoomed], dim=1)
+
+
+def nodule_probabilities(model: LoadedModel, image: np.ndarray, centres, device: torch.device) -> np.ndarray:
     """The filter's nodule probability for a patch around each centre."""
+    size, zoom = tuple(model.card.patch_size), centre_zoom(model.card)
     patches = np.stack([patch_around(image, c, size) for c in centres]) if len(centres) else np.zeros((0, *size), np.float32)
     scores = []
     with torch.inference_mode():
         for start in range(0, len(patches), _BATCH):
-            batch = torch.from_numpy(patches[start:start + _BATCH, None]).to(device)
-            scores.append(torch.softmax(network(batch).float(), dim=1)[:, NODULE_CLASS].cpu().numpy())
+            batch = with_zoomed_centre(torch.from_numpy(patches[start:start + _BATCH, None]).to(device), zoom)
+            scores.append(torch.softmax(model.network(batch).float(), dim=1)[:, NODULE_CLASS].cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)

@@ -79,7 +79,7 @@ def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
     if away:
         order = rng.permutation(len(away))
         if scorer is not None:
-            scores = nodule_probabilities(scorer.network, image, away, tuple(scorer.card.patch_size), device)
+            scores = nodule_probabilities(scorer, image, away, device)
             hardest = np.argsort(-scores)[:HARD_SPOTS_PER_CASE]
             first = set(hardest.tolist())
             order = np.concatenate([hardest, [n for n in order if n not in first]])

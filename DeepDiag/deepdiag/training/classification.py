@@ -81,13 +81,19 @@ def augmentation(patch: list[int], seed: int) -> Compose:
     return transforms
 
 
+def _as_is(patches: torch.Tensor) -> torch.Tensor:
+    return patches
+
+
 def train_classifier(network: torch.nn.Module, data: NodulePatches, patch: list[int], iterations: int, batch: int,
                      learning_rate: float, device: torch.device, seed: int,
-                     on_progress: Callable[[int, float], None] | None = None, small_nodule_share: float | None = None) -> dict:
+                     on_progress: Callable[[int, float], None] | None = None, small_nodule_share: float | None = None,
+                     network_input: Callable[[torch.Tensor], torch.Tensor] = _as_is) -> dict:
     """Cross-entropy training on class-balanced batches (each class drawn equally often, since
     part-solid nodules are rarer; small nodules drawn more often within a class, or, with
     ``small_nodule_share``, making that share of the draws of every class that has both sizes);
-    returns timing and the final loss."""
+    ``network_input`` turns a batch of augmented patches into what the network takes. Returns
+    timing and the final loss."""
     rng = np.random.default_rng(seed)
     augment = augmentation(patch, seed)
     by_class = [np.flatnonzero(data.labels == c) for c in range(int(data.labels.max()) + 1)]
@@ -101,7 +107,7 @@ def train_classifier(network: torch.nn.Module, data: NodulePatches, patch: list[
         chosen = [rng.choice(by_class[c], p=weights[c]) for c in classes]
         images = torch.stack([torch.as_tensor(augment(data.images[n][None].astype(np.float32))) for n in chosen]).to(device)
         labels = torch.from_numpy(data.labels[chosen]).to(device)
-        loss = torch.nn.functional.cross_entropy(network(images.float()), labels)
+        loss = torch.nn.functional.cross_entropy(network(network_input(images.float())), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -121,12 +127,14 @@ def draw_weights(small: np.ndarray, small_share: float | None) -> np.ndarray:
     return np.where(small, small_share / small.sum(), (1.0 - small_share) / (~small).sum())
 
 
-def centre_logits(network: torch.nn.Module, data: NodulePatches, patch: list[int], device: torch.device) -> torch.Tensor:
+def centre_logits(network: torch.nn.Module, data: NodulePatches, patch: list[int], device: torch.device,
+                  network_input: Callable[[torch.Tensor], torch.Tensor] = _as_is) -> torch.Tensor:
     """Logits of the centred patches, as inference sees a well-placed finding."""
     m = JITTER_VOXELS
     centred = data.images[:, m:m + patch[0], m:m + patch[1], m:m + patch[2]].astype(np.float32)
     with torch.no_grad():  # not inference mode: calibration differentiates through these logits
-        return torch.cat([network(torch.from_numpy(centred[s:s + 32, None]).to(device)).cpu() for s in range(0, len(centred), 32)])
+        return torch.cat([network(network_input(torch.from_numpy(centred[s:s + 32, None]).to(device))).cpu()
+                          for s in range(0, len(centred), 32)])
 
 
 def fit_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
