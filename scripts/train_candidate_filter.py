@@ -50,7 +50,8 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
         patch_size=PATCH,
         classes=[{"name": "not a nodule", "label_value": 0, "color": [0.5, 0.5, 0.5]},
                  {"name": "nodule", "label_value": 1, "color": [0.95, 0.25, 0.15]}],
-        description=(f"Keeps or rejects each nodule component {segmentation.full_id} predicts, from a 32-voxel box around it "
+        description=(f"Keeps or rejects each nodule component {segmentation.full_id} predicts, from a 32-voxel box around it"
+                     + (f" and the box's middle magnified {args.centre_zoom}x" if args.centre_zoom > 1 else "") + " "
                      "(false-positive reduction: vessel pieces against nodules). Trained only on synthetic chest CTs made by "
                      "`deepdiag phantom`; not validated on patient scans."),
     )
