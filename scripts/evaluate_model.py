@@ -6,7 +6,7 @@ detection: FROC the LUNA16 way; classification: type accuracy, Lung-RADS agreeme
 long-axis error on the nodules the newest segmentation model finds (and at the truth centres).
 
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2 --record
-    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@9 --seed 71 --small-nodules
+    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@10 --seed 71 --small-nodules
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-det@1 --record
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/nodule-type-cls@1 --cases 16 --record
 """
