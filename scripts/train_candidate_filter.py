@@ -14,7 +14,6 @@ in the segmentation model's card; held-out figures come from scripts/evaluate_mo
 
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from deepdiag.models import ModelCard, find_model  # noqa: E402
 from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.store import load_model, save_model  # noqa: E402
 from deepdiag.segmentation.bright_spots import MIN_BLOBNESS, SpotSearch  # noqa: E402
-from deepdiag.segmentation.candidate_filter import with_zoomed_centre  # noqa: E402
+from deepdiag.segmentation.candidate_filter import network_input  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
@@ -46,7 +45,8 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
             "n_input_channels": channels(args), "conv1_t_size": 5, "conv1_t_stride": 2, "no_max_pool": True, "num_classes": 2}},
         input={"region": "segmentation component", "channels": channels(args), "modality": "CT", "spacing_mm": list(segmentation.spacing_mm),
                "intensity": segmentation.input["intensity"],
-               "array_order": "[k, j, i] box centred on the component, on the segmentation model's grid"},
+               "array_order": "[k, j, i] box centred on the component, on the segmentation model's grid",
+               **({"centre_zoom": args.centre_zoom} if args.centre_zoom > 1 else {})},
         patch_size=PATCH,
         classes=[{"name": "not a nodule", "label_value": 0, "color": [0.5, 0.5, 0.5]},
                  {"name": "nodule", "label_value": 1, "color": [0.95, 0.25, 0.15]}],
@@ -120,8 +120,6 @@ def main() -> None:
     if list(segmentation.card.spacing_mm) != SPACING or segmentation.card.input["intensity"] != WINDOW:
         raise SystemExit("the training phantoms are prepared on the project's model grid; this segmentation model uses another")
     card = card_template(args, segmentation.card)
-    if args.centre_zoom > 1:
-        card.input["centre_zoom"] = args.centre_zoom
     if args.spots:
         card.input["spot_search"] = spot_search(args).as_card_entry()
     spot_scorer = load_model(find_model(args.spots_scored_by, "candidate-classification", args.spots_scored_by), device) if args.spots_scored_by else None
@@ -130,11 +128,11 @@ def main() -> None:
     log(f"training on {counts}")
     torch.manual_seed(args.train_seed)
     network = build_network(card)
-    network_input = functools.partial(with_zoomed_centre, zoom=args.centre_zoom)
+    to_input = network_input(card)
     summary = train_classifier(network, data, PATCH, args.iterations, args.batch, args.learning_rate, device, args.train_seed,
                                on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"),
-                               small_nodule_share=args.small_nodule_share, network_input=network_input)
-    accuracy = float((centre_logits(network, data, PATCH, device, network_input).argmax(1).numpy() == data.labels).mean())
+                               small_nodule_share=args.small_nodule_share, network_input=to_input)
+    accuracy = float((centre_logits(network, data, PATCH, device, to_input).argmax(1).numpy() == data.labels).mean())
     card.training = {
         "data": data_description(args),
         "examples": counts,

@@ -20,6 +20,7 @@ is 3 voxels on the model grid, so without it the filter judges small nodules fro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,13 +132,19 @@ def with_zoomed_centre(patches: torch.Tensor, zoom: int) -> torch.Tensor:
     return torch.cat([patches, zoomed], dim=1)
 
 
+def network_input(card: ModelCard):
+    """What a filter's network takes, from a batch of its boxes (N, 1, K, J, I), as its card says:
+    training and inference both go through here."""
+    return functools.partial(with_zoomed_centre, zoom=centre_zoom(card))
+
+
 def nodule_probabilities(model: LoadedModel, image: np.ndarray, centres, device: torch.device) -> np.ndarray:
     """The filter's nodule probability for a patch around each centre."""
-    size, zoom = tuple(model.card.patch_size), centre_zoom(model.card)
+    size, to_input = tuple(model.card.patch_size), network_input(model.card)
     patches = np.stack([patch_around(image, c, size) for c in centres]) if len(centres) else np.zeros((0, *size), np.float32)
     scores = []
     with torch.inference_mode():
         for start in range(0, len(patches), _BATCH):
-            batch = with_zoomed_centre(torch.from_numpy(patches[start:start + _BATCH, None]).to(device), zoom)
+            batch = to_input(torch.from_numpy(patches[start:start + _BATCH, None]).to(device))
             scores.append(torch.softmax(model.network(batch).float(), dim=1)[:, NODULE_CLASS].cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)
