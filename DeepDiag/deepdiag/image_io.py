@@ -38,23 +38,38 @@ def read_volume(path: str | Path) -> Volume:
 
 
 def volume_header(path: str | Path) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """Size and spacing of a volume without reading its voxels (for a DICOM folder, from one slice)."""
+    """Size and spacing of a volume without reading its voxels (for a DICOM folder, from its first
+    and last slice)."""
     path = Path(path)
     if not path.exists():
         raise DeepDiagError("no such file or folder", path)
-    reader = sitk.ImageFileReader()
     if path.is_dir():
-        files = _largest_series(path)
-        reader.SetFileName(files[0])
-    else:
-        reader.SetFileName(str(path))
+        return _dicom_series_header(path)
+    reader = _image_information(path)
+    _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    return tuple(reader.GetSize())[:3], tuple(reader.GetSpacing())[:3]
+
+
+def _dicom_series_header(folder: Path) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """A DICOM slice reads as a 3D image of one slice: the series' size is its rows and columns by
+    the number of slices, and its slice spacing the distance from the first slice to the last
+    (GDCM sorts the files by position) over the gaps between them."""
+    files = _largest_series(folder)
+    first, last = _image_information(Path(files[0])), _image_information(Path(files[-1]))
+    columns, rows = first.GetSize()[:2]
+    _check_shape(folder, 3, (columns, rows, len(files)), first.GetNumberOfComponents())
+    gap = np.linalg.norm(np.subtract(last.GetOrigin(), first.GetOrigin())) / (len(files) - 1)
+    return (columns, rows, len(files)), (*first.GetSpacing()[:2], float(gap) or first.GetSpacing()[2])
+
+
+def _image_information(path: Path) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
         raise DeepDiagError("not a readable image (unknown format or corrupt header)", path) from None
-    size = tuple(reader.GetSize()) + ((len(files),) if path.is_dir() else ())
-    _check_shape(path, len(size), size[:3], reader.GetNumberOfComponents())
-    return size[:3], tuple(reader.GetSpacing())[:3]
+    return reader
 
 
 def write_volume(volume: Volume, path: str | Path, compress: bool = True) -> Path:
@@ -100,12 +115,7 @@ def input_stem(path: str | Path) -> str:
 
 
 def _read_image_file(path: Path) -> sitk.Image:
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        raise DeepDiagError("not a readable image (unknown format or corrupt header)", path) from None
+    reader = _image_information(path)
     _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
     try:
         return reader.Execute()
