@@ -4,13 +4,14 @@ device preference, classification of findings (with explanations), and the fine-
 import json
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import qt
 import slicer
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
 
 from DeepDiagGUI import EngineModuleWidget, preferred_device, set_preferred_device
@@ -50,8 +51,11 @@ class DeepDiagParameterNode:
     explain: bool = False
     trainingVolume: vtkMRMLScalarVolumeNode
     trainingSegmentation: vtkMRMLSegmentationNode
-    epochs: int = 10
-    learningRate: float = 0.001
+    # Unbounded int/float fields would reset the spin boxes' ranges to +-2**31 / +-inf
+    # (QSliderOrSpinBoxToIntConnector, QDoubleSpinBox...Connector; verified in
+    # Base/Python/slicer/parameterNodeWrapper/guiConnectors.py): the ranges of DeepDiag.ui, stated here.
+    epochs: Annotated[int, WithinRange(1, 500)] = 10
+    learningRate: Annotated[float, WithinRange(0.000001, 0.1)] = 0.001
     newModelName: str = ""
 
 

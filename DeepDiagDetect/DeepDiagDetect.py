@@ -44,7 +44,6 @@ class DeepDiagDetectWidget(ModelModuleWidget):
         return DeepDiagDetectLogic()
 
     def setupConnections(self) -> None:
-        self.ui.modelSelector.connect("currentTextChanged(QString)", self.onModelChanged)
         super().setupConnections()
         self.ui.detectButton.connect("clicked(bool)", self.onDetectButton)
         self.ui.findingsTableView.connect("selectionChanged()", self.onFindingSelected)
@@ -72,9 +71,24 @@ class DeepDiagDetectWidget(ModelModuleWidget):
             slicer.util.warningDisplay(warnings, windowTitle=_("Detection finished with warnings"))
 
     def onFindingSelected(self) -> None:
-        rows = self.ui.findingsTableView.selectedMRMLTableRowIndices()
-        if self.markupsNode is not None and rows:
-            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(self.markupsNode.GetID(), rows[0], True)
+        row = self.selectedFindingRow()
+        if self.markupsNode is not None and row is not None:
+            slicer.modules.markups.logic().JumpSlicesToNthPointInMarkup(self.markupsNode.GetID(), row, True)
+
+    def selectedFindingRow(self):
+        """The MRML table row of the first selected cell, or None.
+
+        qMRMLTableView has no row counterpart of ``selectedMRMLTableColumnIndices``: a view index
+        is mapped through the view's sort proxy to the table model, which gives the MRML row
+        (``sortFilterProxyModel``, ``tableModel``, ``mrmlTableRowIndex``; verified in
+        Libs/MRML/Widgets/qMRMLTableView.h and qMRMLTableModel.h).
+        """
+        view = self.ui.findingsTableView
+        indexes = view.selectionModel().selectedIndexes() if view.selectionModel() else []
+        if not indexes:
+            return None
+        sourceIndex = view.sortFilterProxyModel().mapToSource(indexes[0])
+        return view.tableModel().mrmlTableRowIndex(sourceIndex)
 
 
 class DeepDiagDetectLogic(ScriptedLoadableModuleLogic):

@@ -116,11 +116,22 @@ class ModelModuleWidget(EngineModuleWidget):
     """A module whose main action runs a model: the ``.ui`` also holds ``modelSelector``, filled
     from ``logic.availableModels()`` each time the module is entered (so fine-tuned models
     appear); nothing can run while no model is installed. A new parameter node starts on the
-    device chosen in the DeepDiag hub."""
+    device chosen in the DeepDiag hub.
+
+    The model choice is bound to the parameter node's ``modelId`` here, not through the ``.ui``:
+    Slicer's QComboBox connector needs a fixed ``Choice`` list and refills the combo box from it
+    (QComboBoxToStringableConnector, verified in Base/Python/slicer/parameterNodeWrapper/guiConnectors.py),
+    while the installed models change as the user imports and fine-tunes.
+    """
 
     noModelMessage = ""
 
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._models = []
+
     def setupConnections(self) -> None:
+        self.ui.modelSelector.connect("currentTextChanged(QString)", self.onModelSelected)
         self.refreshModels()
 
     def enter(self) -> None:
@@ -128,14 +139,34 @@ class ModelModuleWidget(EngineModuleWidget):
         super().enter()
 
     def refreshModels(self) -> None:
-        models = self.logic.availableModels()
-        current = self.ui.modelSelector.currentText
+        """Fill the model list once per entry; ``canRun`` reads this list, not the model cards."""
+        self._models = list(self.logic.availableModels())
+        wanted = (self._parameterNode.modelId if self._parameterNode else "") or self.ui.modelSelector.currentText
+        wasBlocked = self.ui.modelSelector.blockSignals(True)
         self.ui.modelSelector.clear()
-        self.ui.modelSelector.addItems(models)
-        if current in models:
-            self.ui.modelSelector.currentText = current
-        if not models:
+        self.ui.modelSelector.addItems(self._models)
+        if wanted in self._models:
+            self.ui.modelSelector.currentText = wanted
+        self.ui.modelSelector.blockSignals(wasBlocked)
+        if not self._models:
             self.ui.statusLabel.text = self.noModelMessage
+        self.onModelSelected(self.ui.modelSelector.currentText)
+
+    def onModelSelected(self, modelId: str) -> None:
+        if not self._parameterNode or self._parameterNode.modelId == modelId:
+            return
+        self._parameterNode.modelId = modelId
+        self.onModelChanged(modelId)
+
+    def onModelChanged(self, modelId: str) -> None:
+        """Called when the parameter node gets another model; subclasses adapt to it."""
+
+    def setParameterNode(self, parameterNode) -> None:
+        super().setParameterNode(parameterNode)
+        if parameterNode and parameterNode.modelId in self._models:
+            self.ui.modelSelector.currentText = parameterNode.modelId
+        elif parameterNode:
+            self.onModelSelected(self.ui.modelSelector.currentText)
 
     def initializeParameterNode(self) -> None:
         super().initializeParameterNode()
@@ -145,4 +176,4 @@ class ModelModuleWidget(EngineModuleWidget):
             node.SetAttribute("DeepDiag.DeviceChosen", "1")
 
     def canRun(self) -> bool:
-        return super().canRun() and bool(self.logic.availableModels())
+        return super().canRun() and bool(self._models)
