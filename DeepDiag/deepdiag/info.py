@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .body_mask import inside_field
 from .geometry import Volume
 
 _PERCENTILES = (0.5, 5, 25, 50, 75, 95, 99.5)
@@ -13,9 +14,11 @@ _MAX_SAMPLES = 4_000_000
 
 
 def describe_volume(volume: Volume) -> dict[str, Any]:
-    """Geometry, voxel type, intensity percentiles and a modality guess for a volume."""
+    """Geometry, voxel type, intensity percentiles and a modality guess for a volume; the
+    percentiles and the guess leave out a CT's outside-field padding (its share is reported)."""
     samples = _subsample(volume.array)
-    percentiles = np.percentile(samples, _PERCENTILES)
+    in_field = inside_field(samples)
+    percentiles = np.percentile(samples[in_field] if in_field.any() else samples, _PERCENTILES)
     return {
         "size": list(volume.size),
         "spacing": list(volume.spacing),
@@ -27,6 +30,7 @@ def describe_volume(volume: Volume) -> dict[str, Any]:
             "min": float(volume.array.min()),
             "max": float(volume.array.max()),
             "percentiles": {str(p): float(v) for p, v in zip(_PERCENTILES, percentiles)},
+            "outside_field_share": round(float(1.0 - in_field.mean()), 4),
         },
     }
 
@@ -36,10 +40,13 @@ def guess_modality(array: np.ndarray, percentiles: np.ndarray | None = None) -> 
 
     CT in HU has air near -1000 and dense tissue above 0, so its low percentile sits far
     below zero; MR intensities are arbitrary but non-negative, apart from small negative
-    values that resampling leaves behind.
+    values that resampling leaves behind. Values below -1024 are a CT scanner's padding outside
+    its field of view (-2048, -3024...), not intensities: they are left out.
     """
     if percentiles is None:
-        percentiles = np.percentile(_subsample(array), _PERCENTILES)
+        samples = _subsample(array)
+        in_field = inside_field(samples)
+        percentiles = np.percentile(samples[in_field] if in_field.any() else samples, _PERCENTILES)
     low, high = float(percentiles[0]), float(percentiles[-1])
     if -1100 <= low <= -700 and high >= 0:
         return "CT"

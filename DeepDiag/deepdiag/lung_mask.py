@@ -1,6 +1,8 @@
-"""A threshold estimate of the lungs in a CT: for cropping, sanity checks and nodule insertion.
+"""A threshold estimate of the lungs in a CT: for cropping, sanity checks, nodule insertion and
+the places where a finding can be.
 
-Air-like components (< -400 HU) of at least 100 mL whose median lies between -950 and
+Air-like components (< -400 HU) inside the body (so never the air around the patient or the
+scanner's padding) of at least 100 mL whose median lies between -950 and
 -500 HU are lung parenchyma (outside air and the trachea sit near -1000); holes are filled
 slice by slice so that vessels belong to them.
 """
@@ -10,14 +12,20 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .body_mask import find_body
 from .geometry import Volume
 
 MIN_LUNG_ML = 100.0
 
 
-def find_lungs(ct: Volume) -> np.ndarray:
-    """Boolean lung mask of a CT in HU (vessels included); empty if there are no lungs."""
-    air = ct.array < -400
+def find_lungs(ct: Volume, body: np.ndarray | None = None) -> np.ndarray:
+    """Boolean lung mask of a CT in HU (vessels included); empty if there are no lungs.
+
+    Args:
+        ct: the CT, outside-field padding included.
+        body: its body mask (``find_body``) where the caller has it already.
+    """
+    air = (ct.array < -400) & (find_body(ct) if body is None else body)
     components, count = ndimage.label(air)
     if count == 0:
         return np.zeros_like(air)

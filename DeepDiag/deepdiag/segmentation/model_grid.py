@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from ..body_mask import find_body, padding_as_air
 from ..geometry import Volume
 from ..image_io import image_from_volume, volume_from_image
 from ..lung_mask import find_lungs
@@ -34,12 +35,12 @@ class Crop:
 
 def to_model_grid(volume: Volume, spacing: tuple[float, float, float], labels: bool = False) -> Volume:
     """Resample onto an axis-aligned LPS grid of ``spacing`` covering the volume: linear for
-    images (outside: air), nearest neighbour for label maps (outside: 0)."""
+    images (outside and the scanner's padding: air), nearest neighbour for label maps (outside: 0)."""
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (np.array(volume.size) - 1)
     lps = volume.ijk_to_lps(corners)
     low, high = lps.min(axis=0), lps.max(axis=0)
     size = [int(np.floor((h - l) / s)) + 1 for l, h, s in zip(low, high, spacing)]
-    source = volume if labels else volume.with_array(volume.array.astype(np.float32))
+    source = volume if labels else volume.with_array(padding_as_air(volume.array))
     interpolator, outside, pixel = (sitk.sitkNearestNeighbor, 0.0, sitk.sitkUInt8) if labels else (sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
     image = sitk.Resample(
         image_from_volume(source), size, sitk.Transform(), interpolator, tuple(low), tuple(spacing), tuple(np.eye(3).ravel()), outside, pixel
@@ -47,20 +48,48 @@ def to_model_grid(volume: Volume, spacing: tuple[float, float, float], labels: b
     return volume_from_image(image)
 
 
-def lung_crop(volume: Volume) -> tuple[Crop, float]:
-    """The box around the threshold lung mask (plus a margin) and the lung volume in litres;
+@dataclass(frozen=True)
+class Chest:
+    """The body and threshold lungs of a model-grid CT, and the box around the lungs."""
+
+    body: np.ndarray
+    lungs: np.ndarray
+    crop: Crop
+    lung_litres: float
+
+
+    def touches_lungs(self, centre_kji, radius_voxels) -> bool:
+        """Whether a sphere-like box of ``radius_voxels`` (per axis) around ``centre_kji`` (model
+        grid) holds a lung voxel: where a finding can be (in the lungs or on their wall)."""
+        centre = np.round(np.asarray(centre_kji)).astype(int)
+        reach = np.ceil(np.asarray(radius_voxels)).astype(int)
+        low, high = np.maximum(centre - reach, 0), np.minimum(centre + reach + 1, self.lungs.shape)
+        if np.any(low >= high) or not self.body[tuple(np.clip(centre, 0, np.array(self.body.shape) - 1))]:
+            return False
+        return bool(self.lungs[tuple(slice(a, b) for a, b in zip(low, high))].any())
+
+
+def find_chest(volume: Volume) -> Chest:
+    """Body, threshold lungs and lung box (plus a margin) of a CT on the model grid; the box is
     the whole grid if no lungs are found."""
-    lungs = find_lungs(volume)
+    body = find_body(volume)
+    lungs = find_lungs(volume, body)
     litres = float(lungs.sum() * volume.voxel_volume_mm3() / 1e6)
     if not lungs.any():
-        return Crop((0, 0, 0), volume.array.shape), litres
+        return Chest(body, lungs, Crop((0, 0, 0), volume.array.shape), litres)
     margin = [int(np.ceil(_CROP_MARGIN_MM / s)) for s in volume.spacing[::-1]]
     start, stop = [], []
     for axis in range(3):
         present = np.flatnonzero(lungs.any(axis=tuple(a for a in range(3) if a != axis)))
         start.append(max(0, int(present[0]) - margin[axis]))
         stop.append(min(volume.array.shape[axis], int(present[-1]) + 1 + margin[axis]))
-    return Crop(tuple(start), tuple(stop)), litres
+    return Chest(body, lungs, Crop(tuple(start), tuple(stop)), litres)
+
+
+def lung_crop(volume: Volume) -> tuple[Crop, float]:
+    """The lung box of :func:`find_chest` and the lung volume in litres."""
+    chest = find_chest(volume)
+    return chest.crop, chest.lung_litres
 
 
 def normalize(array: np.ndarray, window: dict) -> np.ndarray:

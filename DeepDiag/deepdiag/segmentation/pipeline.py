@@ -15,8 +15,8 @@ from ..info import guess_modality
 from ..models.store import LoadedModel
 from .candidate_filter import load_candidate_filter
 from .inference import predict_probabilities
-from .model_grid import back_to_input, lung_crop, normalize, to_model_grid
-from .postprocess import keep_plausible_nodules
+from .model_grid import back_to_input, find_chest, normalize, to_model_grid
+from .postprocess import keep_inside_chest, keep_nodules_on_output_grid, keep_plausible_nodules
 
 _MIN_CHEST_LUNG_LITRES = 0.5
 # bytes per voxel held at the peak: input int16 + float32 copy + two float32 maps on the input
@@ -58,8 +58,9 @@ def segment_volume(
     card = model.card
     report("resample", 0.0)
     model_volume = to_model_grid(volume, card.spacing_mm)
-    crop, lung_litres = lung_crop(model_volume)
-    warnings = input_warnings(volume, lung_litres)
+    chest = find_chest(model_volume)
+    crop = chest.crop
+    warnings = input_warnings(volume, chest.lung_litres)
     image = normalize(model_volume.array[crop.slices], card.input["intensity"])
     report("infer", 0.1)
     probabilities = predict_probabilities(model.network, image, tuple(card.patch_size), device, lambda f: report("infer", 0.1 + 0.75 * f))
@@ -68,17 +69,23 @@ def segment_volume(
     spacing_kji = model_volume.spacing[::-1]
     candidate_filter = load_candidate_filter(card, device)
     searches_spots = candidate_filter is not None and candidate_filter.searches_spots(max(volume.spacing))
+    min_volume, min_peak = float(rules.get("min_nodule_volume_mm3", 0.0)), float(rules.get("min_nodule_peak_probability", 0.0))
+    threshold_lungs = chest.lungs[crop.slices]
+    probabilities = keep_inside_chest(probabilities, chest.body[crop.slices], threshold_lungs)
     lungs = np.argmax(probabilities, axis=0) >= 1 if searches_spots else None  # before the rules drop components to background
-    probabilities = keep_plausible_nodules(
-        probabilities, spacing_kji, float(rules.get("min_nodule_volume_mm3", 0.0)), float(rules.get("min_nodule_peak_probability", 0.0)),
-    )
+    probabilities = keep_plausible_nodules(probabilities, spacing_kji, min_volume, min_peak, threshold_lungs)
     if candidate_filter:
         probabilities = candidate_filter.keep_nodules(probabilities, image, device)
+    maps = [probabilities[1], probabilities[2]]
     if searches_spots:
         report("spots", 0.9)  # a few seconds on CPU: the progress bar should not look stuck
+        before = np.argmax(probabilities, axis=0) == 2
         probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device)
-    lung_map, nodule_map = back_to_input([probabilities[1], probabilities[2]], model_volume, crop, volume)
-    labels = _labels(lung_map, nodule_map)
+        # spot nodules passed their own rule (the filter's score), not the U-Net components' volume rule
+        maps = [probabilities[1], probabilities[2], ((np.argmax(probabilities, axis=0) == 2) & ~before).astype(np.float32)]
+    lung_map, nodule_map, *spot_map = back_to_input(maps, model_volume, crop, volume)
+    labels = keep_nodules_on_output_grid(_labels(lung_map, nodule_map), nodule_map, volume.spacing[::-1], min_volume, min_peak,
+                                         spot_map[0] > 0.5 if spot_map else None)
     nodule_count = int(ndimage.label(labels == 2)[1])
     report("done", 1.0)
     probability = volume.with_array(nodule_map) if with_probabilities else None

@@ -1,4 +1,5 @@
-"""Clean the nodule prediction: nodules lie in the lungs and are not specks."""
+"""Clean the prediction: lungs and nodules lie inside the body and in or beside the lungs, and
+nodules are not specks, on the model's grid and again on the scan's own."""
 
 from __future__ import annotations
 
@@ -7,10 +8,28 @@ from scipy import ndimage
 
 _MIN_LUNG_SHARE_OF_BORDER = 0.3  # juxtapleural nodules border the lung on about half their surface
 _RING_VOXELS = 2
+#: a sphere of 3 mm, the smallest nodule DeepDiag reports (LUNA16 counts nodules from 3 mm)
+SMALLEST_NODULE_MM3 = 4.0 / 3.0 * np.pi * 1.5**3
+
+
+def keep_inside_chest(probabilities: np.ndarray, body: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+    """Move lung and nodule probability to background outside the body (the air by the skin, the
+    table, clothes) and in pieces that do not reach the threshold lungs (bowel gas, the
+    oesophagus); ``probabilities`` ``(3, k, j, i)`` is changed in place and returned."""
+    outside = ~body
+    probabilities[0][outside] = 1.0
+    probabilities[1:, outside] = 0.0
+    pieces, count = ndimage.label(np.argmax(probabilities, axis=0) >= 1)
+    if count:
+        astray = (pieces > 0) & ~np.isin(pieces, np.unique(pieces[lungs & (pieces > 0)]))
+        probabilities[0][astray] = 1.0
+        probabilities[1:, astray] = 0.0
+    return probabilities
 
 
 def keep_plausible_nodules(
-    probabilities: np.ndarray, spacing_kji: tuple[float, ...], min_volume_mm3: float, min_peak_probability: float = 0.0
+    probabilities: np.ndarray, spacing_kji: tuple[float, ...], min_volume_mm3: float, min_peak_probability: float = 0.0,
+    lungs: np.ndarray | None = None,
 ) -> np.ndarray:
     """Move the probability of implausible nodule components to background; returns a cleaned copy.
 
@@ -18,7 +37,9 @@ def keep_plausible_nodules(
     when it is smaller than ``min_volume_mm3``, when the model is nowhere in it more sure than
     ``min_peak_probability`` (hesitant blobs on vessel crossings are the typical false positive),
     or when less than 30 % of the ring around it is lung (a nodule sits in the lung; a false
-    positive in the mediastinum or wall does not).
+    positive in the mediastinum or wall does not), or when it neither lies in nor touches the
+    threshold ``lungs`` (a nodule in the heart or the wall that the network's own lung label
+    reaches).
     """
     cleaned = probabilities.copy()
     labels = np.argmax(probabilities, axis=0)
@@ -26,9 +47,8 @@ def keep_plausible_nodules(
     voxel_mm3 = float(np.prod(spacing_kji))
     if count:  # specks and hesitant blobs first, all at once: a confused model can leave thousands
         indices = np.arange(1, count + 1)
-        sizes = ndimage.sum(labels == 2, components, indices) * voxel_mm3
-        peaks = ndimage.maximum(probabilities[2], components, indices)
-        specks = np.isin(components, indices[(sizes < min_volume_mm3) | (peaks < min_peak_probability)])
+        sizes, peaks = component_sizes_and_peaks(components, count, probabilities[2])
+        specks = np.isin(components, indices[(sizes * voxel_mm3 < min_volume_mm3) | (peaks < min_peak_probability)])
         cleaned[0][specks] += cleaned[2][specks]
         cleaned[2][specks] = 0.0
         components[specks] = 0
@@ -39,8 +59,41 @@ def keep_plausible_nodules(
         component = components[box] == index
         ring = ndimage.binary_dilation(component, iterations=_RING_VOXELS) & ~component
         lung_share = float((labels[box][ring] == 1).mean()) if ring.any() else 0.0
-        if lung_share < _MIN_LUNG_SHARE_OF_BORDER:
+        touches_lungs = lungs is None or bool(lungs[box][component | ring].any())
+        if lung_share < _MIN_LUNG_SHARE_OF_BORDER or not touches_lungs:
             region = cleaned[(slice(None), *box)]
             region[0][component] += region[2][component]
             region[2][component] = 0.0
     return cleaned
+
+
+def keep_nodules_on_output_grid(labels: np.ndarray, nodule_map: np.ndarray, spacing_kji: tuple[float, ...], min_volume_mm3: float,
+                                min_peak_probability: float = 0.0, spots: np.ndarray | None = None) -> np.ndarray:
+    """Apply the volume and peak rules again on the scan's own grid, in place: resampling a
+    component back onto thick slices can leave slivers of a few mm³ that the model grid never had.
+    Components that hold a voxel of ``spots`` (nodules added from the bright-spot search, which
+    passed the filter's score instead) need only the volume of the smallest nodule reported
+    (3 mm). A dropped component becomes lung (it lay where lung and nodule outweighed background)."""
+    components, count = ndimage.label(labels == 2)
+    if not count:
+        return labels
+    indices = np.arange(1, count + 1)
+    sizes, peaks = component_sizes_and_peaks(components, count, nodule_map)
+    volumes = sizes * float(np.prod(spacing_kji))
+    failing = (volumes < min_volume_mm3) | (peaks < min_peak_probability)
+    if spots is not None:
+        spot = np.isin(indices, components[spots & (components > 0)])
+        failing = np.where(spot, volumes < SMALLEST_NODULE_MM3, failing)
+    labels[np.isin(components, indices[failing])] = 1
+    return labels
+
+
+def component_sizes_and_peaks(components: np.ndarray, count: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel count and largest value of each component 1..count. ndimage.sum and .maximum sort
+    every voxel of the grid (18 s on a default case); this reads only the components' voxels."""
+    inside = components > 0
+    members = components[inside]
+    sizes = np.bincount(members, minlength=count + 1)[1:]
+    peaks = np.full(count + 1, -np.inf, dtype=np.float64)
+    np.maximum.at(peaks, members, values[inside])
+    return sizes, peaks[1:]
