@@ -17,20 +17,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from training_common import SPACING, WINDOW, common_parser, data_description, device_description, log, prepare_examples, training_cases
+from training_common import (SPACING, WINDOW, common_parser, data_description, device_description, initial_network, log, prepare_examples,
+                             training_cases)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from deepdiag import __version__  # noqa: E402
 from deepdiag.models import ModelCard, find_model  # noqa: E402
-from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.store import load_model, save_model  # noqa: E402
 from deepdiag.segmentation.bright_spots import MIN_BLOBNESS, SpotSearch  # noqa: E402
 from deepdiag.segmentation.candidate_filter import network_input  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
+from deepdiag.training.real_backgrounds import TRAINING_INSERTIONS, real_background_examples  # noqa: E402
 
 PATCH = [32, 32, 32]
 
@@ -92,7 +93,29 @@ def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
                 np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))), spot_scorer, device, search)))
         if position % 10 == 9:
             log(f"  {position + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
+    parts += real_background_patches(args, segmentation, spot_scorer, device, cache)
     return NodulePatches.concatenate(parts)
+
+
+def real_background_patches(args, segmentation, spot_scorer, device, cache: Path) -> list[NodulePatches]:
+    """The same patches on each --real-backgrounds scan with nodules inserted, always mined: what
+    the segmentation model marks on the real background away from the nodules is a negative."""
+    parts = []
+    search = spot_search(args)
+    for background in args.real_backgrounds:
+        examples = real_background_examples(background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache)
+        for index, example in enumerate(examples):
+            name = f"real-{Path(background).name.split('.')[0]}-s{args.real_seed}-{index:03d}-patch{PATCH[0]}-components-of-{segmentation.card.full_id}"
+            rng = np.random.default_rng(np.random.SeedSequence(args.real_seed, spawn_key=(index, 7)))
+            parts.append(cached_patches(cache / f"{name}.npz", lambda: case_patches(
+                example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation, device)))
+            if args.spots:
+                scored = f"-scored-by-{spot_scorer.card.full_id}" if spot_scorer else ""
+                parts.append(cached_patches(cache / f"{name}-spots{_search_suffix(search)}{scored}.npz", lambda: spot_patches(
+                    example, tuple(PATCH), segmentation.card.spacing_mm[::-1],
+                    np.random.default_rng(np.random.SeedSequence(args.real_seed, spawn_key=(index, 8))), spot_scorer, device, search)))
+        log(f"  real background {Path(background).name}: {args.real_cases} cases with inserted nodules")
+    return parts
 
 
 def main() -> None:
@@ -110,6 +133,11 @@ def main() -> None:
     parser.add_argument("--spots-without-chest-wall", action="store_true",
                         help="search spots with everything outside the lungs set to the lungs' median (finds nodules on the pleura)")
     parser.add_argument("--spots-scored-by", help="an earlier filter (id@version): the false spots it scores highest become negatives first")
+    parser.add_argument("--real-backgrounds", nargs="*", default=[],
+                        help="real CTs to insert nodules into for training (real-background hard negatives); keep one real scan out")
+    parser.add_argument("--real-cases", type=int, default=3, help="copies of each real background, each with its own nodules")
+    parser.add_argument("--real-seed", type=int, default=5000, help="seed of the nodules inserted into the real backgrounds")
+    parser.add_argument("--init-from", help="start from this filter's weights (id@version; same network) instead of a new network")
     parser.add_argument("--small-nodule-share", type=float,
                         help="the share of nodule draws that go to nodules under 6 mm (default: each drawn 3x as often as a larger "
                              "one); with --small-nodule-cases, keeps large nodules as common in training as without them")
@@ -127,14 +155,19 @@ def main() -> None:
     counts = {"nodules": int(data.labels.sum()), "not nodules": int((data.labels == 0).sum())}
     log(f"training on {counts}")
     torch.manual_seed(args.train_seed)
-    network = build_network(card)
+    network = initial_network(card, args.init_from)
     to_input = network_input(card)
     summary = train_classifier(network, data, PATCH, args.iterations, args.batch, args.learning_rate, device, args.train_seed,
                                on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"),
                                small_nodule_share=args.small_nodule_share, network_input=to_input)
     accuracy = float((centre_logits(network, data, PATCH, device, to_input).argmax(1).numpy() == data.labels).mean())
     card.training = {
-        "data": data_description(args),
+        "data": data_description(args) + "".join(
+            f"; real background {Path(b).parent.name}/{Path(b).name}, {args.real_cases} copies with "
+            f"{TRAINING_INSERTIONS.nodules[0]}-{TRAINING_INSERTIONS.nodules[1]} inserted nodules of "
+            f"{TRAINING_INSERTIONS.diameter_mm[0]:g}-{TRAINING_INSERTIONS.diameter_mm[1]:g} mm each (seed {args.real_seed})"
+            for b in args.real_backgrounds),
+        **({"initialized_from": args.init_from} if args.init_from else {}),
         "examples": counts,
         "positives": (f"every truth nodule at its centre, and {segmentation.card.full_id}'s nodule components on a nodule "
                       f"(first {args.mined_cases} phantoms) at their own centres"

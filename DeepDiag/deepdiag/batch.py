@@ -18,7 +18,7 @@ ProcessOne = Callable[[str, Callable[[str, float], None]], dict]
 #: shows the message, and a bare stage name like "postprocess" means little to a radiologist)
 STAGE_TEXT = {
     "read": "reading", "resample": "resampling", "infer": "segmenting", "postprocess": "checking the nodules of",
-    "spots": "looking for small nodules in", "detect": "detecting nodules in", "merge": "merging the findings of",
+    "spots": "looking for small nodules in", "detect": "detecting nodules in", "merge": "merging the findings of", "filter": "checking the findings of",
     "classify": "classifying the findings of", "explain": "explaining the findings of", "done": "finished",
 }
 

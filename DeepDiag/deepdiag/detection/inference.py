@@ -1,4 +1,10 @@
-"""Detect nodules in one CT: model grid, lung crop, Faster R-CNN slice by slice, 3D findings."""
+"""Detect nodules in one CT: model grid, lung crop, Faster R-CNN slice by slice, 3D findings.
+
+A 2.5D detector sees a vessel's cross-section as a round spot. As in the LUNA16 two-stage
+systems, a detection card may name a 3D candidate filter (``postprocessing.candidate_filter``,
+the segmentation's false-positive reduction network) that judges each finding in its 3D box;
+findings it scores below its ``min_probability`` are dropped.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,14 @@ import torch
 from ..findings_file import Finding, numbered
 from ..geometry import Volume
 from ..models.store import LoadedModel
-from ..segmentation.model_grid import lung_crop, normalize, to_model_grid
+from ..segmentation.candidate_filter import load_candidate_filter, nodule_probabilities
+from ..segmentation.model_grid import find_chest, normalize, to_model_grid
 from ..segmentation.pipeline import input_warnings
 from .merge import SliceBox, merge_slice_boxes
 from .slices import slice_stack
 
 _SLICES_PER_BATCH = 8
+_LUNG_CONTACT_MM = 2.0
 
 
 @dataclass
@@ -31,18 +39,26 @@ def detect_volume(volume: Volume, model: LoadedModel, device: torch.device, min_
     report = on_progress or (lambda stage, fraction: None)
     report("resample", 0.0)
     model_volume = to_model_grid(volume, model.card.spacing_mm)
-    crop, lung_litres = lung_crop(model_volume)
-    warnings = input_warnings(volume, lung_litres)
+    chest = find_chest(model_volume)
+    crop = chest.crop
+    warnings = input_warnings(volume, chest.lung_litres)
     image = normalize(model_volume.array[crop.slices], model.card.input["intensity"])
     boxes = slice_boxes(model.network, image, device, lambda f: report("detect", 0.1 + 0.85 * f))
     report("merge", 0.95)
     spacing_kji = model_volume.spacing[::-1]
     merged = merge_slice_boxes(boxes, spacing_kji)
     offset = np.array(crop.start, dtype=float)
-    findings = [
-        (model_volume.ijk_to_lps((offset + center)[::-1]), diameter, score)
-        for center, diameter, score in merged if score >= min_score
-    ]
+    spacing = np.array(spacing_kji)
+    # a finding lies in the lungs or touches them: a round spot in the heart, the liver or the
+    # chest wall is no lung nodule, however sure the detector is
+    kept = [(center, diameter, score) for center, diameter, score in merged
+            if score >= min_score and chest.touches_lungs(offset + center, (diameter / 2 + _LUNG_CONTACT_MM) / spacing)]
+    candidate_filter = load_candidate_filter(model.card, device)
+    if candidate_filter and kept:
+        report("filter", 0.97)
+        scores = nodule_probabilities(candidate_filter.model, image, [center for center, _, _ in kept], device)
+        kept = [finding for finding, filter_score in zip(kept, scores) if filter_score >= candidate_filter.min_probability]
+    findings = [(model_volume.ijk_to_lps((offset + center)[::-1]), diameter, score) for center, diameter, score in kept]
     report("done", 1.0)
     return DetectionResult(numbered(findings), warnings)
 

@@ -56,8 +56,17 @@ def read_cases(truth_dir: str | Path, pred_dir: str | Path) -> list[tuple[Path, 
         prediction = pred_dir / f"{path.stem}.findings.json"
         if not prediction.is_file():
             raise DeepDiagError(f"no findings for case {path.stem} (expected {prediction.name})", pred_dir)
-        cases.append((path, json.loads(path.read_text())["nodules"], prediction, read_findings(prediction)))
+        truth = json.loads(path.read_text())
+        findings = [f for f in read_findings(prediction) if not in_known_lesion(f.center_lps, truth)]
+        cases.append((path, truth["nodules"], prediction, findings))
     return cases
+
+
+def in_known_lesion(point_lps, truth: dict) -> bool:
+    """Whether a point lies in one of the truth's ``known_lesions``: real findings of a real
+    background scan that are not the inserted truth (a mass, an opacity). Marks there count
+    neither as found nor as false positives, as LUNA16 leaves its excluded annotations out."""
+    return any(hits(point_lps, lesion["center_lps"], lesion["diameter_mm"]) for lesion in truth.get("known_lesions", []))
 
 
 def read_scans(truth_dir: str | Path, pred_dir: str | Path) -> list:

@@ -5,7 +5,8 @@
 - Per-nodule sensitivity: a truth nodule is found if any predicted nodule voxel overlaps it;
   reported for ≥ 6 mm and 3–6 mm (equivalent diameter).
 - False positives: predicted nodule components (26-connected) that overlap no truth nodule,
-  averaged per scan.
+  averaged per scan. Components that reach into a ``known_lesions`` sphere of the truth (real
+  findings of a real background scan, not part of the inserted truth) are left out.
 - Lungs Dice: truth lungs including nodules against predicted lungs including nodules, mean over scans.
 """
 
@@ -54,6 +55,7 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
     large = np.isin(instances, [i for i, d in sizes.items() if d >= LARGE_MM])
     components, count = ndimage.label(predicted_nodules, structure=_CONNECTIVITY)
     touched = set(np.unique(components[instances > 0])) - {0}
+    known = set(np.unique(components[_known_lesion_mask(labels, truth)])) - {0} - touched
     touching_large = set(np.unique(components[large])) - {0}
     only_small = [c for c in touched if c not in touching_large]
     ignored = ndimage.binary_dilation(np.isin(instances, small_ids)) | np.isin(components, only_small)
@@ -69,9 +71,24 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
         "nodules_large": sum(d >= LARGE_MM for d in sizes.values()),
         "found_small": sum(found[i] for i, d in sizes.items() if SMALL_MM <= d < LARGE_MM),
         "nodules_small": sum(SMALL_MM <= d < LARGE_MM for d in sizes.values()),
-        "false_positive_components": count - len(touched),
+        "false_positive_components": count - len(touched) - len(known),
         "lungs_dice": _dice(predicted_lungs, truth_lungs),
     }
+
+
+def _known_lesion_mask(grid, truth: dict) -> np.ndarray:
+    """Voxels of ``grid`` inside the spheres of the truth's ``known_lesions``."""
+    mask = np.zeros(grid.array.shape, dtype=bool)
+    for lesion in truth.get("known_lesions", []):
+        centre = grid.lps_to_ijk(np.asarray(lesion["center_lps"], dtype=float)[None])[0]
+        reach = lesion["diameter_mm"] / 2 / np.asarray(grid.spacing)
+        low = np.clip(np.floor(centre - reach).astype(int), 0, np.array(grid.size) - 1)
+        high = np.clip(np.ceil(centre + reach).astype(int), 0, np.array(grid.size) - 1)
+        i, j, k = np.meshgrid(*(np.arange(a, b + 1) for a, b in zip(low, high)), indexing="ij")
+        ijk = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1)
+        inside = np.linalg.norm(grid.ijk_to_lps(ijk) - lesion["center_lps"], axis=1) <= lesion["diameter_mm"] / 2
+        mask[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]] = True
+    return mask
 
 
 def _pool(cases: list[dict]) -> dict:

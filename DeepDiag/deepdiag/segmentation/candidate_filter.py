@@ -87,18 +87,18 @@ def mark_spots(probabilities: np.ndarray, spots: list[Spot], scores) -> np.ndarr
     return marked
 
 
-def load_candidate_filter(segmentation_card: ModelCard, device: torch.device) -> CandidateFilter | None:
-    """The filter a segmentation card's post-processing names, or None when it names none. It
-    must see the image as the segmentation model does: same grid spacing, same intensity window."""
-    named = segmentation_card.postprocessing.get("candidate_filter")
+def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFilter | None:
+    """The filter a segmentation or detection card's post-processing names, or None when it names
+    none. It must see the image as that model does: same grid spacing, same intensity window."""
+    named = card.postprocessing.get("candidate_filter")
     if not named:
         return None
     from ..models import find_model
     from ..models.store import load_model
 
     model = load_model(find_model(named["model"], "candidate-classification", named["model"]), device)
-    if model.card.spacing_mm != segmentation_card.spacing_mm or model.card.input.get("intensity") != segmentation_card.input.get("intensity"):
-        raise DeepDiagError(f"the candidate filter {model.card.full_id} does not see the image as {segmentation_card.full_id} "
+    if model.card.spacing_mm != card.spacing_mm or model.card.input.get("intensity") != card.input.get("intensity"):
+        raise DeepDiagError(f"the candidate filter {model.card.full_id} does not see the image as {card.full_id} "
                             "does (grid spacing or intensity window differ)", model.folder)
     spot_min_probability = named.get("spot_min_probability")
     return CandidateFilter(model, float(named.get("min_probability", 0.5)),

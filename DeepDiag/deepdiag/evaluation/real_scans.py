@@ -1,0 +1,131 @@
+"""Figures on real chest CTs, apart from the phantom figures: the marks each model makes on an
+untouched real scan, and sensitivity and false positives on a real background scan with nodules
+inserted (``deepdiag phantom --insert-into``), kept out of training.
+
+Real scans hold real findings that are not annotated. ``KNOWN_LESIONS`` names those of the
+shared scans; a mark on one is reported as such, neither as a false positive nor as a find, and
+the inserted cases carry them in their truth (``known_lesions``), which the evaluations leave out.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from ..detection.inference import detect_volume
+from ..findings_file import write_findings
+from ..geometry import Volume
+from ..image_io import input_stem, read_volume
+from ..models.store import LoadedModel
+from ..phantom import PhantomConfig, write_case
+from ..phantom.insertion import insert_into
+from ..segmentation import segment_volume
+from ..segmentation_file import write_segmentation
+from .detection import evaluate_detection_folder, hits, operating_point, read_scans
+from .segmentation import evaluate_folder
+
+#: real findings of the shared real scans (centre in LPS mm, a diameter that holds all of it),
+#: measured on the untouched scan's segmentation
+KNOWN_LESIONS = {
+    "thorax_4dct_phase00": [{"center_lps": [-86.4, 81.7, -10.1], "diameter_mm": 32.0,
+                             "description": "right upper lobe mass (visible, not annotated), about 25 x 29 x 28 mm"}],
+}
+#: what is inserted into a held-out real background: every type and shape, 3-30 mm
+INSERTED = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0))
+
+
+def marks_on_untouched_scan(path: str | Path, segmentation: LoadedModel, detection: LoadedModel, device: torch.device,
+                            output_dir: str | Path) -> dict:
+    """Segment and detect one untouched real scan: how many nodule components and findings (at the
+    detector's default score) each model marks, which of them lie on a known lesion, and a PNG."""
+    volume = read_volume(path)
+    name = input_stem(path)
+    lesions = KNOWN_LESIONS.get(name, [])
+    started = time.perf_counter()
+    segmented = segment_volume(volume, segmentation, device)
+    segment_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    findings = detect_volume(volume, detection, device, detection.card.default_min_score).findings
+    detect_seconds = time.perf_counter() - started
+    centres = _component_centres_lps(segmented.labels)
+    on_lesion = [any(hits(c, lesion["center_lps"], lesion["diameter_mm"]) for lesion in lesions) for c in centres]
+    image = write_marks_png(volume, segmented.labels, [f.center_lps for f in findings], Path(output_dir) / f"{name}.marks.png")
+    return {
+        "scan": name,
+        "segmentation_components": len(centres),
+        "segmentation_components_on_known_lesions": int(sum(on_lesion)),
+        "detector_findings": len(findings),
+        "detector_findings_on_known_lesions": int(sum(any(hits(f.center_lps, lesion["center_lps"], lesion["diameter_mm"])
+                                                          for lesion in lesions) for f in findings)),
+        "known_lesions": [lesion["description"] for lesion in lesions],
+        "known_lesions_found_by_segmentation": [any(hits(c, lesion["center_lps"], lesion["diameter_mm"]) for c in centres)
+                                                for lesion in lesions],
+        "known_lesions_found_by_detector": [any(hits(f.center_lps, lesion["center_lps"], lesion["diameter_mm"]) for f in findings)
+                                            for lesion in lesions],
+        "warnings": segmented.warnings,
+        "seconds": {"segment": round(segment_seconds, 1), "detect": round(detect_seconds, 1)},
+        "png": str(image),
+    }
+
+
+def write_inserted_cases(background: str | Path, cases: int, seed: int, folder: str | Path,
+                         config: PhantomConfig = INSERTED) -> Path:
+    """``cases`` copies of a real background scan with nodules inserted, in ``folder/truth`` as
+    ``deepdiag phantom`` lays them out, with the background's known lesions in each truth."""
+    background = Path(background)
+    truth_dir = Path(folder) / "truth"
+    host = read_volume(background)
+    for index in range(cases):
+        case = insert_into(host, background, config, seed, index)
+        case.truth["known_lesions"] = KNOWN_LESIONS.get(input_stem(background), [])
+        write_case(case, truth_dir)
+    return truth_dir
+
+
+def evaluate_inserted(truth_dir: str | Path, segmentation: LoadedModel, detection: LoadedModel, device: torch.device,
+                      folder: str | Path) -> dict:
+    """Segmentation and detection figures on the inserted cases of ``truth_dir``."""
+    folder = Path(folder)
+    for image in sorted((Path(truth_dir) / "images").glob("*.nrrd")):
+        volume = read_volume(image)
+        result = segment_volume(volume, segmentation, device)
+        write_segmentation(folder / "pred" / f"{image.name[:-5]}.seg.nrrd", result.labels, segmentation.card.segment_classes())
+        found = detect_volume(volume, detection, device, min_score=0.05).findings
+        write_findings(folder / "findings", image.name[:-5], found, detection.card.full_id, str(image))
+    segmentation_figures = evaluate_folder(truth_dir, folder / "pred")
+    segmentation_figures.pop("per_case")
+    detection_figures = evaluate_detection_folder(truth_dir, folder / "findings")
+    default = operating_point(read_scans(truth_dir, folder / "findings"), detection.card.default_min_score, smallest_mm=3.0)
+    return {"segmentation": segmentation_figures, "detection": {**detection_figures, "at_default_score": default}}
+
+
+def _component_centres_lps(labels: Volume) -> list[np.ndarray]:
+    components, count = ndimage.label(labels.array == 2, structure=np.ones((3, 3, 3), bool))
+    centres = ndimage.center_of_mass(np.ones_like(components), components, np.arange(1, count + 1))
+    return [labels.ijk_to_lps(np.asarray(c)[::-1]) for c in centres]
+
+
+def write_marks_png(ct: Volume, labels: Volume, finding_centres_lps: list, path: Path, height: int = 512) -> Path:
+    """A coronal overview: the CT's mean along the antero-posterior axis in a lung window, the
+    segmented nodules projected in red and each detector finding as a yellow circle."""
+    mean = np.clip((ct.array.clip(-1024, None).mean(axis=1) + 1000) / 1400, 0, 1) * 255
+    rgb = np.stack([mean] * 3, axis=-1)
+    rgb[(labels.array == 2).any(axis=1)] = (255, 40, 40)
+    picture = Image.fromarray(rgb[::-1].astype(np.uint8))  # head up
+    scale_k = ct.spacing[2] / ct.spacing[0]
+    picture = picture.resize((picture.width, max(1, int(round(picture.height * scale_k)))))
+    draw = ImageDraw.Draw(picture)
+    for centre in finding_centres_lps:
+        i, _, k = ct.lps_to_ijk(np.asarray(centre, dtype=float))
+        x, y = i, (ct.array.shape[0] - 1 - k) * scale_k
+        draw.ellipse([x - 8, y - 8, x + 8, y + 8], outline=(255, 220, 0), width=2)
+    factor = height / picture.height
+    picture = picture.resize((max(1, int(picture.width * factor)), height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path

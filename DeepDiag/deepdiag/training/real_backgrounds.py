@@ -1,0 +1,40 @@
+"""Training examples on real chest CTs: synthetic nodules inserted into a real scan (its real
+vessels, chest wall, diaphragm, noise and reconstruction kernel), with exact truth.
+
+What a model marks on such a scan away from every inserted nodule is a real-background hard
+negative, the mistake the phantoms never show it; the inserted nodules are the positives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..image_io import input_stem, read_volume
+from ..phantom import PhantomConfig
+from ..phantom.insertion import insert_into
+from .segmentation_data import Example, prepare_example
+
+#: nodules inserted into a real training background: many per scan, of every size and type
+TRAINING_INSERTIONS = PhantomConfig(nodules=(6, 10), diameter_mm=(3.0, 25.0))
+
+
+def real_background_examples(background: str | Path, cases: int, seed: int, spacing, window, cache: str | Path | None = None,
+                             config: PhantomConfig = TRAINING_INSERTIONS) -> list[Example]:
+    """``cases`` copies of the real CT ``background``, each with its own inserted nodules, prepared
+    on the model grid; read from / written to ``cache`` when given."""
+    background = Path(background)
+    host = None
+    examples = []
+    for index in range(cases):
+        name = f"real-{input_stem(background)}-s{seed}-{index:03d}-nodules{config.nodules[0]}to{config.nodules[1]}"
+        cached = Path(cache) / f"{name}.npz" if cache else None
+        if cached and cached.is_file():
+            examples.append(Example.load(cached))
+            continue
+        host = host if host is not None else read_volume(background)
+        case = insert_into(host, background, config, seed, index)
+        example = prepare_example(case.ct, case.labels, spacing, window, case.instances)
+        if cached:
+            example.save(cached)
+        examples.append(example)
+    return examples

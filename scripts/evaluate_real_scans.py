@@ -1,0 +1,70 @@
+"""Measure the shipped segmentation and detection models on real chest CTs, apart from phantoms.
+
+1. The untouched real full-thorax CTs in shared data: how many nodule components and findings
+   each model marks, which lie on a known real lesion, with a PNG of each (--output, not committed).
+2. The held-out real background (thorax_4dct_phase00, kept out of every training) with nodules of
+   3-30 mm of all three types inserted: sensitivity by size and false positives per scan
+   (segmentation), FROC and findings per scan at the default score (detection).
+
+    python scripts/evaluate_real_scans.py --output output/real-scans
+    python scripts/evaluate_real_scans.py --segmentation-model lung-nodules-seg@10 --cases 4 --seed 6001
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "DeepDiag"))
+
+from deepdiag.evaluation.real_scans import evaluate_inserted, marks_on_untouched_scan, write_inserted_cases  # noqa: E402
+from deepdiag.models import find_model  # noqa: E402
+from deepdiag.models.store import load_model  # noqa: E402
+from deepdiag.segmentation.inference import pick_device  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
+UNTOUCHED = [REAL / "thorax_4dct_phase00" / "ct.nii.gz", REAL / "covid_ricord_419639" / "ct.nii.gz"]
+HELD_OUT_BACKGROUND = REAL / "thorax_4dct_phase00" / "ct.nii.gz"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segmentation-model", default=None, help="id@version (default: the newest built-in)")
+    parser.add_argument("--detection-model", default=None, help="id@version (default: the newest built-in)")
+    parser.add_argument("--cases", type=int, default=4, help="inserted copies of the held-out background (about 10 nodules each)")
+    parser.add_argument("--seed", type=int, default=6001, help="seed of the inserted nodules")
+    parser.add_argument("--output", default=str(ROOT / "output" / "real-scans"), help="PNGs, inserted cases and predictions")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--skip-inserted", action="store_true", help="only the untouched scans")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    segmentation = load_model(find_model(args.segmentation_model, "segmentation", "lung-nodules-seg"), device)
+    detection = load_model(find_model(args.detection_model, "detection", "lung-nodules-det"), device)
+    output = Path(args.output)
+    figures = {"models": [segmentation.card.full_id, detection.card.full_id]}
+    figures["untouched"] = [marks_on_untouched_scan(_local_copy(scan, output), segmentation, detection, device, output)
+                            for scan in UNTOUCHED]
+    if not args.skip_inserted:
+        folder = output / f"inserted-s{args.seed}"
+        truth = folder / "truth"
+        if len(list((truth / "truth").glob("*.json"))) < args.cases:
+            write_inserted_cases(_local_copy(HELD_OUT_BACKGROUND, output), args.cases, args.seed, folder)
+        figures["inserted"] = {"background": HELD_OUT_BACKGROUND.parent.name, "cases": args.cases, "seed": args.seed,
+                               **evaluate_inserted(truth, segmentation, detection, device, folder)}
+    print(json.dumps(figures, indent=1))
+
+
+def _local_copy(scan: Path, output: Path) -> Path:
+    """The shared scans are all named ct.nii.gz: a link named after the scan's folder names the outputs."""
+    link = output / "scans" / f"{scan.parent.name}.nii.gz"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(scan.resolve())
+    return link
+
+
+if __name__ == "__main__":
+    main()
