@@ -53,3 +53,74 @@ def test_dicom_header_gives_the_series_size_and_slice_spacing():
     volume = read_volume(DICOM_SERIES)
     assert size == (512, 512, 20) == volume.array.shape[::-1]
     assert spacing == pytest.approx(volume.spacing)
+
+
+def _one_line_error(result, *needles: str) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("deepdiag: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("crafted_id", ["/../../../{escape}/ESCAPED", "../ESCAPED", "a/b", "..", "x..y"])
+def test_a_crafted_card_id_cannot_install_a_model_outside_the_models_folder(tmp_path, tiny_model, crafted_id):
+    import shutil
+
+    escape = tmp_path / "escape"
+    crafted = tmp_path / "crafted"
+    shutil.copytree(tiny_model, crafted)
+    card = json.loads((crafted / "model.json").read_text())
+    card["id"] = crafted_id.format(escape=str(escape).lstrip("/"))
+    (crafted / "model.json").write_text(json.dumps(card))
+    models = tmp_path / "models"
+    result = run_cli("models", "import", str(crafted), "--progress", "none", env={"DEEPDIAG_MODELS": str(models)})
+    _one_line_error(result, "refused", "model id")
+    assert not escape.exists()
+    assert not any(models.rglob("model.json")) if models.exists() else True
+
+
+@pytest.mark.parametrize("option", [["--id", "../../ESCAPED"], ["--id", "a\\b"], ["--version", "0"]])
+def test_an_import_name_that_is_no_plain_folder_name_is_refused_before_anything_is_read(tmp_path, tiny_model, option):
+    models = tmp_path / "models"
+    result = run_cli("models", "import", str(tiny_model), *option, "--progress", "none", env={"DEEPDIAG_MODELS": str(models)})
+    _one_line_error(result, "refused")
+    assert not models.exists() or not any(models.iterdir())
+
+
+def test_non_finite_voxels_are_refused_with_their_count(tmp_path):
+    array = np.full((8, 10, 12), -500.0, np.float32)
+    array[0, 0, :3] = np.nan
+    array[1, 1, 1] = np.inf
+    path = tmp_path / "nan.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    for task in (["info", str(path)], ["segment", str(path), "-o", str(tmp_path / "out")]):
+        _one_line_error(run_cli(*task, "--progress", "none"), str(path), "4 voxels that are not numbers")
+    assert not (tmp_path / "out" / "nan.seg.nrrd").exists()
+
+
+@pytest.mark.parametrize("slices", [2, 3])
+def test_a_volume_too_thin_for_the_filters_is_refused_before_any_work(tmp_path, slices):
+    path = tmp_path / "thin.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((slices, 64, 64), -800, np.int16)), str(path))
+    _one_line_error(run_cli("segment", str(path), "-o", str(tmp_path / "out"), "--progress", "none"), str(path), "too thin")
+
+
+def test_a_partial_file_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    from deepdiag.files import atomic_output
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = tmp_path / f".scan.{dead.pid}.abcd1234.partial.seg.nrrd"
+    abandoned.write_bytes(b"")
+    live = tmp_path / f".scan.{__import__('os').getpid()}.efgh5678.partial.seg.nrrd"  # this process: still running
+    live.write_bytes(b"")
+    with atomic_output(tmp_path / "scan.seg.nrrd") as temporary:
+        temporary.write_text("result")
+    assert not abandoned.exists()
+    assert live.exists()
+    assert (tmp_path / "scan.seg.nrrd").read_text() == "result"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,13 +15,16 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary name keeps the final suffixes, because writers such as SimpleITK pick
-    the file format from the extension.
+    the file format from the extension, and holds the writing process's id: a partial file of
+    the same output left by a process that no longer runs (killed mid-write) is removed first,
+    while another live run's partial file is left alone.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
     stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{suffix}", dir=path.parent)
+    _remove_abandoned_partials(path.parent, stem, suffix)
+    handle, temporary = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}.", suffix=f".partial{suffix}", dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
     os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes private files; results are ordinary files
@@ -29,6 +33,23 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _remove_abandoned_partials(folder: Path, stem: str, suffix: str) -> None:
+    for partial in folder.glob(f".{glob.escape(stem)}.*.partial{glob.escape(suffix)}"):
+        writer = partial.name[len(stem) + 2:].split(".", 1)[0]
+        if writer.isdigit() and not _is_running(int(writer)):
+            partial.unlink(missing_ok=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _current_umask() -> int:

@@ -17,6 +17,8 @@ from .geometry import Volume
 
 #: Extensions the writers accept (MHD is left out: its two files cannot be replaced atomically).
 WRITABLE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
+#: the image filters (Gaussian smoothing, resampling) need this many voxels along every axis
+MIN_VOXELS_PER_AXIS = 4
 _IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".dcm", ".nhdr")
 
 # ITK prints its own warnings on stderr (e.g. "No Series were found"); every problem they
@@ -34,7 +36,9 @@ def read_volume(path: str | Path) -> Volume:
     if not path.exists():
         raise DeepDiagError("no such file or folder", path)
     image = _read_dicom_series(path) if path.is_dir() else _read_image_file(path)
-    return volume_from_image(image)
+    volume = volume_from_image(image)
+    _check_finite(volume.array, path)
+    return volume
 
 
 def volume_header(path: str | Path) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
@@ -134,6 +138,13 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     return image
 
 
+def _check_finite(array: np.ndarray, path: Path) -> None:
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise DeepDiagError(f"has {bad} voxels that are not numbers (NaN or infinite); no scanner writes those", path)
+
+
 def _largest_series(folder: Path) -> tuple[str, ...]:
     """Files of the folder's DICOM series with the most slices (the one a viewer would show first)."""
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
@@ -147,5 +158,8 @@ def _check_shape(path: Path, dimension: int, size: tuple[int, ...], components: 
         raise DeepDiagError(f"is a {dimension}D image; DeepDiag needs a 3D volume", path)
     if min(size) < 2:
         raise DeepDiagError(f"is a single slice ({'x'.join(map(str, size))} voxels); DeepDiag needs a 3D volume", path)
+    if min(size) < MIN_VOXELS_PER_AXIS:
+        raise DeepDiagError(f"is too thin ({'x'.join(map(str, size))} voxels); DeepDiag needs at least "
+                            f"{MIN_VOXELS_PER_AXIS} voxels along each axis", path)
     if components != 1:
         raise DeepDiagError(f"has {components} values per voxel; DeepDiag needs a scalar (grey-value) volume", path)

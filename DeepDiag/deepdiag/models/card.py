@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,18 @@ CARD_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 TORCHSCRIPT_FILE = "model.ts"
 TORCHSCRIPT = "TorchScript"  # the card's network name for an imported TorchScript archive
+#: a model id names a folder: letters, digits, '-', '_' and '.', starting with a letter or digit,
+#: so that no id can hold a path separator or climb out of the models folder with ".."
+MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_model_id(model_id, version, source) -> None:
+    """Refuse an id or version that could not be a plain folder name ``<id>@<version>``."""
+    if not isinstance(model_id, str) or not MODEL_ID_PATTERN.fullmatch(model_id) or ".." in model_id:
+        raise DeepDiagError(f"refused: the model id {model_id!r} may hold only letters, digits, '-', '_' and '.' "
+                            "(no path separators, no '..')", source)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 1_000_000:
+        raise DeepDiagError(f"refused: the model version {version!r} must be a whole number from 1", source)
 
 
 @dataclass
@@ -83,4 +96,5 @@ class ModelCard:
         missing = {"id", "version", "task", "network", "input", "patch_size", "classes"} - set(document)
         if missing:
             raise DeepDiagError(f"the model card lacks {', '.join(sorted(missing))}", path)
+        check_model_id(document["id"], document["version"], path)
         return cls(**{k: v for k, v in document.items() if k in names}, extra={k: v for k, v in document.items() if k not in names})

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from ..errors import DeepDiagError
-from .card import CARD_FILE, TORCHSCRIPT, TORCHSCRIPT_FILE, ModelCard
+from .card import CARD_FILE, TORCHSCRIPT, TORCHSCRIPT_FILE, ModelCard, check_model_id
 from .networks import network_class
 from .registry import install_folder
 from .store import load_model, save_model, sha256_of
@@ -34,6 +34,8 @@ def import_model(source: str | Path, model_id: str | None = None, version: int |
     """Install ``source`` as a registry model; returns its folder. ``model_id`` / ``version``
     name it when the source does not (bundles, TorchScript) or to rename it."""
     source = Path(source)
+    if model_id is not None or version is not None:
+        check_model_id("unnamed" if model_id is None else model_id, 1 if version is None else version, source)
     if not source.exists():
         raise DeepDiagError("does not exist", source)
     with tempfile.TemporaryDirectory(prefix="deepdiag-import-") as work:

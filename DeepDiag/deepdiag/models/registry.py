@@ -91,14 +91,24 @@ def install_folder(staged: Path) -> Path:
         raise DeepDiagError(f"model {card.full_id} is already installed; import it as another version (e.g. --version {newest + 1})")
     root = user_models_dir()
     root.mkdir(parents=True, exist_ok=True)
+    target = _inside(root, card.full_id)
     partial = Path(tempfile.mkdtemp(prefix=f".{card.full_id}.", dir=root))
     try:
         shutil.copytree(staged, partial, dirs_exist_ok=True)
         os.chmod(partial, 0o755)  # mkdtemp makes it private
-        os.replace(partial, root / card.full_id)
+        os.replace(partial, _inside(root, card.full_id))
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return root / card.full_id
+    return target
+
+
+def _inside(root: Path, name: str) -> Path:
+    """``root / name``, refused unless it resolves to a direct child of ``root`` (a second guard
+    behind the card's id pattern, checked again right before the rename)."""
+    target = (root / name).resolve()
+    if target.parent != root.resolve():
+        raise DeepDiagError(f"refused: the model {name!r} would be installed outside the models folder", root)
+    return target
 
 
 def remove_model(full_id: str) -> Path:
