@@ -124,3 +124,14 @@ def test_a_partial_file_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path
     assert not abandoned.exists()
     assert live.exists()
     assert (tmp_path / "scan.seg.nrrd").read_text() == "result"
+
+
+@pytest.mark.parametrize("task", ["segment", "detect", "analyze"])
+def test_an_output_that_cannot_be_a_folder_is_refused_before_any_scan_is_read(tmp_path, task):
+    taken = tmp_path / "results.txt"
+    taken.write_text("a file where the output folder should be")
+    for output in (taken, taken / "below"):
+        result = run_cli(task, str(DICOM_SERIES), "-o", str(output), "--progress", "json")
+        events = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [e["event"] for e in events] == ["error"], events  # no progress: nothing was read
+        assert result.returncode == 1 and str(output) in events[0]["message"]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import DeepDiagError
+from .files import check_output_folder
 from .progress import PROGRESS_MODES, ProgressReporter
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -291,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reporter = ProgressReporter(args.progress)
     try:
+        if getattr(args, "output", None):
+            check_output_folder(args.output)
         succeeded = args.run(args, reporter)
     except DeepDiagError as error:
         reporter.error(str(error), error.path)

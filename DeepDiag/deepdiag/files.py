@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import DeepDiagError
 
 
 @contextlib.contextmanager
@@ -31,8 +34,27 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # SimpleITK reports a full disk as a RuntimeError
+        if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error):
+            raise DeepDiagError("no space left on device while writing this file", path) from None
+        raise
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """Make ``folder`` (and its parents) and check that a file can be written there: before any
+    scan is read, not after the whole inference."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DeepDiagError("the output must be a folder, and this is a file", folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deepdiag-write-check-"):
+            pass
+    except OSError as error:
+        raise DeepDiagError(f"cannot write results into this folder ({error.strerror or error})", folder) from None
+    return folder
 
 
 def _remove_abandoned_partials(folder: Path, stem: str, suffix: str) -> None:
