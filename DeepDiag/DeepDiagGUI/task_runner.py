@@ -59,16 +59,15 @@ class EngineTaskRunner:
 
     def _poll(self) -> None:
         for event in self.task.process.poll():
-            if event.get("event") == "progress":
-                self._show(event["fraction"], event.get("message") or event.get("stage", ""))
-            if self._onEvent:
-                self._onEvent(event)
+            self._handleEvent(event)
         if self.task.process.running:
             return
         self._timer.stop()
         task = self.task
         try:
-            result = task.process.wait()
+            # the events the reader thread queued after this poll (the last progress, the last
+            # training epoch) come with the wait: pass them on as well
+            result = task.process.wait(on_event=self._handleEvent)
             self._onSuccess(task, result)
             self._show(1.0, "Done.")
         except EngineError as error:
@@ -80,6 +79,12 @@ class EngineTaskRunner:
             slicer.util.errorDisplay(f"Could not load the results: {error}")
         finally:
             self._finish()
+
+    def _handleEvent(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "progress":
+            self._show(event["fraction"], event.get("message") or event.get("stage", ""))
+        if self._onEvent:
+            self._onEvent(event)
 
     def _finish(self) -> None:
         if self.task is not None:

@@ -172,7 +172,12 @@ def _parse_event(line: str) -> dict[str, Any] | None:
 
 
 def _new_process_group() -> dict[str, Any]:
-    """Start the child as the leader of its own group, so that cancel reaches its children too."""
+    """Start the child as the leader of its own group, so that cancel reaches its children too;
+    on Windows also without a console window, as Slicer's ``launchConsoleProcess`` starts its
+    processes (STARTUPINFO with STARTF_USESHOWWINDOW and SW_HIDE; verified in Base/Python/slicer/util.py)."""
     if os.name == "nt":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        startup = subprocess.STARTUPINFO()
+        startup.dwFlags |= subprocess.STARTF_USESHOWWINDOW
+        startup.wShowWindow = 0  # SW_HIDE
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP, "startupinfo": startup}
     return {"start_new_session": True}
