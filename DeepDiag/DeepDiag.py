@@ -30,7 +30,7 @@ class DeepDiag(ScriptedLoadableModule):
         self.parent.title = _("DeepDiag")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "DeepDiag")]
         self.parent.dependencies = []
-        self.parent.contributors = ["DeepDiag team"]
+        self.parent.contributors = ["DeepDiag developers (DeepDiag)"]
         self.parent.helpText = _(
             "Deep-learning diagnosis for chest CT. This hub sets up the engine, describes volumes, manages "
             "models (import, device), classifies findings (nodule type, size, Lung-RADS category, saliency) "
@@ -258,7 +258,7 @@ def _description(result: dict) -> dict:
 
 
 class DeepDiagTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer: describes the CTChest sample volume and checks the scene is unchanged."""
+    """Runs inside Slicer: describes the engine's sample chest CT and checks the scene is unchanged."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -268,9 +268,9 @@ class DeepDiagTest(ScriptedLoadableModuleTest):
         self.test_describeVolume()
 
     def test_describeVolume(self):
-        import SampleData
+        from DeepDiagLib import sampleChestVolumeNode
 
-        volumeNode = SampleData.downloadSample("CTChest")
+        volumeNode = sampleChestVolumeNode(slicer.mrmlScene)
         self.delayDisplay("Describing the sample CT")
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
         description = DeepDiagLogic().describeVolume(volumeNode)

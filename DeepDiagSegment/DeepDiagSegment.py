@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+import numpy as np
 import slicer
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
@@ -25,7 +26,7 @@ class DeepDiagSegment(ScriptedLoadableModule):
         self.parent.title = _("DeepDiag Segment")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "DeepDiag")]
         self.parent.dependencies = ["DeepDiag"]
-        self.parent.contributors = ["DeepDiag team"]
+        self.parent.contributors = ["DeepDiag developers (DeepDiag)"]
         self.parent.helpText = _("Segments the lungs and lung nodules of a chest CT with a U-Net.")
         self.parent.acknowledgementText = _("Uses PyTorch and MONAI.")
 
@@ -95,13 +96,17 @@ class DeepDiagSegmentTest(ScriptedLoadableModuleTest):
         self.test_segmentSampleChest()
 
     def test_segmentSampleChest(self):
-        """Segments Slicer's CTChest sample: two named segments, lungs of a plausible size."""
-        import SampleData
+        """Segments the engine's sample chest CT: two named segments, lungs of a plausible size, a nodule."""
+        from DeepDiagLib import sampleChestVolumeNode
 
-        volumeNode = SampleData.downloadSample("CTChest")
+        volumeNode = sampleChestVolumeNode(slicer.mrmlScene)
         self.delayDisplay("Segmenting the sample chest CT")
         segmentationNode = DeepDiagSegmentLogic().process(volumeNode)
         segmentation = segmentationNode.GetSegmentation()
-        self.assertIsNotNone(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Lungs")))
-        self.assertIsNotNone(segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Lung nodules")))
+        for name in ("Lungs", "Lung nodules"):
+            self.assertTrue(segmentation.GetSegmentIdBySegmentName(name), f"no segment named {name}")
+        labels = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentation.GetSegmentIdBySegmentName("Lungs"), volumeNode)
+        self.assertGreater(labels.sum() * float(np.prod(volumeNode.GetSpacing())) / 1e6, 1.0, "less than a litre of lung")
+        nodules = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentation.GetSegmentIdBySegmentName("Lung nodules"), volumeNode)
+        self.assertGreater(int(nodules.sum()), 0, "the sample's nodules were not found")
         self.delayDisplay("Test passed")

@@ -72,3 +72,13 @@ def test_a_missing_result_file_adds_no_node(tmp_path, scene):
     with pytest.raises(OSError, match="missing.mrk.json"):
         add_fiducials_from_file(scene, tmp_path / "missing.mrk.json")
     assert scene.GetNumberOfNodes() == count
+
+
+def test_the_self_tests_sample_is_a_chest_ct_volume_node(scene, tmp_path):
+    from DeepDiagLib import sampleChestVolumeNode
+
+    node = sampleChestVolumeNode(scene, tmp_path / "sample")
+    assert node.GetScene() is scene and node.GetName() == "DeepDiag sample chest"
+    assert node.GetImageData().GetDimensions() == (160, 160, 100)
+    assert node.GetSpacing() == pytest.approx((2.2, 2.2, 3.75))
+    assert len(list((tmp_path / "sample" / "truth").glob("*.json"))) == 1

@@ -74,6 +74,8 @@ def test_cmake_lists_every_python_file_and_resource_of_the_module(module):
     }
     assert listed == present, f"not listed: {sorted(present - listed)}; listed but absent: {sorted(listed - present)}"
     assert "slicerMacroBuildScriptedModule" in cmake
+    # the module's self-test runs as a ctest, as in Slicer's scripted-module template
+    assert re.search(r"if\(BUILD_TESTING\)\s+(#.*\s+)*slicer_add_python_unittest\(SCRIPT \$\{MODULE_NAME\}\.py\)", cmake)
 
 
 def test_extension_cmake_adds_every_module():
@@ -81,6 +83,10 @@ def test_extension_cmake_adds_every_module():
     assert re.findall(r"add_subdirectory\((\w+)\)", cmake) == MODULES
     for field in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_DESCRIPTION", "EXTENSION_DEPENDS"):
         assert f"set({field} " in cmake
+    screenshots = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', cmake).group(1).split()
+    assert screenshots and all(PROJECT_ROOT.joinpath(*url.split("/main/", 1)[1].split("/")).is_file() for url in screenshots)
+    # the Extensions Index wants contributors as "Name (Organization)"
+    assert re.fullmatch(r'[^(),]+ \([^()]+\)(, [^(),]+ \([^()]+\))*', re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]*)"\)', cmake).group(1))
     assert "find_package(Slicer REQUIRED)" in cmake
 
 

@@ -7,6 +7,7 @@ with the ``slicer-core`` wheel outside the Slicer application.
 from .engine_process import EngineError, EngineProcess, engine_command
 from .engine_task import EngineTask
 from .result_nodes import add_fiducials_from_file, add_segmentation_from_file
+from .sample_data import sampleChestVolumeNode
 from .volume_files import write_volume_node
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "add_fiducials_from_file",
     "add_segmentation_from_file",
     "engine_command",
+    "sampleChestVolumeNode",
     "write_volume_node",
 ]
