@@ -79,7 +79,7 @@ WIDGET_MEMBERS = {
 }
 
 #: names called like VTK/MRML methods that are not: Python and Qt constructors, and PyTorch Utils
-NOT_MRML = {"Thread", "Queue", "Popen", "QSettings", "QTimer", "QTableWidgetItem", "PyTorchUtilsLogic"}
+NOT_MRML = {"Thread", "Queue", "Popen", "STARTUPINFO", "QSettings", "QTimer", "QTableWidgetItem", "PyTorchUtilsLogic"}
 
 
 def _ui_root(module: str) -> ElementTree.Element:
