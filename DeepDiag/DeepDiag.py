@@ -63,6 +63,7 @@ class DeepDiagWidget(EngineModuleWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.trainingPairs = []  # (volume node ID, segmentation node ID)
+        self.missingPackages = []
         self.figuresTable = None
 
     def createLogic(self):
@@ -88,11 +89,11 @@ class DeepDiagWidget(EngineModuleWidget):
         return [self.ui.describeButton]
 
     def canRun(self) -> bool:
-        return super().canRun() and not missing_engine_packages()
+        return super().canRun() and not self.missingPackages
 
     def updateButtons(self, caller=None, event=None) -> None:
         super().updateButtons(caller, event)
-        idle = not (self.runner and self.runner.busy) and not missing_engine_packages()
+        idle = not (self.runner and self.runner.busy) and not self.missingPackages
         hasCases = bool(self.trainingPairs or self.ui.trainingFolderEdit.currentPath)
         self.ui.fineTuneButton.enabled = idle and hasCases and bool(self.ui.baseModelSelector.currentText)
         self.ui.importModelButton.enabled = idle
@@ -185,7 +186,9 @@ class DeepDiagWidget(EngineModuleWidget):
             show_saliency(volumeNode, added["saliency"])
 
     def _updateDependencyStatus(self) -> None:
-        missing = missing_engine_packages()
+        """Probe the engine's packages once (at set-up and after an install), not on every
+        parameter change: finding six packages takes a noticeable moment."""
+        self.missingPackages = missing = missing_engine_packages()
         self.ui.installButton.visible = bool(missing)
         self.ui.dependencyLabel.text = (
             _("Engine ready.") if not missing else _("Missing Python packages: {packages}").format(packages=", ".join(missing))
@@ -193,7 +196,7 @@ class DeepDiagWidget(EngineModuleWidget):
         self.updateButtons()
 
     def onInstallButton(self) -> None:
-        missing = missing_engine_packages()
+        missing = self.missingPackages
         question = _("DeepDiag will install these Python packages into Slicer (several GB for torch):\n{packages}")
         if not slicer.util.confirmOkCancelDisplay(question.format(packages="\n".join(missing))):
             return

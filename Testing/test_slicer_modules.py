@@ -65,10 +65,10 @@ def test_every_bound_widget_names_a_parameter_of_the_module(module):
 def test_cmake_lists_every_python_file_and_resource_of_the_module(module):
     folder = PROJECT_ROOT / module
     cmake = (folder / "CMakeLists.txt").read_text()
-    listed = set(re.findall(r"^\s+([\w./@-]+\.(?:py|ui|png|json|safetensors))\s*$", cmake, re.MULTILINE))
+    listed = set(re.findall(r"^\s+([\w./@-]+\.(?:py|ui|png|json|safetensors|txt))\s*$", cmake, re.MULTILINE))
     present = {
         path.relative_to(folder).as_posix()
-        for pattern in ("**/*.py", "Resources/**/*.ui", "Resources/**/*.png", "deepdiag/models/builtin/*/*")
+        for pattern in ("**/*.py", "Resources/**/*.ui", "Resources/**/*.png", "deepdiag/requirements.txt", "deepdiag/models/builtin/*/*")
         for path in folder.glob(pattern)
         if "__pycache__" not in path.parts
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("DeepDiag", "DeepDiagSegment", "DeepDiagDetect")
-RESOURCE_PATTERNS = ("Resources/**/*.png", "Resources/**/*.ui", "deepdiag/models/builtin/*/*")
+RESOURCE_PATTERNS = ("Resources/**/*.png", "Resources/**/*.ui", "deepdiag/requirements.txt", "deepdiag/models/builtin/*/*")
 
 
 def listed(folder: Path, patterns) -> list[str]:
