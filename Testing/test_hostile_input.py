@@ -135,3 +135,31 @@ def test_an_output_that_cannot_be_a_folder_is_refused_before_any_scan_is_read(tm
         events = [json.loads(line) for line in result.stdout.splitlines()]
         assert [e["event"] for e in events] == ["error"], events  # no progress: nothing was read
         assert result.returncode == 1 and str(output) in events[0]["message"]
+
+
+def test_a_gpu_out_of_memory_is_one_error_row_and_the_batch_goes_on():
+    import torch
+
+    from deepdiag.batch import run_batch
+    from deepdiag.progress import ProgressReporter
+
+    def process_one(path, progress):
+        if path == "big.nrrd":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return {"input": path}
+
+    results = []
+    reporter = ProgressReporter("none")
+    reporter.result = results.append
+    assert not run_batch(["big.nrrd", "small.nrrd"], process_one, reporter, {})
+    assert [o["input"] for o in results[0]["outputs"]] == ["small.nrrd"]
+    assert "the GPU ran out of memory" in results[0]["failed"][0]["error"] and "--device cpu" in results[0]["failed"][0]["error"]
+
+
+def test_asking_for_a_gpu_that_is_not_there_says_what_to_do(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the message for a missing one cannot be seen here")
+    result = run_cli("segment", str(DICOM_SERIES), "-o", str(tmp_path), "--device", "cuda", "--progress", "none")
+    _one_line_error(result, "--device cuda", "--device cpu")

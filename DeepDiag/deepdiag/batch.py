@@ -7,9 +7,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from .errors import DeepDiagError
 from .image_io import input_stem
 from .progress import ProgressReporter
+
+_GPU_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 #: processes one input: (path, progress(stage, fraction of this input)) -> its output record
 ProcessOne = Callable[[str, Callable[[str, float], None]], dict]
@@ -38,6 +42,10 @@ def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressRepo
         except DeepDiagError as error:
             reporter.error(str(error), error.path)
             failures.append({"input": path, "error": str(error)})
+        except _GPU_OUT_OF_MEMORY:
+            message = f"{path}: the GPU ran out of memory; close other programs that use it, or run with --device cpu"
+            reporter.error(message, path)
+            failures.append({"input": path, "error": message})
         except Exception as error:  # a bug on one scan must not cost the user the rest of the batch
             message = f"{path}: internal error: {type(error).__name__}: {error}"
             reporter.error(message, path)

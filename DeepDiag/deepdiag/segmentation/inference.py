@@ -18,7 +18,10 @@ def pick_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         from ..errors import DeepDiagError
 
-        raise DeepDiagError("--device cuda was asked for, but no CUDA device is available")
+        if torch.version.cuda:  # a CUDA build of torch that finds no usable GPU: no GPU, or a driver too old for it
+            raise DeepDiagError(f"--device cuda was asked for, but this torch (built for CUDA {torch.version.cuda}) finds no usable "
+                                "GPU: check the NVIDIA driver (nvidia-smi), install the torch build that fits it, or use --device cpu")
+        raise DeepDiagError("--device cuda was asked for, but this torch is a CPU-only build: install a CUDA build, or use --device cpu")
     return torch.device(device)
 
 
