@@ -18,7 +18,7 @@ from DeepDiagGUI import EngineModuleWidget, preferred_device, set_preferred_devi
 from DeepDiagLib import EngineTask
 from DeepDiagLib.classification_logic import (ClassificationTask, add_classification_result, available_classification_models,
                                               classify_findings, show_saliency)
-from DeepDiagLib.dependencies import install_engine_packages, missing_engine_packages
+from DeepDiagLib.dependencies import check_python_version, install_engine_packages, missing_engine_packages
 from DeepDiagLib.fine_tuning_logic import fine_tune_from_scene, fine_tuning_task, folder_pairs, record_epoch, training_plot
 from DeepDiagLib.model_logic import model_rows, model_import_task
 from DeepDiagLib.segmentation_logic import available_segmentation_models
@@ -189,6 +189,13 @@ class DeepDiagWidget(EngineModuleWidget):
         """Probe the engine's packages once (at set-up and after an install), not on every
         parameter change: finding six packages takes a noticeable moment."""
         self.missingPackages = missing = missing_engine_packages()
+        try:
+            check_python_version()
+        except RuntimeError as error:  # Slicer 5.6: the pinned torch does not exist for its Python
+            self.ui.installButton.visible = False
+            self.ui.dependencyLabel.text = str(error)
+            self.updateButtons()
+            return
         self.ui.installButton.visible = bool(missing)
         self.ui.dependencyLabel.text = (
             _("Engine ready.") if not missing else _("Missing Python packages: {packages}").format(packages=", ".join(missing))
