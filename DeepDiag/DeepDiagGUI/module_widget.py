@@ -10,6 +10,7 @@ from slicer.util import VTKObservationMixin
 from .task_runner import EngineTaskRunner
 
 _DEVICE_SETTING = "DeepDiag/Device"
+_DEVICE_SEEN_ATTRIBUTE = "DeepDiag.DevicePreferenceSeen"
 
 
 def preferred_device() -> str:
@@ -169,11 +170,15 @@ class ModelModuleWidget(EngineModuleWidget):
             self.onModelSelected(self.ui.modelSelector.currentText)
 
     def initializeParameterNode(self) -> None:
+        """Each time the module is shown, a device preference changed in the hub since this
+        parameter node last saw it becomes its device; a device the user picked in this module
+        stays until the preference changes again."""
         super().initializeParameterNode()
         node = self._parameterNode.parameterNode
-        if not node.GetAttribute("DeepDiag.DeviceChosen"):
-            self._parameterNode.device = preferred_device()
-            node.SetAttribute("DeepDiag.DeviceChosen", "1")
+        preference = preferred_device()
+        if node.GetAttribute(_DEVICE_SEEN_ATTRIBUTE) != preference:
+            self._parameterNode.device = preference
+            node.SetAttribute(_DEVICE_SEEN_ATTRIBUTE, preference)
 
     def canRun(self) -> bool:
         return super().canRun() and bool(self._models)
