@@ -168,3 +168,21 @@ def _joined_to_edge(air: np.ndarray) -> np.ndarray:
     components, _ = ndimage.label(air)
     edge = np.unique(np.concatenate([components[0], components[-1], components[:, 0], components[:, -1]]))
     return np.isin(components, edge[edge > 0])
+
+
+def test_a_sheet_along_the_diaphragm_is_no_nodule_but_a_ball_and_a_lens_are():
+    from deepdiag.segmentation.postprocess import keep_plausible_nodules, thickness_ratio
+
+    spacing = (1.25, 1.0, 1.0)
+    k, j, i = np.mgrid[:30, :60, :60]
+    ball = (((k - 10) * 1.25) ** 2 + (j - 15) ** 2 + (i - 15) ** 2) <= 6**2
+    lens = ball & (k >= 10)  # a juxtapleural nodule cut by the wall
+    sheet = (k >= 22) & (k <= 23) & (j >= 20) & (j < 55) & (i >= 30) & (i < 58)  # 2.5 mm thick, 35 x 28 mm
+    assert thickness_ratio(ball, spacing) > 0.9 and thickness_ratio(lens, spacing) > 0.45
+    assert thickness_ratio(sheet, spacing) < 0.1
+    probabilities = np.zeros((3, *ball.shape), np.float32)
+    probabilities[1] = 1.0
+    for mask in (ball, sheet):
+        probabilities[2][mask], probabilities[1][mask] = 1.0, 0.0
+    kept = np.argmax(keep_plausible_nodules(probabilities, spacing, 25.0, 0.5, min_thickness_ratio=0.3), axis=0) == 2
+    assert kept[ball].all() and not kept[sheet].any()

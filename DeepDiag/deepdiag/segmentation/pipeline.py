@@ -73,7 +73,8 @@ def segment_volume(
     threshold_lungs = chest.lungs[crop.slices]
     probabilities = keep_inside_chest(probabilities, chest.body[crop.slices], threshold_lungs)
     lungs = np.argmax(probabilities, axis=0) >= 1 if searches_spots else None  # before the rules drop components to background
-    probabilities = keep_plausible_nodules(probabilities, spacing_kji, min_volume, min_peak, threshold_lungs)
+    probabilities = keep_plausible_nodules(probabilities, spacing_kji, min_volume, min_peak, threshold_lungs,
+                                           float(rules.get("min_nodule_thickness_ratio", 0.0)))
     if candidate_filter:
         probabilities = candidate_filter.keep_nodules(probabilities, image, device)
     maps = [probabilities[1], probabilities[2]]
