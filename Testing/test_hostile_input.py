@@ -163,3 +163,78 @@ def test_asking_for_a_gpu_that_is_not_there_says_what_to_do(tmp_path):
         pytest.skip("a GPU is present: the message for a missing one cannot be seen here")
     result = run_cli("segment", str(DICOM_SERIES), "-o", str(tmp_path), "--device", "cuda", "--progress", "none")
     _one_line_error(result, "--device cuda", "--device cpu")
+
+
+@pytest.fixture
+def http_server():
+    """A local HTTP server on 127.0.0.1 that records every request it gets."""
+    import http.server
+    import threading
+
+    requests = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", requests
+    server.shutdown()
+
+
+def _card_with(network: dict, task: str = "classification"):
+    from deepdiag.models import ModelCard
+
+    return ModelCard(id="crafted", version=1, task=task, network=network,
+                     input={"channels": 1, "spacing_mm": [1.0, 1.0, 1.0]}, patch_size=[32, 32, 32], classes=[])
+
+
+@pytest.mark.parametrize("name,parameters", [
+    ("HoVerNet", {"pretrained_url": "{url}/hovernet.pth"}),
+    ("SENet154", {"spatial_dims": 3, "in_channels": 1, "num_classes": 2, "pretrained": True}),
+    ("UNet", {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8], "strides": [2], "act": "{url}/x"}),
+])
+def test_a_card_cannot_make_the_engine_fetch_anything(http_server, name, parameters):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.networks import build_network
+
+    url, requests = http_server
+    filled = {k: v.format(url=url) if isinstance(v, str) else v for k, v in parameters.items()}
+    with pytest.raises(DeepDiagError, match="refused"):
+        build_network(_card_with({"name": name, "parameters": filled}))
+    assert requests == []
+
+
+def test_a_constructor_that_downloads_on_its_own_is_stopped(http_server, monkeypatch):
+    import torch.hub
+
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models import networks
+
+    url, requests = http_server
+
+    class Downloads(torch.nn.Module):  # a network whose constructor fetches weights without a parameter saying so
+        def __init__(self):
+            super().__init__()
+            torch.hub.load_state_dict_from_url(f"{url}/weights.pth")
+
+    monkeypatch.setattr(networks, "network_class", lambda name: Downloads)
+    with pytest.raises(DeepDiagError, match="tried to download"):
+        networks.build_network(_card_with({"name": "Downloads", "parameters": {}}))
+    assert requests == []
+
+
+def test_a_card_asking_for_billions_of_weights_is_refused_before_allocating():
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.networks import build_network
+
+    huge = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [8192, 16384, 32768], "strides": [2, 2]}
+    with pytest.raises(DeepDiagError, match="weights; DeepDiag builds at most"):
+        build_network(_card_with({"name": "UNet", "parameters": huge}, task="segmentation"))
