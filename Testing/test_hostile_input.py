@@ -238,3 +238,18 @@ def test_a_card_asking_for_billions_of_weights_is_refused_before_allocating():
     huge = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [8192, 16384, 32768], "strides": [2, 2]}
     with pytest.raises(DeepDiagError, match="weights; DeepDiag builds at most"):
         build_network(_card_with({"name": "UNet", "parameters": huge}, task="segmentation"))
+
+
+def test_a_zip_bomb_is_refused_from_its_declared_sizes_before_extracting(tmp_path):
+    import zipfile
+
+    bomb = tmp_path / "model.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("model/model.json", "{}")
+        archive.writestr("model/weights.safetensors", b"\0" * (64 * 1024**2))  # 64 MB of zeros: about 64 kB packed
+    assert bomb.stat().st_size < 1024**2
+    models = tmp_path / "models"
+    line = _one_line_error(run_cli("models", "import", str(bomb), "--progress", "none", env={"DEEPDIAG_MODELS": str(models)}),
+                           "refused", "zip bomb")
+    assert "weights.safetensors" in line
+    assert not models.exists() or not any(models.iterdir())

@@ -51,6 +51,7 @@ def extract_zip_safely(archive: Path, target: Path) -> Path:
     """Extract ``archive`` into ``target``, refusing the whole archive if any entry is absolute,
     climbs out with ``..`` or is a link."""
     with zipfile.ZipFile(archive) as bundle:
+        _refuse_zip_bomb(bundle.infolist(), archive)
         for entry in bundle.infolist():
             path = PurePosixPath(entry.filename.replace("\\", "/"))
             if path.is_absolute() or ".." in path.parts or (entry.filename[1:2] == ":"):
@@ -59,6 +60,24 @@ def extract_zip_safely(archive: Path, target: Path) -> Path:
                 raise DeepDiagError(f"refused: the archive entry {entry.filename!r} is a link", archive)
         bundle.extractall(target)
     return target
+
+
+#: an imported model unpacks to at most this (the shipped ones are under 6 MB) ...
+MAX_UNPACKED_BYTES = 2 * 1024**3
+#: ... and no entry expands more than this many times (weights hardly compress; a bomb expands 1000-fold)
+MAX_COMPRESSION_RATIO = 200
+
+
+def _refuse_zip_bomb(entries: list[zipfile.ZipInfo], archive: Path) -> None:
+    """Check the sizes the archive declares before anything is extracted."""
+    total = sum(entry.file_size for entry in entries)
+    if total > MAX_UNPACKED_BYTES:
+        raise DeepDiagError(f"refused: the archive would unpack to {total / 1024**3:.1f} GB (at most "
+                            f"{MAX_UNPACKED_BYTES / 1024**3:.0f} GB)", archive)
+    for entry in entries:
+        if entry.file_size > 1024**2 and entry.file_size > MAX_COMPRESSION_RATIO * max(entry.compress_size, 1):
+            raise DeepDiagError(f"refused: the archive entry {entry.filename!r} expands {entry.file_size // max(entry.compress_size, 1)} "
+                                f"times (a zip bomb; at most {MAX_COMPRESSION_RATIO})", archive)
 
 
 def _model_root(extracted: Path, archive: Path) -> Path:
