@@ -253,3 +253,21 @@ def test_a_zip_bomb_is_refused_from_its_declared_sizes_before_extracting(tmp_pat
                            "refused", "zip bomb")
     assert "weights.safetensors" in line
     assert not models.exists() or not any(models.iterdir())
+
+
+def _nrrd(path, directions: str, size=(8, 8, 8)):
+    """A raw NRRD with the given space directions (SimpleITK cannot write a sheared one)."""
+    header = (f"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: {' '.join(map(str, size))}\n"
+              f"space directions: {directions}\nencoding: raw\nendian: little\nspace origin: (0,0,0)\n\n")
+    path.write_bytes(header.encode() + np.full(size[::-1], -800, "<i2").tobytes())
+    return path
+
+
+@pytest.mark.parametrize("directions,problem", [
+    ("(1,0,0) (0.5,1,0) (0,0,1)", "sheared image axes"),
+    ("(1,0,0) (1,0,0) (0,0,1)", "axes that coincide"),
+])
+def test_a_geometry_the_outputs_could_not_keep_is_refused_with_what_it_is(tmp_path, directions, problem):
+    path = _nrrd(tmp_path / "scan.nrrd", directions)
+    _one_line_error(run_cli("segment", str(path), "-o", str(tmp_path / "out"), "--progress", "none"), str(path), problem)
+    assert not (tmp_path / "out" / "scan.seg.nrrd").exists()

@@ -121,6 +121,7 @@ def input_stem(path: str | Path) -> str:
 def _read_image_file(path: Path) -> sitk.Image:
     reader = _image_information(path)
     _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    _check_geometry(path, reader.GetSpacing(), reader.GetDirection())
     try:
         return reader.Execute()
     except RuntimeError:
@@ -135,7 +136,21 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     except RuntimeError:
         raise DeepDiagError("the DICOM series could not be read (missing or inconsistent slices)", folder) from None
     _check_shape(folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+    _check_geometry(folder, image.GetSpacing(), image.GetDirection())
     return image
+
+
+def _check_geometry(path: Path, spacing, direction) -> None:
+    """Refuse a geometry the outputs could not keep exactly: a spacing that is not positive, and
+    axes that are not at right angles (sheared) or that coincide."""
+    if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise DeepDiagError(f"has a voxel spacing that is not positive ({', '.join(f'{s:g}' for s in spacing)} mm)", path)
+    axes = np.asarray(direction, dtype=float).reshape(3, 3)
+    if abs(np.linalg.det(axes)) < 1e-6:
+        raise DeepDiagError("has image axes that coincide (its direction matrix is singular)", path)
+    if not np.allclose(axes.T @ axes, np.eye(3), atol=1e-4):
+        raise DeepDiagError("has sheared image axes (its direction matrix is not orthogonal); DeepDiag needs axes at right "
+                            "angles, as CT scanners write them (resample it first, e.g. with Slicer's Resample Scalar Volume)", path)
 
 
 def _check_finite(array: np.ndarray, path: Path) -> None:
