@@ -100,7 +100,10 @@ def evaluate_inserted(truth_dir: str | Path, segmentation: LoadedModel, detectio
     segmentation_figures = evaluate_folder(truth_dir, folder / "pred")
     segmentation_figures.pop("per_case")
     detection_figures = evaluate_detection_folder(truth_dir, folder / "findings")
-    default = operating_point(read_scans(truth_dir, folder / "findings"), detection.card.default_min_score, smallest_mm=3.0)
+    scans = read_scans(truth_dir, folder / "findings")
+    default = operating_point(scans, detection.card.default_min_score, smallest_mm=3.0)
+    shown = sum(f.score >= detection.card.default_min_score for _, findings in scans for f in findings)
+    default["findings_per_scan"] = round(shown / len(scans), 2)
     return {"segmentation": segmentation_figures, "detection": {**detection_figures, "at_default_score": default}}
 
 
