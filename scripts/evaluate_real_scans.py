@@ -4,7 +4,8 @@
    each model marks, which lie on a known real lesion, with a PNG of each (--output, not committed).
 2. The held-out real background (thorax_4dct_phase00, kept out of every training) with nodules of
    3-30 mm of all three types inserted: sensitivity by size and false positives per scan
-   (segmentation), FROC and findings per scan at the default score (detection).
+   (segmentation), FROC and findings per scan at the default score (detection), type accuracy at
+   the inserted nodules' centres (classification).
 
     python scripts/evaluate_real_scans.py --output output/real-scans
     python scripts/evaluate_real_scans.py --segmentation-model lung-nodules-seg@10 --cases 4 --seed 6001
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--segmentation-model", default=None, help="id@version (default: the newest built-in)")
     parser.add_argument("--detection-model", default=None, help="id@version (default: the newest built-in)")
+    parser.add_argument("--classification-model", default=None, help="id@version (default: the newest built-in)")
     parser.add_argument("--cases", type=int, default=4, help="inserted copies of the held-out background (about 10 nodules each)")
     parser.add_argument("--seed", type=int, default=6001, help="seed of the inserted nodules")
     parser.add_argument("--output", default=str(ROOT / "output" / "real-scans"), help="PNGs, inserted cases and predictions")
@@ -43,8 +45,9 @@ def main() -> None:
     device = pick_device(args.device)
     segmentation = load_model(find_model(args.segmentation_model, "segmentation", "lung-nodules-seg"), device)
     detection = load_model(find_model(args.detection_model, "detection", "lung-nodules-det"), device)
+    classification = load_model(find_model(args.classification_model, "classification", "nodule-type-cls"), device)
     output = Path(args.output)
-    figures = {"models": [segmentation.card.full_id, detection.card.full_id]}
+    figures = {"models": [segmentation.card.full_id, detection.card.full_id, classification.card.full_id]}
     figures["untouched"] = [marks_on_untouched_scan(_local_copy(scan, output), segmentation, detection, device, output)
                             for scan in UNTOUCHED]
     if not args.skip_inserted:
@@ -53,7 +56,7 @@ def main() -> None:
         if len(list((truth / "truth").glob("*.json"))) < args.cases:
             write_inserted_cases(_local_copy(HELD_OUT_BACKGROUND, output), args.cases, args.seed, folder)
         figures["inserted"] = {"background": HELD_OUT_BACKGROUND.parent.name, "cases": args.cases, "seed": args.seed,
-                               **evaluate_inserted(truth, segmentation, detection, device, folder)}
+                               **evaluate_inserted(truth, segmentation, detection, device, folder, classification)}
     print(json.dumps(figures, indent=1))
 
 

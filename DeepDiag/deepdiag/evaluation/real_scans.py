@@ -9,6 +9,7 @@ the inserted cases carry them in their truth (``known_lesions``), which the eval
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from ..classification.batch import classify_candidates
+from ..classification.candidates import from_findings
 from ..detection.inference import detect_volume
-from ..findings_file import write_findings
+from ..findings_file import numbered, write_findings
 from ..geometry import Volume
 from ..image_io import input_stem, read_volume
 from ..models.store import LoadedModel
@@ -26,6 +29,7 @@ from ..phantom import PhantomConfig, write_case
 from ..phantom.insertion import insert_into
 from ..segmentation import segment_volume
 from ..segmentation_file import write_segmentation
+from .classification import evaluate_classification_folder
 from .detection import evaluate_detection_folder, hits, operating_point, read_scans
 from .segmentation import evaluate_folder
 
@@ -88,8 +92,9 @@ def write_inserted_cases(background: str | Path, cases: int, seed: int, folder: 
 
 
 def evaluate_inserted(truth_dir: str | Path, segmentation: LoadedModel, detection: LoadedModel, device: torch.device,
-                      folder: str | Path) -> dict:
-    """Segmentation and detection figures on the inserted cases of ``truth_dir``."""
+                      folder: str | Path, classification: LoadedModel | None = None) -> dict:
+    """Segmentation and detection figures on the inserted cases of ``truth_dir``; with a
+    ``classification`` model, its type accuracy at the inserted nodules' true centres."""
     folder = Path(folder)
     for image in sorted((Path(truth_dir) / "images").glob("*.nrrd")):
         volume = read_volume(image)
@@ -97,6 +102,8 @@ def evaluate_inserted(truth_dir: str | Path, segmentation: LoadedModel, detectio
         write_segmentation(folder / "pred" / f"{image.name[:-5]}.seg.nrrd", result.labels, segmentation.card.segment_classes())
         found = detect_volume(volume, detection, device, min_score=0.05).findings
         write_findings(folder / "findings", image.name[:-5], found, detection.card.full_id, str(image))
+        if classification is not None:
+            _classify_at_truth(classification, volume, image, Path(truth_dir), folder / "at_truth", device)
     segmentation_figures = evaluate_folder(truth_dir, folder / "pred")
     segmentation_figures.pop("per_case")
     detection_figures = evaluate_detection_folder(truth_dir, folder / "findings")
@@ -104,7 +111,17 @@ def evaluate_inserted(truth_dir: str | Path, segmentation: LoadedModel, detectio
     default = operating_point(scans, detection.card.default_min_score, smallest_mm=3.0)
     shown = sum(f.score >= detection.card.default_min_score for _, findings in scans for f in findings)
     default["findings_per_scan"] = round(shown / len(scans), 2)
-    return {"segmentation": segmentation_figures, "detection": {**detection_figures, "at_default_score": default}}
+    figures = {"segmentation": segmentation_figures, "detection": {**detection_figures, "at_default_score": default}}
+    if classification is not None:
+        figures["classification_at_truth_centres"] = evaluate_classification_folder(truth_dir, folder / "at_truth")
+    return figures
+
+
+def _classify_at_truth(model: LoadedModel, volume: Volume, image: Path, truth_dir: Path, output: Path, device: torch.device) -> None:
+    nodules = json.loads((truth_dir / "truth" / f"{image.name[:-5]}.json").read_text())["nodules"]
+    ordered = sorted(nodules, key=lambda n: -n["equivalent_diameter_mm"])
+    candidates = from_findings(numbered([(n["center_lps"], n["equivalent_diameter_mm"], 1.0) for n in ordered]), volume)
+    write_findings(output, image.name[:-5], classify_candidates(model, volume, candidates, device), model.card.full_id, str(image))
 
 
 def _component_centres_lps(labels: Volume) -> list[np.ndarray]:
