@@ -271,3 +271,33 @@ def test_a_geometry_the_outputs_could_not_keep_is_refused_with_what_it_is(tmp_pa
     path = _nrrd(tmp_path / "scan.nrrd", directions)
     _one_line_error(run_cli("segment", str(path), "-o", str(tmp_path / "out"), "--progress", "none"), str(path), problem)
     assert not (tmp_path / "out" / "scan.seg.nrrd").exists()
+
+
+def test_a_pickle_refusal_gives_no_advice_to_load_it_anyway(tmp_path):
+    import pickle
+
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": {
+        "_target_": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8], "strides": [2]}}))
+
+    class Payload:
+        def __reduce__(self):
+            return (__import__("os").system, ("echo pwned",))
+
+    (bundle / "models" / "model.pt").write_bytes(pickle.dumps({"model": Payload()}))
+    line = _one_line_error(run_cli("models", "import", str(bundle), "--progress", "none",
+                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), "refused", "could run code")
+    assert "weights_only" not in line and "pwned" not in line
+
+
+def test_an_import_error_names_the_users_file_not_a_deleted_temporary_one(tmp_path, tiny_model):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    (broken / "weights.safetensors").write_bytes(b"not safetensors")
+    line = _one_line_error(run_cli("models", "import", str(broken), "--progress", "none",
+                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), str(broken))
+    assert "deepdiag-import-" not in line

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import stat
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -42,9 +44,22 @@ def import_model(source: str | Path, model_id: str | None = None, version: int |
         work = Path(work)
         if source.is_file() and zipfile.is_zipfile(source) and not _is_torchscript(source):
             source = _model_root(extract_zip_safely(source, work / "extracted"), source)
-        staged = _stage(source, work / "staged", model_id, version)
-        load_model(staged)  # checksum, network and weights must all fit before anything is installed
+        try:
+            staged = _stage(source, work / "staged", model_id, version)
+            load_model(staged)  # checksum, network and weights must all fit before anything is installed
+        except DeepDiagError as error:
+            raise _named_after_source(error, work, source) from None
         return install_folder(staged)
+
+
+def _named_after_source(error: DeepDiagError, work: Path, source: Path) -> DeepDiagError:
+    """An error about a file in the import's temporary folder, named after the user's source
+    instead (the temporary folder is gone by the time the message is read)."""
+    if error.path and Path(error.path).is_relative_to(work):
+        inner = Path(error.path).relative_to(work)
+        inside = "/".join(inner.parts[2:]) if inner.parts[:1] in (("staged",), ("extracted",)) else str(inner)
+        return DeepDiagError(f"{inside}: {error.problem}" if inside else error.problem, source)
+    return error
 
 
 def extract_zip_safely(archive: Path, target: Path) -> Path:
@@ -169,10 +184,15 @@ def _stage_torchscript(archive: Path, staged: Path, model_id: str | None, versio
 
 def _read_state_dict(weights: Path) -> dict:
     try:
-        loaded = torch.load(weights, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: the refusal below says it all
+            warnings.simplefilter("ignore")
+            loaded = torch.load(weights, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).splitlines()[0][:200]
-        raise DeepDiagError(f"refused: the file holds Python objects other than tensors, which could run code when loaded ({reason})", weights) from None
+        # torch's own message ends with advice to load with weights_only=False: the very thing refused here
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
+        raise DeepDiagError(f"refused: the file holds Python objects other than tensors{what}, which could run code when loaded",
+                            weights) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise DeepDiagError(f"cannot read the weights ({str(error).splitlines()[0]})", weights) from None
     state = loaded.get("model", loaded) if isinstance(loaded, dict) else None
