@@ -301,3 +301,20 @@ def test_an_import_error_names_the_users_file_not_a_deleted_temporary_one(tmp_pa
     line = _one_line_error(run_cli("models", "import", str(broken), "--progress", "none",
                                    env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), str(broken))
     assert "deepdiag-import-" not in line
+
+
+@pytest.mark.parametrize("field,value,named", [
+    ("classes", "x", "classes"), ("input", None, "input"), ("patch_size", "abc", "patch_size"),
+    ("input", {"spacing_mm": [0, 1, 1]}, "input.spacing_mm"), ("network", {"name": "UNet", "parameters": [1, 2]}, "network.parameters"),
+])
+def test_a_card_with_fields_of_the_wrong_form_is_refused_at_import_naming_the_field(tmp_path, tiny_model, field, value, named):
+    import shutil
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(tiny_model, crafted)
+    card = json.loads((crafted / "model.json").read_text())
+    card[field] = value
+    (crafted / "model.json").write_text(json.dumps(card))
+    line = _one_line_error(run_cli("models", "import", str(crafted), "--progress", "none",
+                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), "model card's " + named)
+    assert "internal error" not in line

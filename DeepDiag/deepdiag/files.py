@@ -43,14 +43,16 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
 
 
 def check_output_folder(folder: str | Path) -> Path:
-    """Make ``folder`` (and its parents) and check that a file can be written there: before any
-    scan is read, not after the whole inference."""
+    """Check, before any scan is read, that results can be written into ``folder``: it is a folder
+    or can be made one, and a file can be made in it (or in its nearest existing parent, so that
+    a run that fails leaves no empty output folder behind)."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise DeepDiagError("the output must be a folder, and this is a file", folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise DeepDiagError("the output must be a folder, and this is a file" if existing == folder
+                            else f"cannot make this output folder: {existing} is a file", folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deepdiag-write-check-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".deepdiag-write-check-"):
             pass
     except OSError as error:
         raise DeepDiagError(f"cannot write results into this folder ({error.strerror or error})", folder) from None

@@ -97,4 +97,47 @@ class ModelCard:
         if missing:
             raise DeepDiagError(f"the model card lacks {', '.join(sorted(missing))}", path)
         check_model_id(document["id"], document["version"], path)
+        check_card_fields(document, path)
         return cls(**{k: v for k, v in document.items() if k in names}, extra={k: v for k, v in document.items() if k not in names})
+
+
+def check_card_fields(document: dict, source) -> None:
+    """Refuse, naming the field, a card whose fields do not have the form the engine reads: at
+    import and at every load, so that a bad card never ends in an error from deep inside."""
+    def refuse(field: str, problem: str) -> None:
+        raise DeepDiagError(f"the model card's {field} {problem}", source)
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not isinstance(document["task"], str) or not document["task"]:
+        refuse("task", "must be a name such as \"segmentation\"")
+    network = document["network"]
+    if not isinstance(network, dict) or not isinstance(network.get("name"), str):
+        refuse("network", "must be an object with a \"name\"")
+    if not isinstance(network.get("parameters", {}), dict):
+        refuse("network.parameters", "must be an object of parameter names and values")
+    model_input = document["input"]
+    if not isinstance(model_input, dict):
+        refuse("input", "must be an object (channels, spacing_mm, intensity ...)")
+    spacing = model_input.get("spacing_mm", [1.0, 1.0, 1.0])
+    if not isinstance(spacing, list) or len(spacing) not in (2, 3) or not all(number(v) and v > 0 for v in spacing):
+        refuse("input.spacing_mm", f"must be 3 positive numbers, not {spacing!r}")
+    window = model_input.get("intensity", {})
+    if not isinstance(window, dict) or ("min_hu" in window and not (number(window["min_hu"]) and number(window.get("max_hu"))
+                                                                     and window["min_hu"] < window["max_hu"])):
+        refuse("input.intensity", f"must give min_hu below max_hu, not {window!r}")
+    patch = document["patch_size"]
+    if not isinstance(patch, list) or len(patch) not in (2, 3) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                                           for v in patch):
+        refuse("patch_size", f"must be 2 or 3 positive whole numbers, not {patch!r}")
+    classes = document["classes"]
+    if not isinstance(classes, list):
+        refuse("classes", f"must be a list of classes, not {classes!r}")
+    for index, item in enumerate(classes):
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("label_value"), int)
+                and isinstance(item.get("color"), list) and len(item["color"]) == 3 and all(number(c) for c in item["color"])):
+            refuse(f"classes[{index}]", "must have a name, a whole-number label_value and an RGB color of 3 numbers")
+    for field in ("postprocessing", "training", "metrics"):
+        if not isinstance(document.get(field, {}), dict):
+            refuse(field, "must be an object")
