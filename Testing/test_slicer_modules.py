@@ -122,3 +122,12 @@ def test_all_python_runs_on_slicers_oldest_supported_python():
     """Slicer 5.6 ships Python 3.9: no syntax newer than that anywhere in the extension."""
     for path in PROJECT_ROOT.glob("DeepDiag*/**/*.py"):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
+
+
+def test_no_function_of_the_modules_the_bridge_or_the_widgets_is_longer_than_60_lines():
+    files = [PROJECT_ROOT / m / f"{m}.py" for m in MODULES]
+    files += sorted((PROJECT_ROOT / "DeepDiag" / "DeepDiagLib").glob("*.py")) + sorted((PROJECT_ROOT / "DeepDiag" / "DeepDiagGUI").glob("*.py"))
+    long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in files for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60]
+    assert not long, long
