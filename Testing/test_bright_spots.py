@@ -139,12 +139,12 @@ def test_a_segmentation_card_turns_the_spot_search_on():
     card = ModelCard(id="seg-test", version=1, task="segmentation", network={},
                      input={"spacing_mm": [1.0, 1.0, 1.25], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
                      patch_size=[96, 96, 96], classes=[])
-    card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@1", "min_probability": 0.8,
+    card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@9", "min_probability": 0.8,
                                                 "spot_min_probability": 0.95, "spot_max_slice_mm": 2.0}}
     loaded = load_candidate_filter(card, torch.device("cpu"))
     assert (loaded.min_probability, loaded.spot_min_probability) == (0.8, 0.95)
     assert loaded.searches_spots(1.25) and loaded.searches_spots(2.0) and not loaded.searches_spots(2.5), "not on thick slices"
-    card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@1", "min_probability": 0.8}}
+    card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@9", "min_probability": 0.8}}
     assert not load_candidate_filter(card, torch.device("cpu")).searches_spots(1.0)
 
 

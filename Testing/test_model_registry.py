@@ -183,3 +183,20 @@ def test_folders_being_written_or_removed_are_never_listed(user_models, tiny_mod
     shutil.copytree(tiny_model, user_models / ".tiny-test-seg@3.k2j4")  # as a killed import or training leaves it
     shutil.copytree(tiny_model, user_models / "tiny-test-seg@2")
     assert [f.name for f in model_folders() if f.parent == user_models] == ["tiny-test-seg@2"]
+
+
+def test_only_the_default_versions_and_what_they_name_ship_as_weights():
+    """Superseded versions are reproducible from their cards in docs/models/cards and the training
+    scripts; the extension carries the defaults and the candidate filter their cards name."""
+    from deepdiag.models.card import ModelCard
+    from deepdiag.models.registry import BUILTIN_MODELS
+
+    shipped = {p.name: ModelCard.read(p) for p in BUILTIN_MODELS.iterdir() if p.is_dir()}
+    newest = {}
+    for card in shipped.values():
+        newest[card.id] = max(newest.get(card.id, 0), card.version)
+    named = {card.postprocessing["candidate_filter"]["model"] for card in shipped.values() if "candidate_filter" in card.postprocessing}
+    assert set(shipped) == {f"{i}@{v}" for i, v in newest.items()} | named
+    assert sum(f.stat().st_size for f in BUILTIN_MODELS.rglob("*") if f.is_file()) < 20 * 1024**2
+    archived = {p.stem for p in (BUILTIN_MODELS.parents[3] / "docs" / "models" / "cards").glob("*.json")}
+    assert archived and not archived & set(shipped)
