@@ -4,6 +4,7 @@ one clear line, and never writes a wrong result."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +319,27 @@ def test_a_card_with_fields_of_the_wrong_form_is_refused_at_import_naming_the_fi
     line = _one_line_error(run_cli("models", "import", str(crafted), "--progress", "none",
                                    env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), "model card's " + named)
     assert "internal error" not in line
+
+
+def _series_copy(tmp_path, drop=(), duplicate=None):
+    import shutil
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(DICOM_SERIES))
+    for index, path in enumerate(files):
+        if index not in drop:
+            shutil.copy(path, folder / Path(path).name)
+    if duplicate is not None:  # the same slice a second time, under another file name
+        shutil.copy(files[duplicate], folder / "duplicate.dcm")
+    return folder, files
+
+
+def test_a_series_with_a_missing_slice_is_refused_naming_the_slice_after_the_gap(tmp_path):
+    folder, files = _series_copy(tmp_path, drop=(10,))
+    _one_line_error(run_cli("info", str(folder), "--progress", "none"), str(folder), "not evenly sliced", Path(files[11]).name)
+
+
+def test_a_series_with_a_duplicate_slice_is_refused(tmp_path):
+    folder, _ = _series_copy(tmp_path, duplicate=5)
+    _one_line_error(run_cli("info", str(folder), "--progress", "none"), str(folder), "not evenly sliced", "repeats the position")

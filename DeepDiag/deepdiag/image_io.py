@@ -17,6 +17,8 @@ from .geometry import Volume
 
 #: Extensions the writers accept (MHD is left out: its two files cannot be replaced atomically).
 WRITABLE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
+#: slices whose gap differs more than this share from the series' usual gap make it uneven
+_SLICE_GAP_TOLERANCE = 0.1
 #: the image filters (Gaussian smoothing, resampling) need this many voxels along every axis
 MIN_VOXELS_PER_AXIS = 4
 _IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".dcm", ".nhdr")
@@ -129,8 +131,10 @@ def _read_image_file(path: Path) -> sitk.Image:
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
+    files = _largest_series(folder)
+    _check_slice_positions(folder, files)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(_largest_series(folder))
+    reader.SetFileNames(files)
     try:
         image = reader.Execute()
     except RuntimeError:
@@ -138,6 +142,26 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     _check_shape(folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
     _check_geometry(folder, image.GetSpacing(), image.GetDirection())
     return image
+
+
+def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:
+    """Refuse a series with a duplicate, missing or unevenly spaced slice, naming the slice: ITK
+    would read it with one average spacing, a geometry that is wrong without a word."""
+    if len(files) < 3:
+        return
+    origins = np.array([_image_information(Path(f)).GetOrigin() for f in files], dtype=float)
+    axis = origins[-1] - origins[0]
+    heights = origins @ (axis / (np.linalg.norm(axis) or 1.0))
+    order = np.argsort(heights, kind="stable")
+    gaps = np.diff(heights[order])
+    typical = float(np.median(gaps))
+    for position, gap in enumerate(gaps, start=1):
+        this, before = Path(files[order[position]]).name, Path(files[order[position - 1]]).name
+        if gap < 1e-3:
+            raise DeepDiagError(f"the DICOM series is not evenly sliced: {this} repeats the position of {before}", folder)
+        if abs(gap - typical) > _SLICE_GAP_TOLERANCE * typical:
+            raise DeepDiagError(f"the DICOM series is not evenly sliced: {this} lies {gap:.2f} mm from {before} where the other "
+                                f"slices lie {typical:.2f} mm apart (a slice is missing or out of place)", folder)
 
 
 def _check_geometry(path: Path, spacing, direction) -> None:

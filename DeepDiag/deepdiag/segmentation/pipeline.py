@@ -70,7 +70,9 @@ def segment_volume(
     candidate_filter = load_candidate_filter(card, device)
     searches_spots = candidate_filter is not None and candidate_filter.searches_spots(max(volume.spacing))
     min_volume, min_peak = float(rules.get("min_nodule_volume_mm3", 0.0)), float(rules.get("min_nodule_peak_probability", 0.0))
-    threshold_lungs = chest.lungs[crop.slices]
+    # a scan with hardly any lung (an abdomen with the lung bases) gives the threshold nothing to
+    # check the network's lungs and nodules against: then only the body bounds them
+    threshold_lungs = chest.lungs[crop.slices] if chest.lungs.any() else None
     probabilities = keep_inside_chest(probabilities, chest.body[crop.slices], threshold_lungs)
     lungs = np.argmax(probabilities, axis=0) >= 1 if searches_spots else None  # before the rules drop components to background
     probabilities = keep_plausible_nodules(probabilities, spacing_kji, min_volume, min_peak, threshold_lungs,

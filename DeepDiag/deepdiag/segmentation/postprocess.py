@@ -15,13 +15,16 @@ SMALLEST_NODULE_MM3 = 4.0 / 3.0 * np.pi * 1.5**3
 SHAPE_MIN_VOLUME_MM3 = 200.0
 
 
-def keep_inside_chest(probabilities: np.ndarray, body: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+def keep_inside_chest(probabilities: np.ndarray, body: np.ndarray, lungs: np.ndarray | None) -> np.ndarray:
     """Move lung and nodule probability to background outside the body (the air by the skin, the
-    table, clothes) and in pieces that do not reach the threshold lungs (bowel gas, the
-    oesophagus); ``probabilities`` ``(3, k, j, i)`` is changed in place and returned."""
+    table, clothes) and in pieces that do not reach the threshold ``lungs`` (bowel gas, the
+    oesophagus; not checked when there are none); ``probabilities`` ``(3, k, j, i)`` is changed
+    in place and returned."""
     outside = ~body
     probabilities[0][outside] = 1.0
     probabilities[1:, outside] = 0.0
+    if lungs is None:
+        return probabilities
     pieces, count = ndimage.label(np.argmax(probabilities, axis=0) >= 1)
     if count:
         astray = (pieces > 0) & ~np.isin(pieces, np.unique(pieces[lungs & (pieces > 0)]))
