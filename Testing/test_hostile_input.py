@@ -343,3 +343,22 @@ def test_a_series_with_a_missing_slice_is_refused_naming_the_slice_after_the_gap
 def test_a_series_with_a_duplicate_slice_is_refused(tmp_path):
     folder, _ = _series_copy(tmp_path, duplicate=5)
     _one_line_error(run_cli("info", str(folder), "--progress", "none"), str(folder), "not evenly sliced", "repeats the position")
+
+
+def test_training_labels_with_values_the_model_does_not_know_are_refused_before_training(tmp_path):
+    image, labels = tmp_path / "case.nrrd", tmp_path / "case_labels.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((16, 32, 32), -800, np.int16)), str(image))
+    values = np.zeros((16, 32, 32), np.uint8)
+    values[4:8, 4:8, 4:8] = 7
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(labels))
+    models = tmp_path / "models"
+    result = run_cli("train", "--base", "lung-nodules-seg", "--images", str(image), "--labels", str(labels), "--epochs", "1",
+                     "--progress", "none", env={"DEEPDIAG_MODELS": str(models)})
+    _one_line_error(result, str(labels), "label values [7]")
+    assert not models.exists() or not any(models.iterdir())
+
+
+def test_evaluating_against_a_folder_without_truth_says_what_layout_it_expects(tmp_path):
+    (tmp_path / "truth").mkdir()
+    result = run_cli("evaluate", "detection", "--truth", str(tmp_path / "truth"), "--pred", str(tmp_path), "--progress", "none")
+    _one_line_error(result, "holds no truth/*.json", "deepdiag phantom")
