@@ -3,10 +3,13 @@ acceptance; `benchmarks/fine_tune_benchmark.py` runs the full one on default-siz
 
 Four coarse phantoms from a "scanner" with more noise, more blur and another HU calibration: three
 to fine-tune on, one held out. The held-out case is segmented with the base and with the
-fine-tuned model; the fine-tuned model must find the lungs far better and leave far fewer false
-nodules, and the shipped model's files must be unchanged. These 45 steps are too few to lift the
-nodule Dice itself (measured 0.72 before, 0.48 after, with 19 and 1 false positives); the
-benchmark's 480 steps do (0.57 to 0.73 on five default-size cases).
+fine-tuned model; the fine-tuned model must leave far fewer false nodules and keep the lungs, and
+the shipped model's files must be unchanged. The lungs used to be the larger gain (Dice 0.27 to
+0.75): the base marked the air around this scanner's patients as lung. Since the engine keeps the
+lungs inside the body, the base finds them already (0.991 before, 0.992 after with
+lung-nodules-seg@11), and the false nodules are what fine-tuning removes (6 to 0 per scan). These
+45 steps are too few to lift the nodule Dice itself (0.51 before, 0.13 after); the benchmark's
+480 steps do (0.57 to 0.73 on five default-size cases, with an earlier base model).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from conftest import PROJECT_ROOT, run_cli
 
 SHIFTED_SCANNER = ["--noise", "40", "--blur", "1.1", "--hu-scale", "0.85", "--hu-offset", "90"]
 CASES = ["--size", "200", "200", "100", "--spacing", "1.75", "1.75", "3.75", "--nodules", "3", "4", "--diameter", "8", "20"]
-MIN_LUNG_GAIN = 0.30  # measured 0.27 -> 0.75
+MIN_LUNGS_DICE = 0.95  # measured 0.991 before and 0.992 after
 BUILTIN = PROJECT_ROOT / "DeepDiag" / "deepdiag" / "models" / "builtin"
 
 
@@ -59,6 +62,7 @@ def test_fine_tuning_on_another_scanner_improves_the_held_out_case(shifted_cases
     new_model = json.loads(trained.stdout)["model"]
     after = _figures(new_model, shifted_cases, "tuned", env)
     figures = f"before {before}, after {after}"
-    assert after["lungs_dice"] >= before["lungs_dice"] + MIN_LUNG_GAIN, figures
+    assert after["lungs_dice"] >= MIN_LUNGS_DICE and before["lungs_dice"] >= MIN_LUNGS_DICE, figures
+    assert before["false_positives_per_scan"] >= 2, figures  # the shift confuses the base model
     assert after["false_positives_per_scan"] <= before["false_positives_per_scan"] / 2, figures
     assert _hashes() == shipped

@@ -4,6 +4,7 @@ one clear line, and never writes a wrong result."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,29 +66,48 @@ def _one_line_error(result, *needles: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("crafted_id", ["/../../../{escape}/ESCAPED", "../ESCAPED", "a/b", "..", "x..y"])
-def test_a_crafted_card_id_cannot_install_a_model_outside_the_models_folder(tmp_path, tiny_model, crafted_id):
+def _crafted_copy(tmp_path, model_folder, **fields):
     import shutil
 
-    escape = tmp_path / "escape"
     crafted = tmp_path / "crafted"
-    shutil.copytree(tiny_model, crafted)
+    shutil.copytree(model_folder, crafted)
     card = json.loads((crafted / "model.json").read_text())
-    card["id"] = crafted_id.format(escape=str(escape).lstrip("/"))
+    card.update(fields)
     (crafted / "model.json").write_text(json.dumps(card))
+    return crafted
+
+
+def test_a_crafted_card_id_cannot_install_a_model_outside_the_models_folder(tmp_path, tiny_model):
+    escape = tmp_path / "escape"
+    crafted = _crafted_copy(tmp_path, tiny_model, id=f"/../../../{str(escape).lstrip('/')}/ESCAPED")
     models = tmp_path / "models"
     result = run_cli("models", "import", str(crafted), "--progress", "none", env={"DEEPDIAG_MODELS": str(models)})
     _one_line_error(result, "refused", "model id")
     assert not escape.exists()
-    assert not any(models.rglob("model.json")) if models.exists() else True
-
-
-@pytest.mark.parametrize("option", [["--id", "../../ESCAPED"], ["--id", "a\\b"], ["--version", "0"]])
-def test_an_import_name_that_is_no_plain_folder_name_is_refused_before_anything_is_read(tmp_path, tiny_model, option):
-    models = tmp_path / "models"
-    result = run_cli("models", "import", str(tiny_model), *option, "--progress", "none", env={"DEEPDIAG_MODELS": str(models)})
-    _one_line_error(result, "refused")
     assert not models.exists() or not any(models.iterdir())
+
+
+@pytest.mark.parametrize("crafted_id", ["../ESCAPED", "a/b", "..", "x..y", "a\\b"])
+def test_every_id_that_is_no_plain_folder_name_is_refused(tmp_path, tiny_model, monkeypatch, crafted_id):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.importers import import_model
+
+    monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
+    with pytest.raises(DeepDiagError, match="refused: the model id"):
+        import_model(_crafted_copy(tmp_path, tiny_model, id=crafted_id))
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+@pytest.mark.parametrize("model_id,version", [("../../ESCAPED", None), ("a\\b", None), (None, 0)])
+def test_an_import_name_that_is_no_plain_folder_name_is_refused_before_anything_is_read(tmp_path, tiny_model, monkeypatch,
+                                                                                         model_id, version):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.importers import import_model
+
+    monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
+    with pytest.raises(DeepDiagError, match="refused"):
+        import_model(tiny_model, model_id, version)
+    assert not (tmp_path / "models").exists()
 
 
 def test_non_finite_voxels_are_refused_with_their_count(tmp_path):
@@ -308,16 +328,19 @@ def test_an_import_error_names_the_users_file_not_a_deleted_temporary_one(tmp_pa
     ("classes", "x", "classes"), ("input", None, "input"), ("patch_size", "abc", "patch_size"),
     ("input", {"spacing_mm": [0, 1, 1]}, "input.spacing_mm"), ("network", {"name": "UNet", "parameters": [1, 2]}, "network.parameters"),
 ])
-def test_a_card_with_fields_of_the_wrong_form_is_refused_at_import_naming_the_field(tmp_path, tiny_model, field, value, named):
-    import shutil
+def test_a_card_with_fields_of_the_wrong_form_is_refused_at_import_naming_the_field(tmp_path, tiny_model, monkeypatch, field, value, named):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.importers import import_model
 
-    crafted = tmp_path / "crafted"
-    shutil.copytree(tiny_model, crafted)
-    card = json.loads((crafted / "model.json").read_text())
-    card[field] = value
-    (crafted / "model.json").write_text(json.dumps(card))
+    monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
+    with pytest.raises(DeepDiagError, match=f"model card's {re.escape(named)} "):
+        import_model(_crafted_copy(tmp_path, tiny_model, **{field: value}))
+
+
+def test_a_card_field_of_the_wrong_form_is_one_line_from_the_command_line(tmp_path, tiny_model):
+    crafted = _crafted_copy(tmp_path, tiny_model, classes="x")
     line = _one_line_error(run_cli("models", "import", str(crafted), "--progress", "none",
-                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), "model card's " + named)
+                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), "model card's classes")
     assert "internal error" not in line
 
 

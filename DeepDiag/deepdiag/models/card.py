@@ -135,9 +135,11 @@ def check_card_fields(document: dict, source) -> None:
     if not isinstance(classes, list):
         refuse("classes", f"must be a list of classes, not {classes!r}")
     for index, item in enumerate(classes):
-        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("label_value"), int)
-                and isinstance(item.get("color"), list) and len(item["color"]) == 3 and all(number(c) for c in item["color"])):
-            refuse(f"classes[{index}]", "must have a name, a whole-number label_value and an RGB color of 3 numbers")
+        color = item.get("color", [0, 0, 0]) if isinstance(item, dict) else None
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str)
+                and isinstance(item.get("label_value", 0), int) and not isinstance(item.get("label_value", 0), bool)
+                and isinstance(color, list) and len(color) == 3 and all(number(c) for c in color)):
+            refuse(f"classes[{index}]", "must have a name, and a whole-number label_value and an RGB color of 3 numbers where given")
     for field in ("postprocessing", "training", "metrics"):
         if not isinstance(document.get(field, {}), dict):
             refuse(field, "must be an object")
