@@ -7,7 +7,7 @@
    (segmentation), FROC and findings per scan at the default score (detection), type accuracy at
    the inserted nodules' centres (classification).
 
-    python scripts/evaluate_real_scans.py --output output/real-scans
+    python scripts/evaluate_real_scans.py --output output/real-scans --record
     python scripts/evaluate_real_scans.py --segmentation-model lung-nodules-seg@10 --cases 4 --seed 6001
 """
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "DeepDiag"))
 
 from deepdiag.evaluation.real_scans import evaluate_inserted, marks_on_untouched_scan, write_inserted_cases  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
-from deepdiag.models.store import load_model  # noqa: E402
+from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "output" / "real-scans"), help="PNGs, inserted cases and predictions")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-inserted", action="store_true", help="only the untouched scans")
+    parser.add_argument("--record", action="store_true", help="write the figures into the cards' metrics.real_scans")
     args = parser.parse_args()
     device = pick_device(args.device)
     segmentation = load_model(find_model(args.segmentation_model, "segmentation", "lung-nodules-seg"), device)
@@ -58,6 +59,24 @@ def main() -> None:
         figures["inserted"] = {"background": HELD_OUT_BACKGROUND.parent.name, "cases": args.cases, "seed": args.seed,
                                **evaluate_inserted(truth, segmentation, detection, device, folder, classification)}
     print(json.dumps(figures, indent=1))
+    if args.record:
+        record_real_figures(figures, segmentation, detection)
+
+
+def record_real_figures(figures: dict, segmentation, detection) -> None:
+    """metrics.real_scans of both cards: the real-scan figures, apart from the phantom ones."""
+    data = (f"../{REAL.relative_to(ROOT.parent)}: {', '.join(s.parent.name for s in UNTOUCHED)} untouched; "
+            f"{HELD_OUT_BACKGROUND.parent.name} (kept out of training) with inserted nodules, its known lesions left out. "
+            "covid_ricord_419639 was a training background of lung-nodules-fpr@9: its marks are no held-out figure")
+    inserted = figures.get("inserted", {})
+    for model, task, marks in ((segmentation, "segmentation", "segmentation_components"), (detection, "detection", "detector_findings")):
+        found = "known_lesions_found_by_" + ("segmentation" if task == "segmentation" else "detector")
+        untouched = [{"scan": u["scan"], marks: u[marks], f"{marks}_on_known_lesions": u[f"{marks}_on_known_lesions"],
+                      found: u[found], "seconds": u["seconds"]} for u in figures["untouched"]]
+        real = {"data": data, "untouched": untouched}
+        if inserted:
+            real["inserted_held_out_background"] = {k: inserted[k] for k in ("background", "cases", "seed")} | inserted[task]
+        record_in_card(model.folder, metrics={**model.card.metrics, "real_scans": real})
 
 
 def _local_copy(scan: Path, output: Path) -> Path:
