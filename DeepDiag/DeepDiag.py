@@ -12,15 +12,30 @@ from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLS
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+)
 
 from DeepDiagGUI import EngineModuleWidget, preferred_device, set_preferred_device
 from DeepDiagLib import EngineTask
-from DeepDiagLib.classification_logic import (ClassificationTask, add_classification_result, available_classification_models,
-                                              classify_findings, show_saliency)
+from DeepDiagLib.classification_logic import (
+    ClassificationTask,
+    add_classification_result,
+    available_classification_models,
+    classify_findings,
+    show_saliency,
+)
 from DeepDiagLib.dependencies import check_python_version, install_engine_packages, missing_engine_packages
-from DeepDiagLib.fine_tuning_logic import fine_tune_from_scene, fine_tuning_task, folder_pairs, record_epoch, training_plot
-from DeepDiagLib.model_logic import model_rows, model_import_task
+from DeepDiagLib.fine_tuning_logic import (
+    fine_tune_from_scene,
+    fine_tuning_task,
+    folder_pairs,
+    record_epoch,
+    training_plot,
+)
+from DeepDiagLib.model_logic import model_import_task, model_rows
 from DeepDiagLib.segmentation_logic import available_segmentation_models
 
 
@@ -110,7 +125,9 @@ class DeepDiagWidget(EngineModuleWidget):
         table.setHorizontalHeaderLabels(headers)
         table.setRowCount(len(rows))
         for index, row in enumerate(rows):
-            figures = ", ".join(f"{k} {v}" for k, v in list(row.get("metrics", {}).items())[:4]) or row.get("problem", "")
+            figures = ", ".join(f"{k} {v}" for k, v in list(row.get("metrics", {}).items())[:4]) or row.get(
+                "problem", ""
+            )
             for column, text in enumerate([row["id"], row["task"], row["source"], row.get("trained_on", ""), figures]):
                 item = qt.QTableWidgetItem(str(text))
                 item.setToolTip(str(text))
@@ -122,8 +139,12 @@ class DeepDiagWidget(EngineModuleWidget):
         self.updateButtons()
 
     def onImportModelButton(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import a model (folder: pick its model.json)"), "",
-                                              _("Models (model.json *.zip *.ts *.pt);;All files (*)"))
+        path = qt.QFileDialog.getOpenFileName(
+            slicer.util.mainWindow(),
+            _("Import a model (folder: pick its model.json)"),
+            "",
+            _("Models (model.json *.zip *.ts *.pt);;All files (*)"),
+        )
         if not path:
             return
         source = str(Path(path).parent) if Path(path).name == "model.json" else path
@@ -132,7 +153,9 @@ class DeepDiagWidget(EngineModuleWidget):
 
     def _afterImport(self, result) -> None:
         self.refreshModels()
-        slicer.util.infoDisplay(_("Imported {model}. Complete its card where it lists fields to complete.").format(model=result["imported"]))
+        slicer.util.infoDisplay(
+            _("Imported {model}. Complete its card where it lists fields to complete.").format(model=result["imported"])
+        )
 
     def onAddCaseButton(self) -> None:
         p = self._parameterNode
@@ -154,9 +177,15 @@ class DeepDiagWidget(EngineModuleWidget):
         with slicer.util.tryWithErrorDisplay(_("Could not start fine-tuning."), waitCursor=True):
             pairs = [(slicer.mrmlScene.GetNodeByID(v), slicer.mrmlScene.GetNodeByID(s)) for v, s in self.trainingPairs]
             folder = self.ui.trainingFolderEdit.currentPath
-            task = fine_tuning_task(pairs, self.ui.baseModelSelector.currentText, p.epochs, p.learningRate,
-                                    newName=p.newModelName or None, device=preferred_device(),
-                                    filePairs=folder_pairs(folder) if folder else ())
+            task = fine_tuning_task(
+                pairs,
+                self.ui.baseModelSelector.currentText,
+                p.epochs,
+                p.learningRate,
+                newName=p.newModelName or None,
+                device=preferred_device(),
+                filePairs=folder_pairs(folder) if folder else (),
+            )
             self.figuresTable, chart = training_plot(slicer.mrmlScene)
             slicer.modules.plots.logic().ShowChartInLayout(chart)
             self.runner.start(task, lambda task, result: self._afterFineTuning(result), self._onTrainingEvent)
@@ -167,15 +196,30 @@ class DeepDiagWidget(EngineModuleWidget):
 
     def _afterFineTuning(self, result) -> None:
         self.refreshModels()
-        message = _("Saved {model} (best epoch {epoch}). Validation Dice (mean of lungs and nodules): {before} before, {after} after.")
-        slicer.util.infoDisplay(message.format(model=result["model"], epoch=result["best_epoch"],
-                                               before=result["before"]["mean_dice"], after=result["after"]["mean_dice"]))
+        message = _(
+            "Saved {model} (best epoch {epoch}). Validation Dice (mean of lungs and nodules): {before} before, "
+            "{after} after."
+        )
+        slicer.util.infoDisplay(
+            message.format(
+                model=result["model"],
+                epoch=result["best_epoch"],
+                before=result["before"]["mean_dice"],
+                after=result["after"]["mean_dice"],
+            )
+        )
 
     def onClassifyButton(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not classify the findings."), waitCursor=True):
-            task = ClassificationTask(p.findingsVolume, p.findingsMarkups, p.findingsSegmentation, self.ui.classifierSelector.currentText,
-                                      preferred_device(), p.explain)
+            task = ClassificationTask(
+                p.findingsVolume,
+                p.findingsMarkups,
+                p.findingsSegmentation,
+                self.ui.classifierSelector.currentText,
+                preferred_device(),
+                p.explain,
+            )
             nodes = (p.findingsVolume, p.findingsMarkups)
             self.runner.start(task, lambda task, result: self._afterClassification(result, *nodes))
 
@@ -198,7 +242,9 @@ class DeepDiagWidget(EngineModuleWidget):
             return
         self.ui.installButton.visible = bool(missing)
         self.ui.dependencyLabel.text = (
-            _("Engine ready.") if not missing else _("Missing Python packages: {packages}").format(packages=", ".join(missing))
+            _("Engine ready.")
+            if not missing
+            else _("Missing Python packages: {packages}").format(packages=", ".join(missing))
         )
         self.updateButtons()
 
@@ -223,11 +269,11 @@ class DeepDiagWidget(EngineModuleWidget):
 class DeepDiagLogic(ScriptedLoadableModuleLogic):
     """Console use::
 
-        logic = slicer.util.getModuleLogic("DeepDiag")
-        logic.describeVolume(volumeNode)
-        logic.models()                                    # the model table as dictionaries
-        result, figures = logic.fineTune([(volumeNode, segmentationNode)], "lung-nodules-seg", epochs=5)
-        nodes = logic.classifyFindings(volumeNode, markupsNode=findingsNode, explain=True)  # {"table", "saliency", ...}
+    logic = slicer.util.getModuleLogic("DeepDiag")
+    logic.describeVolume(volumeNode)
+    logic.models()                                    # the model table as dictionaries
+    result, figures = logic.fineTune([(volumeNode, segmentationNode)], "lung-nodules-seg", epochs=5)
+    nodes = logic.classifyFindings(volumeNode, markupsNode=findingsNode, explain=True)  # {"table", "saliency", ...}
     """
 
     def getParameterNode(self):
@@ -252,14 +298,33 @@ class DeepDiagLogic(ScriptedLoadableModuleLogic):
         """Blocking: fine-tune on (volume node, segmentation node) pairs and/or a folder of
         images/ + labels/; returns the engine's result and the table of epoch figures."""
         filePairs = folder_pairs(folder) if folder else ()
-        return fine_tune_from_scene(slicer.mrmlScene, pairs, baseModel, epochs, learningRate, newName=newName, device=device,
-                                    filePairs=filePairs, onEvent=lambda event: logging.info(event.get("message", "")))
+        return fine_tune_from_scene(
+            slicer.mrmlScene,
+            pairs,
+            baseModel,
+            epochs,
+            learningRate,
+            newName=newName,
+            device=device,
+            filePairs=filePairs,
+            onEvent=lambda event: logging.info(event.get("message", "")),
+        )
 
-    def classifyFindings(self, volumeNode, markupsNode=None, segmentationNode=None, modelId=None, device="auto", explain=False):
+    def classifyFindings(
+        self, volumeNode, markupsNode=None, segmentationNode=None, modelId=None, device="auto", explain=False
+    ):
         """Blocking: classify the findings of a fiducial and/or segmentation node; returns the new
         nodes by role: ``table``, ``markups`` (findings from a segmentation alone), ``saliency``."""
-        return classify_findings(slicer.mrmlScene, volumeNode, markupsNode, segmentationNode, modelId, device, explain,
-                                 onEvent=lambda event: logging.info(event.get("message", "")))
+        return classify_findings(
+            slicer.mrmlScene,
+            volumeNode,
+            markupsNode,
+            segmentationNode,
+            modelId,
+            device,
+            explain,
+            onEvent=lambda event: logging.info(event.get("message", "")),
+        )
 
 
 def _description(result: dict) -> dict:

@@ -7,11 +7,21 @@ from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+)
 
 from DeepDiagGUI import ModelModuleWidget
 from DeepDiagLib import EngineTask
-from DeepDiagLib.detection_logic import add_detection_result, available_detection_models, default_min_score, detect_volume_node, detection_task
+from DeepDiagLib.detection_logic import (
+    add_detection_result,
+    available_detection_models,
+    default_min_score,
+    detect_volume_node,
+    detection_task,
+)
 
 
 class DeepDiagDetect(ScriptedLoadableModule):

@@ -8,7 +8,11 @@ from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+)
 
 from DeepDiagGUI import ModelModuleWidget
 from DeepDiagLib import EngineTask
@@ -54,8 +58,12 @@ class DeepDiagSegmentWidget(ModelModuleWidget):
     def onSegmentButton(self) -> None:
         volumeNode = self._parameterNode.inputVolume
         with slicer.util.tryWithErrorDisplay(_("Segmentation failed."), waitCursor=True):
-            task = self.logic.segmentationTask(volumeNode, self._parameterNode.modelId or None, self._parameterNode.device)
-            self.runner.start(task, lambda task, result: self._showResult(self.logic.addSegmentation(result, volumeNode)))
+            task = self.logic.segmentationTask(
+                volumeNode, self._parameterNode.modelId or None, self._parameterNode.device
+            )
+            self.runner.start(
+                task, lambda task, result: self._showResult(self.logic.addSegmentation(result, volumeNode))
+            )
 
     def _showResult(self, segmentationNode) -> None:
         warnings = segmentationNode.GetAttribute("DeepDiag.Warnings")
@@ -105,8 +113,14 @@ class DeepDiagSegmentTest(ScriptedLoadableModuleTest):
         segmentation = segmentationNode.GetSegmentation()
         for name in ("Lungs", "Lung nodules"):
             self.assertTrue(segmentation.GetSegmentIdBySegmentName(name), f"no segment named {name}")
-        labels = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentation.GetSegmentIdBySegmentName("Lungs"), volumeNode)
-        self.assertGreater(labels.sum() * float(np.prod(volumeNode.GetSpacing())) / 1e6, 1.0, "less than a litre of lung")
-        nodules = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentation.GetSegmentIdBySegmentName("Lung nodules"), volumeNode)
+        labels = slicer.util.arrayFromSegmentBinaryLabelmap(
+            segmentationNode, segmentation.GetSegmentIdBySegmentName("Lungs"), volumeNode
+        )
+        self.assertGreater(
+            labels.sum() * float(np.prod(volumeNode.GetSpacing())) / 1e6, 1.0, "less than a litre of lung"
+        )
+        nodules = slicer.util.arrayFromSegmentBinaryLabelmap(
+            segmentationNode, segmentation.GetSegmentIdBySegmentName("Lung nodules"), volumeNode
+        )
         self.assertGreater(int(nodules.sum()), 0, "the sample's nodules were not found")
         self.delayDisplay("Test passed")

@@ -57,7 +57,22 @@ def scene():
     mrml_scene.Clear(1)
 
 
-SMALL_CASE = ["--size", "160", "160", "100", "--spacing", "2.2", "2.2", "3.75", "--nodules", "2", "2", "--diameter", "10", "18"]
+SMALL_CASE = [
+    "--size",
+    "160",
+    "160",
+    "100",
+    "--spacing",
+    "2.2",
+    "2.2",
+    "3.75",
+    "--nodules",
+    "2",
+    "2",
+    "--diameter",
+    "10",
+    "18",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +93,31 @@ def tiny_model(tmp_path_factory):
     from deepdiag.terminology import LUNG_NODULES, LUNGS
 
     card = ModelCard(
-        id="tiny-test-seg", version=1, task="segmentation",
-        network={"name": "UNet", "parameters": {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2]}},
-        input={"channels": 1, "modality": "CT", "spacing_mm": [3.0, 3.0, 3.0], "intensity": {"min_hu": -1000, "max_hu": 400}},
+        id="tiny-test-seg",
+        version=1,
+        task="segmentation",
+        network={
+            "name": "UNet",
+            "parameters": {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2]},
+        },
+        input={
+            "channels": 1,
+            "modality": "CT",
+            "spacing_mm": [3.0, 3.0, 3.0],
+            "intensity": {"min_hu": -1000, "max_hu": 400},
+        },
         patch_size=[32, 32, 32],
-        classes=[{"name": c.name, "label_value": c.label_value, "color": list(c.color), "category": c.category.encode(),
-                  "type": c.type.encode(), "region": c.region.encode() if c.region.value else ""} for c in (LUNGS, LUNG_NODULES)],
+        classes=[
+            {
+                "name": c.name,
+                "label_value": c.label_value,
+                "color": list(c.color),
+                "category": c.category.encode(),
+                "type": c.type.encode(),
+                "region": c.region.encode() if c.region.value else "",
+            }
+            for c in (LUNGS, LUNG_NODULES)
+        ],
         postprocessing={"min_nodule_volume_mm3": 8.0},
     )
     import torch
@@ -125,12 +159,30 @@ def tiny_detector(tmp_path_factory):
     from deepdiag.models.store import save_model
 
     card = ModelCard(
-        id="tiny-test-det", version=1, task="detection",
-        network={"name": "FasterRCNN", "parameters": {"image_size": 64, "anchor_sizes": [4, 8, 16], "slice_score_threshold": 0.0}},
-        input={"channels": 3, "modality": "CT", "spacing_mm": [3.0, 3.0, 3.0], "intensity": {"min_hu": -1000, "max_hu": 400}},
+        id="tiny-test-det",
+        version=1,
+        task="detection",
+        network={
+            "name": "FasterRCNN",
+            "parameters": {"image_size": 64, "anchor_sizes": [4, 8, 16], "slice_score_threshold": 0.0},
+        },
+        input={
+            "channels": 3,
+            "modality": "CT",
+            "spacing_mm": [3.0, 3.0, 3.0],
+            "intensity": {"min_hu": -1000, "max_hu": 400},
+        },
         patch_size=[64, 64],
-        classes=[{"name": "Lung nodule", "label_value": 1, "color": [1, 0, 0], "category": "SCT^49755003^Morphologically Altered Structure",
-                  "type": "SCT^27925004^Nodule", "region": "SCT^39607008^Lung"}],
+        classes=[
+            {
+                "name": "Lung nodule",
+                "label_value": 1,
+                "color": [1, 0, 0],
+                "category": "SCT^49755003^Morphologically Altered Structure",
+                "type": "SCT^27925004^Nodule",
+                "region": "SCT^39607008^Lung",
+            }
+        ],
     )
     torch.manual_seed(0)
     return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-det@1")

@@ -7,9 +7,8 @@ import json
 import re
 
 import numpy as np
-from PIL import Image
-
 from conftest import run_cli
+from PIL import Image
 
 
 def test_report_shows_one_key_image_per_finding(tmp_path, small_case):

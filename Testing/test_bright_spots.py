@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from test_candidate_filter import CentreBrightness
 
 from deepdiag.models import ModelCard
 from deepdiag.models.store import LoadedModel
 from deepdiag.segmentation.bright_spots import SpotSearch, bright_spots
 from deepdiag.segmentation.candidate_filter import CandidateFilter, load_candidate_filter
-from test_candidate_filter import CentreBrightness
 
 SPACING_KJI = (1.25, 1.0, 1.0)
 LUNG, DENSE = 0.1, 0.7  # normalized intensities of aerated lung and of soft tissue
@@ -23,8 +23,10 @@ def _lung_with(nodule_centre=(24, 32, 20), nodule_diameter_mm=4.5, vessel_at=(24
     k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
     image = np.full(shape, LUNG, dtype=np.float32)
     radius = nodule_diameter_mm / 2
-    nodule = ((k - nodule_centre[0]) * SPACING_KJI[0]) ** 2 + (j - nodule_centre[1]) ** 2 + (i - nodule_centre[2]) ** 2 <= radius ** 2
-    vessel = ((k - vessel_at[0]) * SPACING_KJI[0]) ** 2 + (i - vessel_at[2]) ** 2 <= radius ** 2
+    nodule = ((k - nodule_centre[0]) * SPACING_KJI[0]) ** 2 + (j - nodule_centre[1]) ** 2 + (
+        i - nodule_centre[2]
+    ) ** 2 <= radius**2
+    vessel = ((k - vessel_at[0]) * SPACING_KJI[0]) ** 2 + (i - vessel_at[2]) ** 2 <= radius**2
     image[nodule | vessel] = DENSE
     return image, nodule, vessel
 
@@ -47,10 +49,15 @@ def test_no_spot_outside_the_lungs_or_on_excluded_voxels():
     image, nodule, _ = _lung_with()
     lungs = np.ones(image.shape, dtype=bool)
     lungs[:, :, :21] = False  # the lung mask stops one voxel short of the nodule's centre, as on a juxtapleural nodule
-    assert any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI)), "the lung's edge still reaches it"
+    assert any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI)), (
+        "the lung's edge still reaches it"
+    )
     lungs[:, :, :24] = False
     assert not any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI))
-    assert not any(nodule[tuple(s.centre)] for s in bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI, excluded=nodule))
+    assert not any(
+        nodule[tuple(s.centre)]
+        for s in bright_spots(image, np.ones(image.shape, dtype=bool), SPACING_KJI, excluded=nodule)
+    )
 
 
 def test_without_the_chest_wall_a_nodule_on_the_pleura_is_a_spot():
@@ -73,12 +80,18 @@ def test_a_lower_blobness_finds_faint_ground_glass():
     image[nodule] = LUNG + 0.09  # about 125 HU above the lung: a small ground-glass nodule blurred by the scanner
     lungs = np.ones(image.shape, dtype=bool)
     assert not any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI))
-    assert any(nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI, search=SpotSearch(min_blobness=0.02)))
+    assert any(
+        nodule[tuple(s.centre)] for s in bright_spots(image, lungs, SPACING_KJI, search=SpotSearch(min_blobness=0.02))
+    )
 
 
 def test_a_filter_card_says_how_its_spots_are_searched():
-    card = ModelCard(id="f", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[])
-    assert SpotSearch.from_card(card) == SpotSearch(), "cards from before the setting keep the search they were trained with"
+    card = ModelCard(
+        id="f", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[]
+    )
+    assert SpotSearch.from_card(card) == SpotSearch(), (
+        "cards from before the setting keep the search they were trained with"
+    )
     card.input["spot_search"] = SpotSearch(0.02, True).as_card_entry()
     assert SpotSearch.from_card(card) == SpotSearch(0.02, True)
 
@@ -90,7 +103,15 @@ def test_a_faint_speck_of_noise_is_no_spot():
 
 
 def _filter(spot_min_probability=0.9, spot_search: SpotSearch | None = None) -> CandidateFilter:
-    card = ModelCard(id="centre-test", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[])
+    card = ModelCard(
+        id="centre-test",
+        version=1,
+        task="candidate-classification",
+        network={},
+        input={},
+        patch_size=[8, 8, 8],
+        classes=[],
+    )
     if spot_search:
         card.input["spot_search"] = spot_search.as_card_entry()
     return CandidateFilter(LoadedModel(card, CentreBrightness(), None), 0.5, spot_min_probability)
@@ -123,7 +144,9 @@ def test_the_pipeline_searches_spots_as_the_filter_card_says():
     probabilities, lungs = _no_nodule_predicted(image), np.ones(image.shape, dtype=bool)
     as_trained = _filter(0.5).add_spot_nodules(probabilities, lungs, image, SPACING_KJI, torch.device("cpu"))
     assert not (np.argmax(as_trained, axis=0) == 2).any(), "the default search does not reach so faint a spot"
-    fainter = _filter(0.5, SpotSearch(min_blobness=0.02)).add_spot_nodules(probabilities, lungs, image, SPACING_KJI, torch.device("cpu"))
+    fainter = _filter(0.5, SpotSearch(min_blobness=0.02)).add_spot_nodules(
+        probabilities, lungs, image, SPACING_KJI, torch.device("cpu")
+    )
     assert (np.argmax(fainter, axis=0) == 2)[nodule].mean() > 0.5
 
 
@@ -131,19 +154,35 @@ def test_a_spot_on_a_kept_component_is_left_to_the_component():
     image, nodule, _ = _lung_with()
     probabilities = _no_nodule_predicted(image)
     probabilities[2][nodule], probabilities[1][nodule] = 0.6, 0.4
-    marked = _filter(0.9).add_spot_nodules(probabilities, np.ones(image.shape, dtype=bool), image, SPACING_KJI, torch.device("cpu"))
+    marked = _filter(0.9).add_spot_nodules(
+        probabilities, np.ones(image.shape, dtype=bool), image, SPACING_KJI, torch.device("cpu")
+    )
     assert np.array_equal(marked, probabilities), "the component keeps its own probabilities and extent"
 
 
 def test_a_segmentation_card_turns_the_spot_search_on():
-    card = ModelCard(id="seg-test", version=1, task="segmentation", network={},
-                     input={"spacing_mm": [1.0, 1.0, 1.25], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
-                     patch_size=[96, 96, 96], classes=[])
-    card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@9", "min_probability": 0.8,
-                                                "spot_min_probability": 0.95, "spot_max_slice_mm": 2.0}}
+    card = ModelCard(
+        id="seg-test",
+        version=1,
+        task="segmentation",
+        network={},
+        input={"spacing_mm": [1.0, 1.0, 1.25], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
+        patch_size=[96, 96, 96],
+        classes=[],
+    )
+    card.postprocessing = {
+        "candidate_filter": {
+            "model": "lung-nodules-fpr@9",
+            "min_probability": 0.8,
+            "spot_min_probability": 0.95,
+            "spot_max_slice_mm": 2.0,
+        }
+    }
     loaded = load_candidate_filter(card, torch.device("cpu"))
     assert (loaded.min_probability, loaded.spot_min_probability) == (0.8, 0.95)
-    assert loaded.searches_spots(1.25) and loaded.searches_spots(2.0) and not loaded.searches_spots(2.5), "not on thick slices"
+    assert loaded.searches_spots(1.25) and loaded.searches_spots(2.0) and not loaded.searches_spots(2.5), (
+        "not on thick slices"
+    )
     card.postprocessing = {"candidate_filter": {"model": "lung-nodules-fpr@9", "min_probability": 0.8}}
     assert not load_candidate_filter(card, torch.device("cpu")).searches_spots(1.0)
 
@@ -163,4 +202,6 @@ def test_training_spots_are_positives_on_nodules_and_negatives_elsewhere():
     assert patches.images[patches.labels == 1][0][centre] == np.float16(DENSE)
     assert 4.0 < patches.diameters_mm[patches.labels == 1][0] < 5.0
     negatives = patches.images[patches.labels == 0]
-    assert len(negatives) >= 1 and all(p[centre] == np.float16(DENSE) for p in negatives), "negatives are bright spots, off the nodule"
+    assert len(negatives) >= 1 and all(p[centre] == np.float16(DENSE) for p in negatives), (
+        "negatives are bright spots, off the nodule"
+    )

@@ -12,8 +12,13 @@ import torch
 from deepdiag.errors import DeepDiagError
 from deepdiag.models import ModelCard
 from deepdiag.models.store import LoadedModel
-from deepdiag.segmentation.candidate_filter import (CandidateFilter, load_candidate_filter, nodule_probabilities, patch_around,
-                                                    with_zoomed_centre)
+from deepdiag.segmentation.candidate_filter import (
+    CandidateFilter,
+    load_candidate_filter,
+    nodule_probabilities,
+    patch_around,
+    with_zoomed_centre,
+)
 from deepdiag.training.candidate_filter import VESSEL_POINTS_PER_CASE, case_patches, stored_size
 from deepdiag.training.classification import NodulePatches, centre_logits, train_classifier
 from deepdiag.training.segmentation_data import Example
@@ -29,7 +34,15 @@ class CentreBrightness(torch.nn.Module):
 
 
 def _filter(min_probability: float = 0.5) -> CandidateFilter:
-    card = ModelCard(id="centre-test", version=1, task="candidate-classification", network={}, input={}, patch_size=[8, 8, 8], classes=[])
+    card = ModelCard(
+        id="centre-test",
+        version=1,
+        task="candidate-classification",
+        network={},
+        input={},
+        patch_size=[8, 8, 8],
+        classes=[],
+    )
     return CandidateFilter(LoadedModel(card, CentreBrightness(), None), min_probability)
 
 
@@ -71,9 +84,15 @@ def test_patches_reach_past_the_image_edge_as_air():
 
 
 def _card(**changes) -> ModelCard:
-    card = ModelCard(id="seg-test", version=1, task="segmentation", network={},
-                     input={"spacing_mm": [1.0, 1.0, 1.25], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
-                     patch_size=[96, 96, 96], classes=[])
+    card = ModelCard(
+        id="seg-test",
+        version=1,
+        task="segmentation",
+        network={},
+        input={"spacing_mm": [1.0, 1.0, 1.25], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
+        patch_size=[96, 96, 96],
+        classes=[],
+    )
     card.postprocessing = changes
     return card
 
@@ -92,11 +111,24 @@ def test_a_filter_that_sees_another_grid_is_refused(tmp_path):
     from deepdiag.models.store import save_model
 
     filter_card = ModelCard(
-        id="grid-test-fpr", version=1, task="candidate-classification",
-        network={"name": "ResNet", "parameters": {"block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [4, 4, 4, 4],
-                                                  "spatial_dims": 3, "n_input_channels": 1, "num_classes": 2}},
+        id="grid-test-fpr",
+        version=1,
+        task="candidate-classification",
+        network={
+            "name": "ResNet",
+            "parameters": {
+                "block": "basic",
+                "layers": [1, 1, 1, 1],
+                "block_inplanes": [4, 4, 4, 4],
+                "spatial_dims": 3,
+                "n_input_channels": 1,
+                "num_classes": 2,
+            },
+        },
         input={"spacing_mm": [2.0, 2.0, 2.0], "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
-        patch_size=[16, 16, 16], classes=[])
+        patch_size=[16, 16, 16],
+        classes=[],
+    )
     folder = save_model(build_network(filter_card), filter_card, tmp_path / "grid-test-fpr@1")
     with pytest.raises(DeepDiagError, match="does not see the image as seg-test@1"):
         load_candidate_filter(_card(candidate_filter={"model": str(folder)}), torch.device("cpu"))
@@ -138,14 +170,20 @@ def test_the_segmentation_models_components_become_positives_on_nodules_and_nega
     image[13:18, 9:14, 9:14] = 0.7  # the model's component: the nodule and a rim around it, off its centre
     image[14:17, 35:38, 35:38] = 0.7  # a blob far from the nodule
     example = Example(image, labels, [nodule.astype(np.int32)])
-    card = ModelCard(id="bright-test", version=1, task="segmentation", network={}, input={}, patch_size=[32, 32, 32], classes=[])
+    card = ModelCard(
+        id="bright-test", version=1, task="segmentation", network={}, input={}, patch_size=[32, 32, 32], classes=[]
+    )
     model = LoadedModel(card, BrightIsNodule(), None)
     patches = case_patches(example, (8, 8, 8), (1.0, 1.0, 1.0), np.random.default_rng(0), model)
     assert patches.labels.tolist().count(1) == 2, "the nodule at its centre and the component on it"
     centre = tuple(n // 2 for n in stored_size((8, 8, 8)))
     negatives = patches.images[patches.labels == 0]
-    assert len(negatives) == VESSEL_POINTS_PER_CASE + 1, "dense points drawn at random, and the far blob as one component"
-    assert all(p[centre] == np.float16(0.7) for p in negatives), "all on the far blob: nothing near the nodule is a negative"
+    assert len(negatives) == VESSEL_POINTS_PER_CASE + 1, (
+        "dense points drawn at random, and the far blob as one component"
+    )
+    assert all(p[centre] == np.float16(0.7) for p in negatives), (
+        "all on the far blob: nothing near the nodule is a negative"
+    )
     assert np.allclose(patches.diameters_mm[:2], patches.diameters_mm[0]), "the component carries its nodule's diameter"
 
 
@@ -174,11 +212,19 @@ class InputShapes(torch.nn.Module):
 
 @pytest.mark.parametrize("card_input, channels", [({}, 1), ({"centre_zoom": 2}, 2)])
 def test_the_filter_is_given_the_zoomed_channel_when_its_card_asks_for_it(card_input, channels):
-    card = ModelCard(id="zoom-test", version=1, task="candidate-classification", network={}, input=card_input,
-                     patch_size=[8, 8, 8], classes=[])
+    card = ModelCard(
+        id="zoom-test",
+        version=1,
+        task="candidate-classification",
+        network={},
+        input=card_input,
+        patch_size=[8, 8, 8],
+        classes=[],
+    )
     network = InputShapes()
-    scores = nodule_probabilities(LoadedModel(card, network, None), np.zeros((20, 20, 20), np.float32), [(10, 10, 10)] * 3,
-                                  torch.device("cpu"))
+    scores = nodule_probabilities(
+        LoadedModel(card, network, None), np.zeros((20, 20, 20), np.float32), [(10, 10, 10)] * 3, torch.device("cpu")
+    )
     assert scores.tolist() == pytest.approx([0.731] * 3, abs=1e-3)
     assert network.shapes == [(channels, 8, 8, 8)]
 
@@ -190,8 +236,16 @@ def test_a_filter_trains_on_the_zoomed_channel_and_tells_a_small_nodule_from_an_
     images[:20, 6:8, 6:8, 6:8] = 0.8  # a 2-voxel nodule in the middle of the first 20
     data = NodulePatches(images, np.array([1] * 20 + [0] * 20), np.array([4.0] * 20 + [0.0] * 20, dtype=np.float32))
     torch.manual_seed(0)
-    network = ResNet("basic", [1, 1, 1, 1], [4, 4, 4, 4], spatial_dims=3, n_input_channels=2, conv1_t_stride=2,
-                     no_max_pool=True, num_classes=2)
+    network = ResNet(
+        "basic",
+        [1, 1, 1, 1],
+        [4, 4, 4, 4],
+        spatial_dims=3,
+        n_input_channels=2,
+        conv1_t_stride=2,
+        no_max_pool=True,
+        num_classes=2,
+    )
     zoom = functools.partial(with_zoomed_centre, zoom=2)
     train_classifier(network, data, [8, 8, 8], 60, 8, 1e-2, torch.device("cpu"), 0, network_input=zoom)
     logits = centre_logits(network, data, [8, 8, 8], torch.device("cpu"), zoom)

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from deepdiag.image_io import read_volume, write_volume
 from deepdiag.lung_rads import NODULE_TYPES, baseline_category
 
@@ -33,7 +33,10 @@ def truth_findings(small_case, tmp_path_factory):
     """The truth nodules of the small case as a findings file, as a detector would write it."""
     nodules = json.loads(next((small_case / "truth").iterdir()).read_text())["nodules"]
     path = tmp_path_factory.mktemp("findings") / "truth.findings.json"
-    rows = [{"id": f"N{n['id']}", "center_lps": n["center_lps"], "diameter_mm": n["equivalent_diameter_mm"], "score": 0.9} for n in nodules]
+    rows = [
+        {"id": f"N{n['id']}", "center_lps": n["center_lps"], "diameter_mm": n["equivalent_diameter_mm"], "score": 0.9}
+        for n in nodules
+    ]
     path.write_text(json.dumps({"input": "phantom", "findings": rows}))
     return path, nodules
 
@@ -49,8 +52,12 @@ def test_findings_get_type_probabilities_measurements_and_category(tmp_path, sma
         assert finding["type"] in NODULE_TYPES
         assert sum(finding["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
         assert finding["probabilities"][finding["type"]] == max(finding["probabilities"].values())
-        assert finding["lung_rads"] == baseline_category(finding["type"], finding["mean_diameter_mm"], finding["solid_mean_diameter_mm"])
-        assert finding["long_axis_mm"] == pytest.approx(truth["long_axis_diameter_mm"], abs=3 * 2.2)  # threshold mask, coarse grid
+        assert finding["lung_rads"] == baseline_category(
+            finding["type"], finding["mean_diameter_mm"], finding["solid_mean_diameter_mm"]
+        )
+        assert finding["long_axis_mm"] == pytest.approx(
+            truth["long_axis_diameter_mm"], abs=3 * 2.2
+        )  # threshold mask, coarse grid
         assert finding["score"] == 0.9 and finding["classifier"].startswith("nodule-type-cls@")
     rows = list(csv.DictReader(open(output["table"])))
     assert [r["type"] for r in rows] == [f["type"] for f in findings] and "p_part-solid" in rows[0]
@@ -81,11 +88,17 @@ def test_bad_inputs_fail_clearly_and_write_nothing(tmp_path, small_image, tiny_m
     not_json.write_text("{ not json")
     volume = read_volume(small_image)
     other_grid = tmp_path / "other.nrrd"
-    write_volume(replace(volume, origin=tuple(o + 5.0 for o in volume.origin), array=(volume.array > 0).astype(np.uint8)), other_grid)
+    write_volume(
+        replace(volume, origin=tuple(o + 5.0 for o in volume.origin), array=(volume.array > 0).astype(np.uint8)),
+        other_grid,
+    )
     cases = [
         ((small_image, "--findings", not_json), "broken.findings.json: not a findings file"),
         ((small_image,), "give --findings or --segmentation"),
-        ((small_image, "--segmentation", other_grid), "other.nrrd: the segmentation does not lie on the image's voxel grid"),
+        (
+            (small_image, "--segmentation", other_grid),
+            "other.nrrd: the segmentation does not lie on the image's voxel grid",
+        ),
         ((small_image, "--findings", not_json, "--model", tiny_model), "not a classification model"),
     ]
     for arguments, message in cases:
@@ -103,16 +116,35 @@ def test_a_users_whole_volume_classifier_classifies_the_scan(tmp_path, small_ima
     from deepdiag.models.store import save_model
 
     card = ModelCard(
-        id="scan-level-test", version=1, task="classification",
-        network={"name": "DenseNet121", "parameters": {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "init_features": 4,
-                                                        "growth_rate": 4}},
-        input={"region": "volume", "channels": 1, "modality": "CT", "spacing_mm": [1, 1, 1], "intensity": {"min_hu": -1000, "max_hu": 400}},
-        patch_size=[32, 32, 32], classes=[{"name": "normal"}, {"name": "abnormal"}],
+        id="scan-level-test",
+        version=1,
+        task="classification",
+        network={
+            "name": "DenseNet121",
+            "parameters": {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": 2,
+                "init_features": 4,
+                "growth_rate": 4,
+            },
+        },
+        input={
+            "region": "volume",
+            "channels": 1,
+            "modality": "CT",
+            "spacing_mm": [1, 1, 1],
+            "intensity": {"min_hu": -1000, "max_hu": 400},
+        },
+        patch_size=[32, 32, 32],
+        classes=[{"name": "normal"}, {"name": "abnormal"}],
     )
     torch.manual_seed(0)
     models = tmp_path / "models"
     save_model(build_network(card), card, models / "scan-level-test@1")
-    result, events = _classify(small_image, "-o", tmp_path / "out", "--model", "scan-level-test", env={"DEEPDIAG_MODELS": str(models)})
+    result, events = _classify(
+        small_image, "-o", tmp_path / "out", "--model", "scan-level-test", env={"DEEPDIAG_MODELS": str(models)}
+    )
     assert result.returncode == 0, result.stderr
     written = json.loads(open(events[-1]["classification"]).read())
     assert set(written["probabilities"]) == {"normal", "abnormal"}
@@ -125,7 +157,9 @@ def test_evaluation_scores_types_categories_and_sizes_against_truth(tmp_path, sm
     result, events = _classify(small_image, "--findings", findings_file, "-o", tmp_path)
     assert result.returncode == 0, result.stderr
     findings = json.loads(open(events[-1]["findings"]).read())["findings"]
-    evaluated = run_cli("evaluate", "classification", "--truth", str(small_case), "--pred", str(tmp_path), "--progress", "json")
+    evaluated = run_cli(
+        "evaluate", "classification", "--truth", str(small_case), "--pred", str(tmp_path), "--progress", "json"
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     figures = json.loads(evaluated.stdout.splitlines()[-1])
     assert figures["nodules"] == figures["matched"] == len(nodules)
@@ -137,6 +171,7 @@ def test_evaluation_scores_types_categories_and_sizes_against_truth(tmp_path, sm
 
 def test_logic_on_a_real_scene_classifies_fiducials_without_changing_them(scene, small_image, truth_findings):
     from conftest import load_volume_node
+
     from DeepDiagLib import EngineError
     from DeepDiagLib.classification_logic import TABLE_COLUMNS, classify_findings
 
@@ -169,10 +204,11 @@ def test_logic_on_a_real_scene_classifies_fiducials_without_changing_them(scene,
 
 def test_logic_turns_a_segmentation_node_into_classified_fiducials(scene, small_case, small_image):
     from conftest import load_volume_node
-    from DeepDiagLib.classification_logic import classify_findings
-    from DeepDiagLib.result_nodes import add_segmentation_from_file
+
     from deepdiag.segmentation_file import write_segmentation
     from deepdiag.terminology import LUNG_NODULES, LUNGS
+    from DeepDiagLib.classification_logic import classify_findings
+    from DeepDiagLib.result_nodes import add_segmentation_from_file
 
     labels = read_volume(next((small_case / "labels").iterdir()))
     path = write_segmentation(small_case.parent / "truth.seg.nrrd", labels, [LUNGS, LUNG_NODULES])

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import DICOM_SERIES, run_cli
 
 
@@ -42,7 +41,9 @@ def _bad_inputs(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "text renamed .nrrd", "2D image", "4D image", "vector image", "empty folder"])
+@pytest.mark.parametrize(
+    "case", ["missing", "text renamed .nrrd", "2D image", "4D image", "vector image", "empty folder"]
+)
 def test_bad_input_gives_one_line_naming_file_and_problem(tmp_path, case):
     path, problem = _bad_inputs(tmp_path)[case]
     _assert_one_line_error(run_cli("info", str(path), "--progress", "none"), path, problem)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 
 import pytest
-
+import tomllib
 from conftest import PROJECT_ROOT
 
 
@@ -17,7 +16,10 @@ def test_pip_and_the_slicer_installer_read_the_same_engine_list():
     assert "dependencies" not in pyproject["project"] and "dependencies" in pyproject["project"]["dynamic"]
     listed = pyproject["tool"]["setuptools"]["dynamic"]["dependencies"]["file"]
     assert [PROJECT_ROOT / f for f in listed] == [REQUIREMENTS_FILE]
-    assert f"-r {REQUIREMENTS_FILE.relative_to(PROJECT_ROOT).as_posix()}" in (PROJECT_ROOT / "requirements.txt").read_text()
+    assert (
+        f"-r {REQUIREMENTS_FILE.relative_to(PROJECT_ROOT).as_posix()}"
+        in (PROJECT_ROOT / "requirements.txt").read_text()
+    )
     requirements = engine_requirements()
     assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(requirements)
     assert "deepdiag/requirements.txt" in (PROJECT_ROOT / "DeepDiag" / "CMakeLists.txt").read_text()
@@ -30,7 +32,11 @@ def test_every_package_the_engine_imports_is_on_the_list():
     imported = set()
     for path in (PROJECT_ROOT / "DeepDiag" / "deepdiag").rglob("*.py"):
         imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), re.MULTILINE))
-    third_party = {name for name in imported if name in {"torch", "torchvision", "monai", "SimpleITK", "safetensors", "numpy", "scipy", "PIL", "h5py"}}
+    third_party = {
+        name
+        for name in imported
+        if name in {"torch", "torchvision", "monai", "SimpleITK", "safetensors", "numpy", "scipy", "PIL", "h5py"}
+    }
     assert third_party <= listed, f"imported but not listed: {third_party - listed}"
     assert listed <= third_party, f"listed but never imported: {listed - third_party}"
 

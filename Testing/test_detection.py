@@ -9,9 +9,10 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from deepdiag.image_io import read_volume
+
 
 @pytest.fixture(scope="module")
 def small_image(small_case):
@@ -35,7 +36,9 @@ def test_findings_files_agree_and_lie_inside_the_scan(tmp_path, small_image, tin
     volume = read_volume(small_image)
     corners = volume.ijk_to_lps(np.array([[0, 0, 0], np.array(volume.size) - 1]))
     for finding in findings:
-        assert np.all(finding["center_lps"] >= corners.min(axis=0) - 1e-6) and np.all(finding["center_lps"] <= corners.max(axis=0) + 1e-6)
+        assert np.all(finding["center_lps"] >= corners.min(axis=0) - 1e-6) and np.all(
+            finding["center_lps"] <= corners.max(axis=0) + 1e-6
+        )
         assert finding["center_ras"] == [-finding["center_lps"][0], -finding["center_lps"][1], finding["center_lps"][2]]
         assert finding["model"] == "tiny-test-det@1"
     rows = list(csv.DictReader(open(output["table"])))
@@ -52,7 +55,10 @@ def test_batch_goes_on_after_a_bad_input_and_writes_nothing_for_it(tmp_path, sma
     summary = events[-1]
     assert summary["summary"]["done"] == 1 and summary["summary"]["failed"] == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "phantom_s5_000.findings.csv", "phantom_s5_000.findings.json", "phantom_s5_000.mrk.json"]
+        "phantom_s5_000.findings.csv",
+        "phantom_s5_000.findings.json",
+        "phantom_s5_000.mrk.json",
+    ]
 
 
 def test_a_segmentation_model_or_a_bad_score_is_refused_clearly(tmp_path, small_image, tiny_model):
@@ -65,15 +71,20 @@ def test_a_segmentation_model_or_a_bad_score_is_refused_clearly(tmp_path, small_
 
 def test_logic_on_a_real_scene_adds_fiducials_and_a_matching_table_or_nothing(scene, small_image, tiny_detector):
     from conftest import load_volume_node
+
     from DeepDiagLib import EngineError
     from DeepDiagLib.detection_logic import detect_volume_node
 
     volume_node = load_volume_node(scene, small_image)
-    markups, table = detect_volume_node(scene, volume_node, modelId=str(tiny_detector), device="cpu", minScore=0.0, timeout=600)
+    markups, table = detect_volume_node(
+        scene, volume_node, modelId=str(tiny_detector), device="cpu", minScore=0.0, timeout=600
+    )
     assert markups.GetNumberOfControlPoints() == table.GetNumberOfRows() > 0
     assert markups.GetNthControlPointLabel(0) == table.GetTable().GetValue(0, 0).ToString() == "N1"
     position = markups.GetNthControlPointPosition(0)
-    assert np.allclose(position, [table.GetTable().GetValue(0, c).ToDouble() for c in (1, 2, 3)], atol=1e-3)  # table in RAS too
+    assert np.allclose(
+        position, [table.GetTable().GetValue(0, c).ToDouble() for c in (1, 2, 3)], atol=1e-3
+    )  # table in RAS too
     count = scene.GetNumberOfNodes()
     with pytest.raises(EngineError, match="no-such-model"):
         detect_volume_node(scene, volume_node, modelId="no-such-model", device="cpu", timeout=600)
@@ -81,9 +92,9 @@ def test_logic_on_a_real_scene_adds_fiducials_and_a_matching_table_or_nothing(sc
 
 
 def test_the_panel_threshold_is_the_chosen_detectors_own(tiny_detector):
-    from DeepDiagLib.detection_logic import default_min_score
     from deepdiag.models import find_model
     from deepdiag.models.card import ModelCard
+    from DeepDiagLib.detection_logic import default_min_score
 
     newest = ModelCard.read(find_model(None, "detection", "lung-nodules-det"))
     assert default_min_score() == newest.postprocessing["default_min_score"]  # chosen on its validation cases

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import load_volume_node, run_cli
 
 HELD_OUT_SEED = 31  # training used seed 2000 and the card's evaluation seed 7
@@ -19,22 +18,59 @@ HELD_OUT_SEED = 31  # training used seed 2000 and the card's evaluation seed 7
 # the bar allows one more missed nodule
 SENSITIVITY_AT_2_FP = 0.75
 CPM = 0.70
-CASE_OPTIONS = ["--size", "256", "256", "150", "--spacing", "1.4", "1.4", "2.5", "--nodules", "2", "3", "--diameter", "6", "24"]
+CASE_OPTIONS = [
+    "--size",
+    "256",
+    "256",
+    "150",
+    "--spacing",
+    "1.4",
+    "1.4",
+    "2.5",
+    "--nodules",
+    "2",
+    "3",
+    "--diameter",
+    "6",
+    "24",
+]
 
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
     folder = tmp_path_factory.mktemp("held_out")
-    made = run_cli("phantom", "-o", str(folder / "truth"), "--cases", "3", "--seed", str(HELD_OUT_SEED), "--progress", "none", *CASE_OPTIONS)
+    made = run_cli(
+        "phantom",
+        "-o",
+        str(folder / "truth"),
+        "--cases",
+        "3",
+        "--seed",
+        str(HELD_OUT_SEED),
+        "--progress",
+        "none",
+        *CASE_OPTIONS,
+    )
     assert made.returncode == 0, made.stderr
     images = sorted(str(p) for p in (folder / "truth" / "images").iterdir())
-    detected = run_cli("detect", *images, "-o", str(folder / "pred"), "--min-score", "0.05", "--device", "cpu", "--progress", "none")
+    detected = run_cli(
+        "detect", *images, "-o", str(folder / "pred"), "--min-score", "0.05", "--device", "cpu", "--progress", "none"
+    )
     assert detected.returncode == 0, detected.stderr
     return folder
 
 
 def test_shipped_detector_meets_a_smaller_bar_on_held_out_cases(held_out):
-    result = run_cli("evaluate", "detection", "--truth", str(held_out / "truth"), "--pred", str(held_out / "pred"), "--progress", "none")
+    result = run_cli(
+        "evaluate",
+        "detection",
+        "--truth",
+        str(held_out / "truth"),
+        "--pred",
+        str(held_out / "pred"),
+        "--progress",
+        "none",
+    )
     assert result.returncode == 0, result.stderr
     large = json.loads(result.stdout)["ge6mm"]
     assert large["nodules"] >= 5
@@ -43,8 +79,8 @@ def test_shipped_detector_meets_a_smaller_bar_on_held_out_cases(held_out):
 
 
 def test_detect_logic_on_a_real_scene_puts_true_findings_inside_their_nodules(scene, held_out):
-    from DeepDiagLib.detection_logic import detect_volume_node
     from deepdiag.image_io import read_volume
+    from DeepDiagLib.detection_logic import detect_volume_node
 
     image = sorted((held_out / "truth" / "images").iterdir())[0]
     truth = read_volume(held_out / "truth" / "instances" / image.name)

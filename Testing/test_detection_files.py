@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from deepdiag.findings_file import numbered, read_findings, write_findings
 
 
@@ -49,7 +49,13 @@ def froc_case(tmp_path):
     truth, pred = tmp_path / "truth", tmp_path / "pred"
     _truth_case(truth, "a", [((0, 0, 0), 10.0), ((50, 0, 0), 4.0)])
     _truth_case(truth, "b", [((0, 0, 0), 20.0)])
-    write_findings(pred, "a", numbered([((3, 0, 0), 0, 0.9), ((100, 0, 0), 0, 0.8), ((50, 1, 0), 0, 0.3), ((0, 5.01, 0), 0, 0.2)]), "m@1", "a")
+    write_findings(
+        pred,
+        "a",
+        numbered([((3, 0, 0), 0, 0.9), ((100, 0, 0), 0, 0.8), ((50, 1, 0), 0, 0.3), ((0, 5.01, 0), 0, 0.2)]),
+        "m@1",
+        "a",
+    )
     write_findings(pred, "b", numbered([((0, 0, 60), 0, 0.95), ((0, 9, 0), 0, 0.5)]), "m@1", "b")
     return truth, pred
 
@@ -83,6 +89,16 @@ def test_operating_point_counts_what_a_reader_sees_at_a_threshold(froc_case):
 
     scans = read_scans(*froc_case)
     # at 0.5: a keeps a hit (0.9) and a false positive (0.8); b keeps a false positive (0.95) and a hit (0.5)
-    assert operating_point(scans, 0.5) == {"min_score": 0.5, "false_positives_per_scan": 1.0, "sensitivity": 1.0, "nodules": 2}
+    assert operating_point(scans, 0.5) == {
+        "min_score": 0.5,
+        "false_positives_per_scan": 1.0,
+        "sensitivity": 1.0,
+        "nodules": 2,
+    }
     # at 0.85 the 20 mm nodule's only hit (0.5) is gone; the 0.95 false positive stays
-    assert operating_point(scans, 0.85) == {"min_score": 0.85, "false_positives_per_scan": 0.5, "sensitivity": 0.5, "nodules": 2}
+    assert operating_point(scans, 0.85) == {
+        "min_score": 0.85,
+        "false_positives_per_scan": 0.5,
+        "sensitivity": 0.5,
+        "nodules": 2,
+    }

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from deepdiag.geometry import Volume
 from deepdiag.image_io import write_volume
 from deepdiag.segmentation_file import write_segmentation
@@ -41,7 +41,9 @@ def truth_dir(tmp_path):
 
 def _evaluate(truth, prediction_labels, grid, tmp_path):
     write_segmentation(tmp_path / "pred" / "c.seg.nrrd", grid.with_array(prediction_labels), [LUNGS, LUNG_NODULES])
-    result = run_cli("evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "pred"), "--progress", "none")
+    result = run_cli(
+        "evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "pred"), "--progress", "none"
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -74,5 +76,7 @@ def test_missed_small_nodule_and_extra_blob_are_counted_and_dice_ignores_small_n
 def test_a_missing_prediction_is_named(truth_dir, tmp_path):
     truth, _, _ = truth_dir
     (tmp_path / "empty").mkdir()
-    result = run_cli("evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "empty"), "--progress", "none")
+    result = run_cli(
+        "evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "empty"), "--progress", "none"
+    )
     assert result.returncode == 1 and "no prediction for case c" in result.stderr

@@ -9,16 +9,45 @@ import sys
 import time
 
 import pytest
-
 from conftest import PROJECT_ROOT, run_cli
 
-SMALL_CASE = ["--size", "160", "160", "100", "--spacing", "2.2", "2.2", "3.75", "--nodules", "2", "3", "--diameter", "10", "18"]
+SMALL_CASE = [
+    "--size",
+    "160",
+    "160",
+    "100",
+    "--spacing",
+    "2.2",
+    "2.2",
+    "3.75",
+    "--nodules",
+    "2",
+    "3",
+    "--diameter",
+    "10",
+    "18",
+]
 
 
 @pytest.fixture(scope="module")
 def labeled_cases(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cases")
-    result = run_cli("phantom", "-o", str(folder), "--cases", "3", "--seed", "21", "--noise", "30", "--hu-offset", "60", "--progress", "none", *SMALL_CASE)
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(folder),
+        "--cases",
+        "3",
+        "--seed",
+        "21",
+        "--noise",
+        "30",
+        "--hu-offset",
+        "60",
+        "--progress",
+        "none",
+        *SMALL_CASE,
+    )
     assert result.returncode == 0, result.stderr
     images = sorted((folder / "images").iterdir())
     return images, [folder / "labels" / p.name for p in images]
@@ -26,8 +55,20 @@ def labeled_cases(tmp_path_factory):
 
 def _train_arguments(tiny_model, labeled_cases, *extra):
     images, labels = labeled_cases
-    return ["train", "--base", str(tiny_model), "--images", *map(str, images), "--labels", *map(str, labels),
-            "--steps-per-epoch", "4", "--lr", "3e-3", *extra]
+    return [
+        "train",
+        "--base",
+        str(tiny_model),
+        "--images",
+        *map(str, images),
+        "--labels",
+        *map(str, labels),
+        "--steps-per-epoch",
+        "4",
+        "--lr",
+        "3e-3",
+        *extra,
+    ]
 
 
 def _files(folder):
@@ -36,7 +77,10 @@ def _files(folder):
 
 def test_fine_tuning_reports_each_epoch_and_registers_a_new_version(tmp_path, tiny_model, labeled_cases):
     base_files = _files(tiny_model)
-    result = run_cli(*_train_arguments(tiny_model, labeled_cases, "--epochs", "2", "--progress", "json"), env={"DEEPDIAG_MODELS": str(tmp_path)})
+    result = run_cli(
+        *_train_arguments(tiny_model, labeled_cases, "--epochs", "2", "--progress", "json"),
+        env={"DEEPDIAG_MODELS": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     epochs = [e for e in events if e["event"] == "epoch"]
@@ -49,7 +93,9 @@ def test_fine_tuning_reports_each_epoch_and_registers_a_new_version(tmp_path, ti
     assert card["training"]["base_model"] == "tiny-test-seg@1"
     assert len(card["training"]["data"]) == 3 and all(len(d["sha256"]) == 64 for d in card["training"]["data"])
     assert set(card["metrics"]) == {"validation_before", "validation_after"}
-    assert card["metrics"]["validation_after"]["mean_dice"] == max(e["val_mean_dice"] for e in epochs)  # the best epoch is kept
+    assert card["metrics"]["validation_after"]["mean_dice"] == max(
+        e["val_mean_dice"] for e in epochs
+    )  # the best epoch is kept
     assert _files(tiny_model) == base_files  # the base model is only read
 
     listed = run_cli("models", "show", "tiny-test-seg@2", "--progress", "none", env={"DEEPDIAG_MODELS": str(tmp_path)})
@@ -58,8 +104,16 @@ def test_fine_tuning_reports_each_epoch_and_registers_a_new_version(tmp_path, ti
 
 def test_interrupting_keeps_the_best_complete_epoch_and_nothing_broken(tmp_path, tiny_model, labeled_cases):
     process = subprocess.Popen(
-        [sys.executable, "-m", "deepdiag", *_train_arguments(tiny_model, labeled_cases, "--epochs", "200", "--progress", "json")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
+        [
+            sys.executable,
+            "-m",
+            "deepdiag",
+            *_train_arguments(tiny_model, labeled_cases, "--epochs", "200", "--progress", "json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
         env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin", "DEEPDIAG_MODELS": str(tmp_path)},
     )
     for line in process.stdout:
@@ -79,8 +133,16 @@ def test_interrupting_keeps_the_best_complete_epoch_and_nothing_broken(tmp_path,
 
 def test_killing_before_an_epoch_completes_registers_nothing(tmp_path, tiny_model, labeled_cases):
     process = subprocess.Popen(
-        [sys.executable, "-m", "deepdiag", *_train_arguments(tiny_model, labeled_cases, "--epochs", "200", "--progress", "json")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT,
+        [
+            sys.executable,
+            "-m",
+            "deepdiag",
+            *_train_arguments(tiny_model, labeled_cases, "--epochs", "200", "--progress", "json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT_ROOT,
         env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin", "DEEPDIAG_MODELS": str(tmp_path)},
     )
     for line in process.stdout:
@@ -94,10 +156,28 @@ def test_killing_before_an_epoch_completes_registers_nothing(tmp_path, tiny_mode
 
 def test_bad_training_input_names_the_file_and_registers_nothing(tmp_path, tiny_model, labeled_cases):
     images, labels = labeled_cases
-    mismatch = run_cli("train", "--base", str(tiny_model), "--images", *map(str, images), "--labels", str(labels[0]), env={"DEEPDIAG_MODELS": str(tmp_path)})
+    mismatch = run_cli(
+        "train",
+        "--base",
+        str(tiny_model),
+        "--images",
+        *map(str, images),
+        "--labels",
+        str(labels[0]),
+        env={"DEEPDIAG_MODELS": str(tmp_path)},
+    )
     assert mismatch.returncode == 1 and "as many --labels as --images" in mismatch.stderr
 
-    wrong = run_cli("train", "--base", str(tiny_model), "--images", str(images[0]), "--labels", str(images[1]), env={"DEEPDIAG_MODELS": str(tmp_path)})
+    wrong = run_cli(
+        "train",
+        "--base",
+        str(tiny_model),
+        "--images",
+        str(images[0]),
+        "--labels",
+        str(images[1]),
+        env={"DEEPDIAG_MODELS": str(tmp_path)},
+    )
     assert wrong.returncode == 1 and str(images[1]) in wrong.stderr and "label values" in wrong.stderr
     assert "Traceback" not in wrong.stderr
     assert not any(tmp_path.iterdir())
@@ -105,6 +185,7 @@ def test_bad_training_input_names_the_file_and_registers_nothing(tmp_path, tiny_
 
 def _scene_pair(scene, labeled_cases, tmp_path, index=0):
     from conftest import load_volume_node
+
     from deepdiag.image_io import read_volume
     from deepdiag.segmentation_file import write_segmentation
     from deepdiag.terminology import LUNG_NODULES, LUNGS
@@ -117,26 +198,34 @@ def _scene_pair(scene, labeled_cases, tmp_path, index=0):
     return volume_node, add_segmentation_from_file(scene, seg_file, volume_node, name=f"truth {index}"), truth
 
 
-def test_scene_segmentations_export_as_the_models_label_values_on_the_volume_grid(scene, tmp_path, labeled_cases, tiny_model):
+def test_scene_segmentations_export_as_the_models_label_values_on_the_volume_grid(
+    scene, tmp_path, labeled_cases, tiny_model
+):
     from deepdiag.image_io import read_volume
     from DeepDiagLib.fine_tuning_logic import model_class_names, write_labels
 
     volume_node, segmentation_node, truth = _scene_pair(scene, labeled_cases, tmp_path)
     nodes = scene.GetNumberOfNodes()
-    exported = read_volume(write_labels(segmentation_node, volume_node, model_class_names(str(tiny_model)), tmp_path / "labels.nrrd"))
+    exported = read_volume(
+        write_labels(segmentation_node, volume_node, model_class_names(str(tiny_model)), tmp_path / "labels.nrrd")
+    )
     assert exported.same_grid(truth)
     assert (exported.array == truth.array).mean() > 0.999  # surface conversions may move a few border voxels
     assert ((exported.array == 2) & (truth.array == 2)).sum() >= 0.99 * (truth.array == 2).sum()
     assert scene.GetNumberOfNodes() == nodes  # the temporary label map node is gone
 
 
-def test_fine_tuning_from_the_scene_registers_a_model_and_plots_each_epoch(scene, tmp_path, labeled_cases, tiny_model, monkeypatch):
+def test_fine_tuning_from_the_scene_registers_a_model_and_plots_each_epoch(
+    scene, tmp_path, labeled_cases, tiny_model, monkeypatch
+):
     from DeepDiagLib.fine_tuning_logic import FineTuningTask, fine_tune_from_scene
 
     monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
     pairs = [_scene_pair(scene, labeled_cases, tmp_path, i)[:2] for i in range(2)]
     modified = [node.GetMTime() for pair in pairs for node in pair]
-    result, table = fine_tune_from_scene(scene, pairs, str(tiny_model), epochs=2, stepsPerEpoch=2, learningRate=3e-3, device="cpu", timeout=600)
+    result, table = fine_tune_from_scene(
+        scene, pairs, str(tiny_model), epochs=2, stepsPerEpoch=2, learningRate=3e-3, device="cpu", timeout=600
+    )
     assert result["model"] == "tiny-test-seg@2"
     assert (tmp_path / "models" / "tiny-test-seg@2" / "weights.safetensors").is_file()
     assert table.GetNumberOfRows() == 2

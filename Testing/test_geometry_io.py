@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import DICOM_SERIES, load_volume_node
+
 from deepdiag.geometry import Volume, lps_to_ras
 from deepdiag.image_io import input_stem, read_volume, write_volume
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import DICOM_SERIES, run_cli
 
 
@@ -99,8 +98,9 @@ def test_every_id_that_is_no_plain_folder_name_is_refused(tmp_path, tiny_model, 
 
 
 @pytest.mark.parametrize("model_id,version", [("../../ESCAPED", None), ("a\\b", None), (None, 0)])
-def test_an_import_name_that_is_no_plain_folder_name_is_refused_before_anything_is_read(tmp_path, tiny_model, monkeypatch,
-                                                                                         model_id, version):
+def test_an_import_name_that_is_no_plain_folder_name_is_refused_before_anything_is_read(
+    tmp_path, tiny_model, monkeypatch, model_id, version
+):
     from deepdiag.errors import DeepDiagError
     from deepdiag.models.importers import import_model
 
@@ -125,7 +125,9 @@ def test_non_finite_voxels_are_refused_with_their_count(tmp_path):
 def test_a_volume_too_thin_for_the_filters_is_refused_before_any_work(tmp_path, slices):
     path = tmp_path / "thin.nrrd"
     sitk.WriteImage(sitk.GetImageFromArray(np.full((slices, 64, 64), -800, np.int16)), str(path))
-    _one_line_error(run_cli("segment", str(path), "-o", str(tmp_path / "out"), "--progress", "none"), str(path), "too thin")
+    _one_line_error(
+        run_cli("segment", str(path), "-o", str(tmp_path / "out"), "--progress", "none"), str(path), "too thin"
+    )
 
 
 def test_a_partial_file_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path):
@@ -174,7 +176,10 @@ def test_a_gpu_out_of_memory_is_one_error_row_and_the_batch_goes_on():
     reporter.result = results.append
     assert not run_batch(["big.nrrd", "small.nrrd"], process_one, reporter, {})
     assert [o["input"] for o in results[0]["outputs"]] == ["small.nrrd"]
-    assert "the GPU ran out of memory" in results[0]["failed"][0]["error"] and "--device cpu" in results[0]["failed"][0]["error"]
+    assert (
+        "the GPU ran out of memory" in results[0]["failed"][0]["error"]
+        and "--device cpu" in results[0]["failed"][0]["error"]
+    )
 
 
 def test_asking_for_a_gpu_that_is_not_there_says_what_to_do(tmp_path):
@@ -213,15 +218,35 @@ def http_server():
 def _card_with(network: dict, task: str = "classification"):
     from deepdiag.models import ModelCard
 
-    return ModelCard(id="crafted", version=1, task=task, network=network,
-                     input={"channels": 1, "spacing_mm": [1.0, 1.0, 1.0]}, patch_size=[32, 32, 32], classes=[])
+    return ModelCard(
+        id="crafted",
+        version=1,
+        task=task,
+        network=network,
+        input={"channels": 1, "spacing_mm": [1.0, 1.0, 1.0]},
+        patch_size=[32, 32, 32],
+        classes=[],
+    )
 
 
-@pytest.mark.parametrize("name,parameters", [
-    ("HoVerNet", {"pretrained_url": "{url}/hovernet.pth"}),
-    ("SENet154", {"spatial_dims": 3, "in_channels": 1, "num_classes": 2, "pretrained": True}),
-    ("UNet", {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8], "strides": [2], "act": "{url}/x"}),
-])
+@pytest.mark.parametrize(
+    "name,parameters",
+    [
+        ("HoVerNet", {"pretrained_url": "{url}/hovernet.pth"}),
+        ("SENet154", {"spatial_dims": 3, "in_channels": 1, "num_classes": 2, "pretrained": True}),
+        (
+            "UNet",
+            {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": 2,
+                "channels": [4, 8],
+                "strides": [2],
+                "act": "{url}/x",
+            },
+        ),
+    ],
+)
 def test_a_card_cannot_make_the_engine_fetch_anything(http_server, name, parameters):
     from deepdiag.errors import DeepDiagError
     from deepdiag.models.networks import build_network
@@ -270,27 +295,37 @@ def test_a_zip_bomb_is_refused_from_its_declared_sizes_before_extracting(tmp_pat
         archive.writestr("model/weights.safetensors", b"\0" * (64 * 1024**2))  # 64 MB of zeros: about 64 kB packed
     assert bomb.stat().st_size < 1024**2
     models = tmp_path / "models"
-    line = _one_line_error(run_cli("models", "import", str(bomb), "--progress", "none", env={"DEEPDIAG_MODELS": str(models)}),
-                           "refused", "zip bomb")
+    line = _one_line_error(
+        run_cli("models", "import", str(bomb), "--progress", "none", env={"DEEPDIAG_MODELS": str(models)}),
+        "refused",
+        "zip bomb",
+    )
     assert "weights.safetensors" in line
     assert not models.exists() or not any(models.iterdir())
 
 
 def _nrrd(path, directions: str, size=(8, 8, 8)):
     """A raw NRRD with the given space directions (SimpleITK cannot write a sheared one)."""
-    header = (f"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: {' '.join(map(str, size))}\n"
-              f"space directions: {directions}\nencoding: raw\nendian: little\nspace origin: (0,0,0)\n\n")
+    header = (
+        f"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: {' '.join(map(str, size))}\n"
+        f"space directions: {directions}\nencoding: raw\nendian: little\nspace origin: (0,0,0)\n\n"
+    )
     path.write_bytes(header.encode() + np.full(size[::-1], -800, "<i2").tobytes())
     return path
 
 
-@pytest.mark.parametrize("directions,problem", [
-    ("(1,0,0) (0.5,1,0) (0,0,1)", "sheared image axes"),
-    ("(1,0,0) (1,0,0) (0,0,1)", "axes that coincide"),
-])
+@pytest.mark.parametrize(
+    "directions,problem",
+    [
+        ("(1,0,0) (0.5,1,0) (0,0,1)", "sheared image axes"),
+        ("(1,0,0) (1,0,0) (0,0,1)", "axes that coincide"),
+    ],
+)
 def test_a_geometry_the_outputs_could_not_keep_is_refused_with_what_it_is(tmp_path, directions, problem):
     path = _nrrd(tmp_path / "scan.nrrd", directions)
-    _one_line_error(run_cli("segment", str(path), "-o", str(tmp_path / "out"), "--progress", "none"), str(path), problem)
+    _one_line_error(
+        run_cli("segment", str(path), "-o", str(tmp_path / "out"), "--progress", "none"), str(path), problem
+    )
     assert not (tmp_path / "out" / "scan.seg.nrrd").exists()
 
 
@@ -300,16 +335,33 @@ def test_a_pickle_refusal_gives_no_advice_to_load_it_anyway(tmp_path):
     bundle = tmp_path / "bundle"
     (bundle / "configs").mkdir(parents=True)
     (bundle / "models").mkdir()
-    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": {
-        "_target_": "monai.networks.nets.UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8], "strides": [2]}}))
+    (bundle / "configs" / "inference.json").write_text(
+        json.dumps(
+            {
+                "network_def": {
+                    "_target_": "monai.networks.nets.UNet",
+                    "spatial_dims": 3,
+                    "in_channels": 1,
+                    "out_channels": 2,
+                    "channels": [4, 8],
+                    "strides": [2],
+                }
+            }
+        )
+    )
 
     class Payload:
         def __reduce__(self):
             return (__import__("os").system, ("echo pwned",))
 
     (bundle / "models" / "model.pt").write_bytes(pickle.dumps({"model": Payload()}))
-    line = _one_line_error(run_cli("models", "import", str(bundle), "--progress", "none",
-                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), "refused", "could run code")
+    line = _one_line_error(
+        run_cli(
+            "models", "import", str(bundle), "--progress", "none", env={"DEEPDIAG_MODELS": str(tmp_path / "models")}
+        ),
+        "refused",
+        "could run code",
+    )
     assert "weights_only" not in line and "pwned" not in line
 
 
@@ -319,16 +371,28 @@ def test_an_import_error_names_the_users_file_not_a_deleted_temporary_one(tmp_pa
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model, broken)
     (broken / "weights.safetensors").write_bytes(b"not safetensors")
-    line = _one_line_error(run_cli("models", "import", str(broken), "--progress", "none",
-                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), str(broken))
+    line = _one_line_error(
+        run_cli(
+            "models", "import", str(broken), "--progress", "none", env={"DEEPDIAG_MODELS": str(tmp_path / "models")}
+        ),
+        str(broken),
+    )
     assert "deepdiag-import-" not in line
 
 
-@pytest.mark.parametrize("field,value,named", [
-    ("classes", "x", "classes"), ("input", None, "input"), ("patch_size", "abc", "patch_size"),
-    ("input", {"spacing_mm": [0, 1, 1]}, "input.spacing_mm"), ("network", {"name": "UNet", "parameters": [1, 2]}, "network.parameters"),
-])
-def test_a_card_with_fields_of_the_wrong_form_is_refused_at_import_naming_the_field(tmp_path, tiny_model, monkeypatch, field, value, named):
+@pytest.mark.parametrize(
+    "field,value,named",
+    [
+        ("classes", "x", "classes"),
+        ("input", None, "input"),
+        ("patch_size", "abc", "patch_size"),
+        ("input", {"spacing_mm": [0, 1, 1]}, "input.spacing_mm"),
+        ("network", {"name": "UNet", "parameters": [1, 2]}, "network.parameters"),
+    ],
+)
+def test_a_card_with_fields_of_the_wrong_form_is_refused_at_import_naming_the_field(
+    tmp_path, tiny_model, monkeypatch, field, value, named
+):
     from deepdiag.errors import DeepDiagError
     from deepdiag.models.importers import import_model
 
@@ -339,8 +403,12 @@ def test_a_card_with_fields_of_the_wrong_form_is_refused_at_import_naming_the_fi
 
 def test_a_card_field_of_the_wrong_form_is_one_line_from_the_command_line(tmp_path, tiny_model):
     crafted = _crafted_copy(tmp_path, tiny_model, classes="x")
-    line = _one_line_error(run_cli("models", "import", str(crafted), "--progress", "none",
-                                   env={"DEEPDIAG_MODELS": str(tmp_path / "models")}), "model card's classes")
+    line = _one_line_error(
+        run_cli(
+            "models", "import", str(crafted), "--progress", "none", env={"DEEPDIAG_MODELS": str(tmp_path / "models")}
+        ),
+        "model card's classes",
+    )
     assert "internal error" not in line
 
 
@@ -360,12 +428,16 @@ def _series_copy(tmp_path, drop=(), duplicate=None):
 
 def test_a_series_with_a_missing_slice_is_refused_naming_the_slice_after_the_gap(tmp_path):
     folder, files = _series_copy(tmp_path, drop=(10,))
-    _one_line_error(run_cli("info", str(folder), "--progress", "none"), str(folder), "not evenly sliced", Path(files[11]).name)
+    _one_line_error(
+        run_cli("info", str(folder), "--progress", "none"), str(folder), "not evenly sliced", Path(files[11]).name
+    )
 
 
 def test_a_series_with_a_duplicate_slice_is_refused(tmp_path):
     folder, _ = _series_copy(tmp_path, duplicate=5)
-    _one_line_error(run_cli("info", str(folder), "--progress", "none"), str(folder), "not evenly sliced", "repeats the position")
+    _one_line_error(
+        run_cli("info", str(folder), "--progress", "none"), str(folder), "not evenly sliced", "repeats the position"
+    )
 
 
 def test_training_labels_with_values_the_model_does_not_know_are_refused_before_training(tmp_path):
@@ -375,13 +447,27 @@ def test_training_labels_with_values_the_model_does_not_know_are_refused_before_
     values[4:8, 4:8, 4:8] = 7
     sitk.WriteImage(sitk.GetImageFromArray(values), str(labels))
     models = tmp_path / "models"
-    result = run_cli("train", "--base", "lung-nodules-seg", "--images", str(image), "--labels", str(labels), "--epochs", "1",
-                     "--progress", "none", env={"DEEPDIAG_MODELS": str(models)})
+    result = run_cli(
+        "train",
+        "--base",
+        "lung-nodules-seg",
+        "--images",
+        str(image),
+        "--labels",
+        str(labels),
+        "--epochs",
+        "1",
+        "--progress",
+        "none",
+        env={"DEEPDIAG_MODELS": str(models)},
+    )
     _one_line_error(result, str(labels), "label values [7]")
     assert not models.exists() or not any(models.iterdir())
 
 
 def test_evaluating_against_a_folder_without_truth_says_what_layout_it_expects(tmp_path):
     (tmp_path / "truth").mkdir()
-    result = run_cli("evaluate", "detection", "--truth", str(tmp_path / "truth"), "--pred", str(tmp_path), "--progress", "none")
+    result = run_cli(
+        "evaluate", "detection", "--truth", str(tmp_path / "truth"), "--pred", str(tmp_path), "--progress", "none"
+    )
     _one_line_error(result, "holds no truth/*.json", "deepdiag phantom")

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import SMALL_CASE, run_cli
+
 from deepdiag.lung_rads import baseline_category, scan_category
 from deepdiag.measurements import measure
 
@@ -37,12 +37,23 @@ def test_axes_volume_and_solid_component_of_a_known_ellipsoid(angle):
     assert measured.mean_hu == pytest.approx(expected_hu)
 
 
-@pytest.mark.parametrize("nodule_type, size, solid, category", [
-    ("solid", 5.9, 5.9, "2"), ("solid", 6.0, 6.0, "3"), ("solid", 7.9, 7.9, "3"), ("solid", 8.0, 8.0, "4A"),
-    ("solid", 14.9, 14.9, "4A"), ("solid", 15.0, 15.0, "4B"),
-    ("part-solid", 5.9, 4.0, "2"), ("part-solid", 12.0, 5.9, "3"), ("part-solid", 12.0, 6.0, "4A"), ("part-solid", 12.0, 8.0, "4B"),
-    ("ground-glass", 29.9, 0.0, "2"), ("ground-glass", 30.0, 0.0, "3"),
-])
+@pytest.mark.parametrize(
+    "nodule_type, size, solid, category",
+    [
+        ("solid", 5.9, 5.9, "2"),
+        ("solid", 6.0, 6.0, "3"),
+        ("solid", 7.9, 7.9, "3"),
+        ("solid", 8.0, 8.0, "4A"),
+        ("solid", 14.9, 14.9, "4A"),
+        ("solid", 15.0, 15.0, "4B"),
+        ("part-solid", 5.9, 4.0, "2"),
+        ("part-solid", 12.0, 5.9, "3"),
+        ("part-solid", 12.0, 6.0, "4A"),
+        ("part-solid", 12.0, 8.0, "4B"),
+        ("ground-glass", 29.9, 0.0, "2"),
+        ("ground-glass", 30.0, 0.0, "3"),
+    ],
+)
 def test_lung_rads_v2022_baseline_table(nodule_type, size, solid, category):
     assert baseline_category(nodule_type, size, solid) == category
 
@@ -54,13 +65,29 @@ def test_a_scan_takes_its_most_suspicious_category_and_no_nodule_is_category_1()
 
 
 def test_phantom_truth_carries_consistent_measurements_and_categories(tmp_path):
-    result = run_cli("phantom", "-o", str(tmp_path), "--seed", "11", "--progress", "none", *SMALL_CASE[:8], "--nodules", "6", "6",
-                     "--diameter", "4", "25")
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(tmp_path),
+        "--seed",
+        "11",
+        "--progress",
+        "none",
+        *SMALL_CASE[:8],
+        "--nodules",
+        "6",
+        "6",
+        "--diameter",
+        "4",
+        "25",
+    )
     assert result.returncode == 0, result.stderr
     nodules = json.loads(next((tmp_path / "truth").iterdir()).read_text())["nodules"]
     for n in nodules:
         assert n["short_axis_diameter_mm"] <= n["long_axis_diameter_mm"]
-        assert n["mean_diameter_mm"] == pytest.approx((n["long_axis_diameter_mm"] + n["short_axis_diameter_mm"]) / 2, abs=0.051)
+        assert n["mean_diameter_mm"] == pytest.approx(
+            (n["long_axis_diameter_mm"] + n["short_axis_diameter_mm"]) / 2, abs=0.051
+        )
         solid = n["solid_component_mean_diameter_mm"]
         assert (solid == 0) if n["type"] == "ground-glass" else (0 < solid <= n["mean_diameter_mm"] + 1e-9)
         assert n["lung_rads"] == baseline_category(n["type"], n["mean_diameter_mm"], solid)

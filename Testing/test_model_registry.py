@@ -10,7 +10,6 @@ import zipfile
 
 import pytest
 import torch
-
 from conftest import run_cli
 
 SMALL_UNET = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2]}
@@ -129,7 +128,9 @@ def test_a_zipped_bundle_imports_like_the_folder(tmp_path, user_models):
 
 def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path, user_models):
     marker = tmp_path / "payload-ran"
-    bundle, _ = _bundle(tmp_path / "evil_bundle", lambda path: torch.save({"model": _RunsCodeWhenUnpickled(marker)}, path))
+    bundle, _ = _bundle(
+        tmp_path / "evil_bundle", lambda path: torch.save({"model": _RunsCodeWhenUnpickled(marker)}, path)
+    )
     result = _models("import", bundle, folder=user_models)
     assert result.returncode == 1
     assert "refused" in result.stderr and "model.pt" in result.stderr and "Traceback" not in result.stderr
@@ -141,7 +142,9 @@ def test_a_bundle_whose_network_is_an_expression_is_refused(tmp_path, user_model
     from deepdiag.errors import DeepDiagError
     from deepdiag.models.importers import import_model
 
-    bundle, _ = _bundle(tmp_path / "expr", network_def={"_target_": "UNet", **SMALL_UNET, "channels": "$__import__('os').getcwd()"})
+    bundle, _ = _bundle(
+        tmp_path / "expr", network_def={"_target_": "UNet", **SMALL_UNET, "channels": "$__import__('os').getcwd()"}
+    )
     with pytest.raises(DeepDiagError, match="expressions or references"):
         import_model(bundle)
     other, _ = _bundle(tmp_path / "target", network_def={"_target_": "os.system", "command": "true"})
@@ -195,7 +198,11 @@ def test_only_the_default_versions_and_what_they_name_ship_as_weights():
     newest = {}
     for card in shipped.values():
         newest[card.id] = max(newest.get(card.id, 0), card.version)
-    named = {card.postprocessing["candidate_filter"]["model"] for card in shipped.values() if "candidate_filter" in card.postprocessing}
+    named = {
+        card.postprocessing["candidate_filter"]["model"]
+        for card in shipped.values()
+        if "candidate_filter" in card.postprocessing
+    }
     assert set(shipped) == {f"{i}@{v}" for i, v in newest.items()} | named
     assert sum(f.stat().st_size for f in BUILTIN_MODELS.rglob("*") if f.is_file()) < 20 * 1024**2
     archived = {p.stem for p in (BUILTIN_MODELS.parents[3] / "docs" / "models" / "cards").glob("*.json")}

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from scipy import ndimage
 
-from conftest import run_cli
 from deepdiag.image_io import read_volume
 
 # A coarser grid than the default keeps the suite fast while nodules stay several voxels wide.
@@ -18,8 +18,24 @@ SMALL = ["--size", "192", "192", "120", "--spacing", "1.8", "1.8", "3.1"]
 @pytest.fixture(scope="module")
 def phantom_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("phantom")
-    result = run_cli("phantom", "-o", str(folder), "--cases", "3", "--seed", "11", "--nodules", "3", "4",
-                     "--diameter", "8", "24", "--progress", "none", *SMALL)
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(folder),
+        "--cases",
+        "3",
+        "--seed",
+        "11",
+        "--nodules",
+        "3",
+        "4",
+        "--diameter",
+        "8",
+        "24",
+        "--progress",
+        "none",
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr
     return folder
 
@@ -43,12 +59,30 @@ def _all_nodules(folder):
 
 def test_same_seed_and_options_give_identical_files(phantom_dir, tmp_path):
     again = tmp_path / "again"
-    result = run_cli("phantom", "-o", str(again), "--cases", "3", "--seed", "11", "--nodules", "3", "4",
-                     "--diameter", "8", "24", "--progress", "none", *SMALL)
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(again),
+        "--cases",
+        "3",
+        "--seed",
+        "11",
+        "--nodules",
+        "3",
+        "4",
+        "--diameter",
+        "8",
+        "24",
+        "--progress",
+        "none",
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr
     for kind in ("images", "labels", "instances", "truth"):
         for original in sorted((phantom_dir / kind).iterdir()):
-            assert (again / kind / original.name).read_bytes() == original.read_bytes(), f"{kind}/{original.name} differs"
+            assert (again / kind / original.name).read_bytes() == original.read_bytes(), (
+                f"{kind}/{original.name} differs"
+            )
 
 
 def test_another_seed_gives_another_case(phantom_dir, tmp_path):
@@ -83,7 +117,9 @@ def test_truth_sizes_agree_with_the_voxel_masks_within_one_voxel(phantom_dir):
         voxel_mm3 = float(np.prod(ct.spacing))
         one_voxel = max(ct.spacing)
         assert nodule["volume_mm3"] == pytest.approx(mask.sum() * voxel_mm3, rel=1e-6)
-        assert nodule["equivalent_diameter_mm"] == pytest.approx((6 * mask.sum() * voxel_mm3 / np.pi) ** (1 / 3), abs=one_voxel)
+        assert nodule["equivalent_diameter_mm"] == pytest.approx(
+            (6 * mask.sum() * voxel_mm3 / np.pi) ** (1 / 3), abs=one_voxel
+        )
         assert nodule["long_axis_diameter_mm"] == pytest.approx(_longest_axial_extent(mask, ct.spacing), abs=one_voxel)
         if nodule["location"] != "juxtapleural" and nodule["shape"] != "spiculated":
             assert nodule["equivalent_diameter_mm"] == pytest.approx(nodule["nominal_diameter_mm"], abs=one_voxel)
@@ -125,15 +161,35 @@ def test_tissue_hounsfield_values_are_realistic(phantom_dir):
 
 def test_scanner_calibration_maps_every_voxel_to_scale_times_hu_plus_offset(phantom_dir, tmp_path):
     """Another imaging domain for fine-tuning: same anatomy and noise, other stored values."""
-    result = run_cli("phantom", "-o", str(tmp_path), "--seed", "11", "--nodules", "3", "4", "--diameter", "8", "24",
-                     "--hu-scale", "0.9", "--hu-offset", "120", "--progress", "none", *SMALL)
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(tmp_path),
+        "--seed",
+        "11",
+        "--nodules",
+        "3",
+        "4",
+        "--diameter",
+        "8",
+        "24",
+        "--hu-scale",
+        "0.9",
+        "--hu-offset",
+        "120",
+        "--progress",
+        "none",
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr
     name = "phantom_s11_000.nrrd"
     plain = read_volume(phantom_dir / "images" / name).array.astype(np.float32)
     shifted = read_volume(tmp_path / "images" / name).array.astype(np.float32)
     inside = (plain > -1000) & (plain < 2500)  # away from the clipping limits
     assert np.abs(shifted[inside] - (0.9 * plain[inside] + 120)).max() <= 1.0  # rounding to integers
-    assert np.array_equal(read_volume(tmp_path / "labels" / name).array, read_volume(phantom_dir / "labels" / name).array)
+    assert np.array_equal(
+        read_volume(tmp_path / "labels" / name).array, read_volume(phantom_dir / "labels" / name).array
+    )
 
 
 @pytest.mark.parametrize(
@@ -159,7 +215,21 @@ def test_bad_options_give_a_clear_error_and_write_nothing(tmp_path, options, pro
 def test_preview_png_shows_three_planes(tmp_path):
     from PIL import Image
 
-    result = run_cli("phantom", "-o", str(tmp_path), "--preview", "--nodules", "1", "1", "--diameter", "10", "15", "--progress", "none", *SMALL)
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(tmp_path),
+        "--preview",
+        "--nodules",
+        "1",
+        "1",
+        "--diameter",
+        "10",
+        "15",
+        "--progress",
+        "none",
+        *SMALL,
+    )
     assert result.returncode == 0, result.stderr
     with Image.open(next((tmp_path / "previews").iterdir())) as preview:
         assert preview.height == 384 and preview.width > 2 * 384
@@ -172,8 +242,29 @@ def test_preview_png_shows_three_planes(tmp_path):
 
 def test_real_lidc_anatomy_keeps_its_real_nodule(shared_data, tmp_path):
     case2 = shared_data / "lidc_anatomy" / "case2"  # its nodule: about 12 mm (shared/data/README.md)
-    result = run_cli("phantom", "-o", str(tmp_path), "--anatomy", str(case2), "--nodules", "1", "1",
-                     "--diameter", "8", "15", "--progress", "none", "--size", "224", "224", "160", "--spacing", "1.5", "1.5", "2.5")
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(tmp_path),
+        "--anatomy",
+        str(case2),
+        "--nodules",
+        "1",
+        "1",
+        "--diameter",
+        "8",
+        "15",
+        "--progress",
+        "none",
+        "--size",
+        "224",
+        "224",
+        "160",
+        "--spacing",
+        "1.5",
+        "1.5",
+        "2.5",
+    )
     assert result.returncode == 0, result.stderr
     truth, ct, labels, instances = next(_cases(tmp_path))
     real = truth["nodules"][0]
@@ -183,9 +274,9 @@ def test_real_lidc_anatomy_keeps_its_real_nodule(shared_data, tmp_path):
     i, j, k = np.rint(ct.lps_to_ijk(np.array(real["center_lps"]))).astype(int)
     assert instances.array[k, j, i] == 1
     assert -900 <= np.median(ct.array[labels.array == 1]) <= -800
-    assert (labels.array == 1).sum() * np.prod(ct.spacing) / 1e6 == pytest.approx(
-        _real_lung_litres(case2), rel=0.1
-    ), "the lungs keep their real volume"
+    assert (labels.array == 1).sum() * np.prod(ct.spacing) / 1e6 == pytest.approx(_real_lung_litres(case2), rel=0.1), (
+        "the lungs keep their real volume"
+    )
 
 
 def _real_lung_litres(folder):
@@ -206,8 +297,25 @@ def test_anatomy_folder_without_lung_mask_is_refused_before_writing(tmp_path):
 
 def test_insertion_into_a_real_ct_keeps_its_grid_and_changes_only_the_nodules(shared_data, tmp_path):
     source = shared_data / "totalseg" / "chest_ct_crop_1p5mm.nii.gz"
-    result = run_cli("phantom", "-o", str(tmp_path), "--insert-into", str(source), "--cases", "2",
-                     "--nodules", "2", "3", "--diameter", "8", "16", "--types", "solid", "--progress", "none")
+    result = run_cli(
+        "phantom",
+        "-o",
+        str(tmp_path),
+        "--insert-into",
+        str(source),
+        "--cases",
+        "2",
+        "--nodules",
+        "2",
+        "3",
+        "--diameter",
+        "8",
+        "16",
+        "--types",
+        "solid",
+        "--progress",
+        "none",
+    )
     assert result.returncode == 0, result.stderr
     original = read_volume(source)
     seen = 0

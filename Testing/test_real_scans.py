@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from scipy import ndimage
-
 from conftest import SHARED_DATA, run_cli
+from scipy import ndimage
 
 FULL_THORAX = {
     "thorax_4dct_phase00": SHARED_DATA / "chest_ct" / "thorax_4dct_phase00" / "ct.nii.gz",
@@ -82,7 +81,10 @@ def test_chest_keeps_lungs_and_nodules_inside_the_body_and_by_the_lungs():
     probabilities[0] = 1.0
     for region in [(slice(2, 8), slice(2, 8), slice(2, 8)), (slice(2, 8), slice(12, 18), slice(12, 18))]:
         probabilities[(1, *region)], probabilities[(0, *region)] = 1.0, 0.0  # two lung-labelled pieces
-    probabilities[(2, 4, 0, slice(0, 3))], probabilities[(0, 4, 0, slice(0, 3))] = 1.0, 0.0  # a "nodule" outside the body
+    probabilities[(2, 4, 0, slice(0, 3))], probabilities[(0, 4, 0, slice(0, 3))] = (
+        1.0,
+        0.0,
+    )  # a "nodule" outside the body
     body = np.ones((10, 20, 20), bool)
     body[:, 0, :] = False
     lungs = np.zeros_like(body)
@@ -125,7 +127,9 @@ def test_a_finding_must_touch_the_lungs():
 @pytest.fixture(scope="module")
 def segmented_thorax(tmp_path_factory):
     out = tmp_path_factory.mktemp("thorax")
-    result = run_cli("segment", str(FULL_THORAX["thorax_4dct_phase00"]), "-o", str(out), "--progress", "none", timeout=900)
+    result = run_cli(
+        "segment", str(FULL_THORAX["thorax_4dct_phase00"]), "-o", str(out), "--progress", "none", timeout=900
+    )
     assert result.returncode == 0, result.stderr
     return sitk.GetArrayFromImage(sitk.ReadImage(str(out / "ct.seg.nrrd"))), json.loads(result.stdout)
 
@@ -161,7 +165,7 @@ def test_the_real_mass_is_segmented(segmented_thorax):
     volume = read_volume(FULL_THORAX["thorax_4dct_phase00"])
     mass = KNOWN_LESIONS["thorax_4dct_phase00"][0]
     i, j, k = np.round(volume.lps_to_ijk(np.array(mass["center_lps"]))).astype(int)
-    assert (labels[k - 3:k + 4, j - 3:j + 4, i - 3:i + 4] == 2).any()
+    assert (labels[k - 3 : k + 4, j - 3 : j + 4, i - 3 : i + 4] == 2).any()
 
 
 def _joined_to_edge(air: np.ndarray) -> np.ndarray:

@@ -57,7 +57,10 @@ def test_seg_nrrd_lies_on_the_input_grid(tmp_path, oblique_volume):
 def test_mrk_json_loads_in_slicer_at_the_right_ras_positions(tmp_path, scene):
     from DeepDiagLib import add_fiducials_from_file
 
-    points = [ControlPoint("N1", (10.5, -20.25, 30.0), "score 0.97, 8.1 mm"), ControlPoint("N2", (-5.0, 7.0, -12.0), "score 0.51")]
+    points = [
+        ControlPoint("N1", (10.5, -20.25, 30.0), "score 0.97, 8.1 mm"),
+        ControlPoint("N2", (-5.0, 7.0, -12.0), "score 0.51"),
+    ]
     path = write_fiducials(tmp_path / "case.mrk.json", points)
     node = add_fiducials_from_file(scene, path, name="case findings")
 

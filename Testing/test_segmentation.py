@@ -10,11 +10,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from deepdiag.geometry import Volume
 from deepdiag.image_io import read_volume, write_volume
 from deepdiag.segmentation_file import read_segmentation
+
 
 def _segment(*arguments):
     result = run_cli("segment", *map(str, arguments), "--progress", "json")
@@ -97,7 +98,9 @@ def test_a_corrupt_weights_file_is_refused_with_a_clear_message(tmp_path, small_
     import hashlib
 
     (broken / "weights.safetensors").write_bytes(b"not safetensors at all")
-    card["weights_sha256"] = hashlib.sha256(b"not safetensors at all").hexdigest()  # the reader itself must say what is wrong
+    card["weights_sha256"] = hashlib.sha256(
+        b"not safetensors at all"
+    ).hexdigest()  # the reader itself must say what is wrong
     (broken / "model.json").write_text(json.dumps(card))
     result, _ = _segment(next((small_case / "images").iterdir()), "-o", tmp_path / "out", "--model", broken)
     assert result.returncode == 1
@@ -122,6 +125,7 @@ def test_unknown_model_names_what_is_installed(tmp_path, small_case):
 
 def test_logic_on_a_real_scene_adds_one_segmentation_node_or_nothing(scene, small_case, tiny_model):
     from conftest import load_volume_node
+
     from DeepDiagLib import EngineError
     from DeepDiagLib.segmentation_logic import segment_volume_node
 
@@ -129,7 +133,10 @@ def test_logic_on_a_real_scene_adds_one_segmentation_node_or_nothing(scene, smal
     count = scene.GetNumberOfNodes()
     node = segment_volume_node(scene, volume_node, modelId=str(tiny_model), device="cpu", timeout=600)
     segmentation = node.GetSegmentation()
-    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == ["Lungs", "Lung nodules"]
+    assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == [
+        "Lungs",
+        "Lung nodules",
+    ]
     assert node.GetName() == f"{volume_node.GetName()} segmentation"
     assert node.GetNodeReference("referenceImageGeometryRef").GetID() == volume_node.GetID()
     added = scene.GetNumberOfNodes()

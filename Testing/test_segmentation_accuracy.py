@@ -12,9 +12,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import load_volume_node, run_cli
 from scipy import ndimage
 
-from conftest import load_volume_node, run_cli
 from deepdiag.image_io import read_volume
 from deepdiag.segmentation_file import read_segmentation
 
@@ -22,13 +22,39 @@ _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
 HELD_OUT_SEED = 31  # training used seeds 1000 and 2000, tuning seed 8, the card's evaluation seed 7
 # thick slices keep the cases quick to make; the in-plane spacing stays within the training range
 # (0.6-0.9 mm), as the segmentation model and its candidate filter were trained and tuned there
-CASE_OPTIONS = ["--size", "420", "420", "150", "--spacing", "0.85", "0.85", "2.5", "--nodules", "2", "3", "--diameter", "6", "24"]
+CASE_OPTIONS = [
+    "--size",
+    "420",
+    "420",
+    "150",
+    "--spacing",
+    "0.85",
+    "0.85",
+    "2.5",
+    "--nodules",
+    "2",
+    "3",
+    "--diameter",
+    "6",
+    "24",
+]
 
 
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
     folder = tmp_path_factory.mktemp("held_out")
-    made = run_cli("phantom", "-o", str(folder / "truth"), "--cases", "3", "--seed", str(HELD_OUT_SEED), "--progress", "none", *CASE_OPTIONS)
+    made = run_cli(
+        "phantom",
+        "-o",
+        str(folder / "truth"),
+        "--cases",
+        "3",
+        "--seed",
+        str(HELD_OUT_SEED),
+        "--progress",
+        "none",
+        *CASE_OPTIONS,
+    )
     assert made.returncode == 0, made.stderr
     images = sorted(str(p) for p in (folder / "truth" / "images").iterdir())
     segmented = run_cli("segment", *images, "-o", str(folder / "pred"), "--device", "cpu", "--progress", "json")
@@ -48,7 +74,16 @@ def test_progress_messages_say_what_is_being_done_to_which_scan(held_out):
 
 
 def test_shipped_model_meets_a_smaller_bar_on_held_out_cases(held_out):
-    result = run_cli("evaluate", "segmentation", "--truth", str(held_out / "truth"), "--pred", str(held_out / "pred"), "--progress", "none")
+    result = run_cli(
+        "evaluate",
+        "segmentation",
+        "--truth",
+        str(held_out / "truth"),
+        "--pred",
+        str(held_out / "pred"),
+        "--progress",
+        "none",
+    )
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["nodules_ge6mm"] >= 5
@@ -63,8 +98,9 @@ def test_shipped_model_meets_a_smaller_bar_on_held_out_cases(held_out):
 
 def test_segment_logic_on_a_real_scene_puts_nodules_where_the_truth_has_them(scene, held_out):
     import slicer
-    from DeepDiagLib.segmentation_logic import segment_volume_node
     from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from DeepDiagLib.segmentation_logic import segment_volume_node
 
     image = max(sorted((held_out / "truth" / "images").iterdir()), key=lambda path: _engine_hits(held_out, path.name))
     truth = json.loads((held_out / "truth" / "truth" / f"{image.name[:-5]}.json").read_text())
@@ -88,11 +124,17 @@ def test_segment_logic_on_a_real_scene_puts_nodules_where_the_truth_has_them(sce
     engine = engine_labels.array == 2
     # the scene's copy of the volume goes through MRML before the engine sees it; a few voxels at
     # the edge of a component may fall the other way, but never a whole nodule
-    assert 2 * (predicted & engine).sum() >= 0.99 * (predicted.sum() + engine.sum()), "Slicer must show what the engine predicted"
+    assert 2 * (predicted & engine).sum() >= 0.99 * (predicted.sum() + engine.sum()), (
+        "Slicer must show what the engine predicted"
+    )
     assert ndimage.label(predicted, _CONNECTIVITY)[1] == ndimage.label(engine, _CONNECTIVITY)[1]
-    hits = [n for n in truth["nodules"] if (predicted & (instances == n["id"])).sum() > 0.5 * (instances == n["id"]).sum()]
+    hits = [
+        n for n in truth["nodules"] if (predicted & (instances == n["id"])).sum() > 0.5 * (instances == n["id"]).sum()
+    ]
     assert hits, "no truth nodule is more than half covered by the nodule segment"
-    assert predicted[instances > 0].sum() > 0.5 * predicted.sum(), "most nodule voxels in Slicer must lie on truth nodules"
+    assert predicted[instances > 0].sum() > 0.5 * predicted.sum(), (
+        "most nodule voxels in Slicer must lie on truth nodules"
+    )
 
 
 def _engine_hits(folder, name: str) -> int:

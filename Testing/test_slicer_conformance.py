@@ -18,7 +18,6 @@ import re
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-
 from conftest import PROJECT_ROOT
 
 MODULES = ["DeepDiag", "DeepDiagSegment", "DeepDiagDetect"]
@@ -44,7 +43,15 @@ ACCEPTED_PAIRS = {
     "qMRMLSubjectHierarchyTreeView": ({MRML_NODE}, set()),
 }
 
-_WIDGET = {"connect", "enabled", "visible", "toolTip", "blockSignals", "setEnabled", "setVisible"}  # qwidget.h, qobject.h
+_WIDGET = {
+    "connect",
+    "enabled",
+    "visible",
+    "toolTip",
+    "blockSignals",
+    "setEnabled",
+    "setVisible",
+}  # qwidget.h, qobject.h
 _BUTTON = _WIDGET | {"text", "checked", "checkable", "clicked()", "clicked(bool)", "toggled(bool)"}  # qabstractbutton.h
 #: widget class -> the members the module code may use: properties (PythonQt attributes), public
 #: methods and slots, and signals as written in ``connect("signal(args)", ...)``.
@@ -56,24 +63,54 @@ WIDGET_MEMBERS = {
     "QProgressBar": _WIDGET | {"value", "minimum", "maximum", "setValue"},  # qprogressbar.h
     "QPlainTextEdit": _WIDGET | {"plainText", "setPlainText", "clear"},  # qplaintextedit.h
     "QListWidget": _WIDGET | {"addItem", "currentRow", "takeItem", "count", "clear", "item"},  # qlistwidget.h
-    "QComboBox": _WIDGET | {  # qcombobox.h
-        "addItem", "addItems", "clear", "count", "currentText", "currentIndex", "itemText",
-        "currentTextChanged(QString)", "currentIndexChanged(int)",
+    "QComboBox": _WIDGET
+    | {  # qcombobox.h
+        "addItem",
+        "addItems",
+        "clear",
+        "count",
+        "currentText",
+        "currentIndex",
+        "itemText",
+        "currentTextChanged(QString)",
+        "currentIndexChanged(int)",
     },
-    "QTableWidget": _WIDGET | {"setColumnCount", "setRowCount", "setHorizontalHeaderLabels", "setItem",
-                               "rowCount", "columnCount", "clearContents"},  # qtablewidget.h
+    "QTableWidget": _WIDGET
+    | {
+        "setColumnCount",
+        "setRowCount",
+        "setHorizontalHeaderLabels",
+        "setItem",
+        "rowCount",
+        "columnCount",
+        "clearContents",
+    },  # qtablewidget.h
     "QSpinBox": _WIDGET | {"value", "minimum", "maximum", "valueChanged(int)"},
     "QDoubleSpinBox": _WIDGET | {"value", "minimum", "maximum", "decimals", "valueChanged(double)"},
     "QLineEdit": _WIDGET | {"text", "textChanged(QString)"},
     "ctkPathLineEdit": _WIDGET | {"currentPath", "setCurrentPath", "currentPathChanged(QString)"},  # ctkPathLineEdit.h
     "ctkSliderWidget": _WIDGET | {"value", "minimum", "maximum", "valueChanged(double)"},  # ctkSliderWidget.h
-    "qMRMLNodeComboBox": _WIDGET | {"currentNode", "setCurrentNode", "setMRMLScene", "nodeTypes",
-                                    "currentNodeChanged(vtkMRMLNode*)"},  # Libs/MRML/Widgets/qMRMLNodeComboBox.h
+    "qMRMLNodeComboBox": _WIDGET
+    | {
+        "currentNode",
+        "setCurrentNode",
+        "setMRMLScene",
+        "nodeTypes",
+        "currentNodeChanged(vtkMRMLNode*)",
+    },  # Libs/MRML/Widgets/qMRMLNodeComboBox.h
     # Libs/MRML/Widgets/qMRMLTableView.h (a QTableView: selectionModel from qabstractitemview.h);
     # there is no selectedMRMLTableRowIndices, only the column variant.
-    "qMRMLTableView": _WIDGET | {
-        "setMRMLTableNode", "mrmlTableNode", "setMRMLScene", "tableModel", "sortFilterProxyModel",
-        "selectedMRMLTableColumnIndices", "selectionModel", "transposed", "selectionChanged()",
+    "qMRMLTableView": _WIDGET
+    | {
+        "setMRMLTableNode",
+        "mrmlTableNode",
+        "setMRMLScene",
+        "tableModel",
+        "sortFilterProxyModel",
+        "selectedMRMLTableColumnIndices",
+        "selectionModel",
+        "transposed",
+        "selectionChanged()",
     },
     "qMRMLPlotView": _WIDGET | {"setMRMLScene", "setMRMLPlotViewNode"},
 }
@@ -129,7 +166,9 @@ def _bound_pairs():
 def test_every_bound_widget_pairs_with_its_annotation_as_a_slicer_connector_accepts(module, parameter, widget_class):
     annotation = _parameter_annotations(module)[parameter]
     value_type, extras = _describe(annotation)
-    assert widget_class in ACCEPTED_PAIRS, f"{module}.ui binds {parameter} to a {widget_class}: no Slicer connector takes it"
+    assert widget_class in ACCEPTED_PAIRS, (
+        f"{module}.ui binds {parameter} to a {widget_class}: no Slicer connector takes it"
+    )
     types, needed = ACCEPTED_PAIRS[widget_class]
     assert value_type in types, f"{module}: a {widget_class} cannot represent {parameter}: {ast.unparse(annotation)}"
     missing = needed - extras

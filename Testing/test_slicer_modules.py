@@ -12,9 +12,8 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from conftest import PROJECT_ROOT
+from PIL import Image
 
 MODULES = ["DeepDiag", "DeepDiagSegment", "DeepDiagDetect"]
 #: widgets the shared base widgets (DeepDiagGUI) reach in a module's .ui
@@ -68,14 +67,22 @@ def test_cmake_lists_every_python_file_and_resource_of_the_module(module):
     listed = set(re.findall(r"^\s+([\w./@-]+\.(?:py|ui|png|json|safetensors|txt))\s*$", cmake, re.MULTILINE))
     present = {
         path.relative_to(folder).as_posix()
-        for pattern in ("**/*.py", "Resources/**/*.ui", "Resources/**/*.png", "deepdiag/requirements.txt", "deepdiag/models/builtin/*/*")
+        for pattern in (
+            "**/*.py",
+            "Resources/**/*.ui",
+            "Resources/**/*.png",
+            "deepdiag/requirements.txt",
+            "deepdiag/models/builtin/*/*",
+        )
         for path in folder.glob(pattern)
         if "__pycache__" not in path.parts
     }
     assert listed == present, f"not listed: {sorted(present - listed)}; listed but absent: {sorted(listed - present)}"
     assert "slicerMacroBuildScriptedModule" in cmake
     # the module's self-test runs as a ctest, as in Slicer's scripted-module template
-    assert re.search(r"if\(BUILD_TESTING\)\s+(#.*\s+)*slicer_add_python_unittest\(SCRIPT \$\{MODULE_NAME\}\.py\)", cmake)
+    assert re.search(
+        r"if\(BUILD_TESTING\)\s+(#.*\s+)*slicer_add_python_unittest\(SCRIPT \$\{MODULE_NAME\}\.py\)", cmake
+    )
 
 
 def test_extension_cmake_adds_every_module():
@@ -84,9 +91,14 @@ def test_extension_cmake_adds_every_module():
     for field in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_DESCRIPTION", "EXTENSION_DEPENDS"):
         assert f"set({field} " in cmake
     screenshots = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', cmake).group(1).split()
-    assert screenshots and all(PROJECT_ROOT.joinpath(*url.split("/main/", 1)[1].split("/")).is_file() for url in screenshots)
+    assert screenshots and all(
+        PROJECT_ROOT.joinpath(*url.split("/main/", 1)[1].split("/")).is_file() for url in screenshots
+    )
     # the Extensions Index wants contributors as "Name (Organization)"
-    assert re.fullmatch(r'[^(),]+ \([^()]+\)(, [^(),]+ \([^()]+\))*', re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]*)"\)', cmake).group(1))
+    assert re.fullmatch(
+        r"[^(),]+ \([^()]+\)(, [^(),]+ \([^()]+\))*",
+        re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]*)"\)', cmake).group(1),
+    )
     assert "find_package(Slicer REQUIRED)" in cmake
 
 
@@ -126,8 +138,13 @@ def test_all_python_runs_on_slicers_oldest_supported_python():
 
 def test_no_function_of_the_modules_the_bridge_or_the_widgets_is_longer_than_60_lines():
     files = [PROJECT_ROOT / m / f"{m}.py" for m in MODULES]
-    files += sorted((PROJECT_ROOT / "DeepDiag" / "DeepDiagLib").glob("*.py")) + sorted((PROJECT_ROOT / "DeepDiag" / "DeepDiagGUI").glob("*.py"))
-    long = [f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
-            for path in files for node in ast.walk(ast.parse(path.read_text()))
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60]
+    files += sorted((PROJECT_ROOT / "DeepDiag" / "DeepDiagLib").glob("*.py")) + sorted(
+        (PROJECT_ROOT / "DeepDiag" / "DeepDiagGUI").glob("*.py")
+    )
+    long = [
+        f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in files
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60
+    ]
     assert not long, long

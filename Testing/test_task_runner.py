@@ -11,7 +11,6 @@ import sys
 import types
 
 import pytest
-
 from conftest import PROJECT_ROOT, load_volume_node
 
 
@@ -44,7 +43,9 @@ class _Widget:
 def runner_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(QTimer=_Timer))
     # the file alone: the package's other module needs Slicer's ScriptedLoadableModule
-    spec = importlib.util.spec_from_file_location("task_runner", PROJECT_ROOT / "DeepDiag" / "DeepDiagGUI" / "task_runner.py")
+    spec = importlib.util.spec_from_file_location(
+        "task_runner", PROJECT_ROOT / "DeepDiag" / "DeepDiagGUI" / "task_runner.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

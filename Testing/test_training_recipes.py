@@ -7,12 +7,18 @@ import torch
 from deepdiag.image_io import read_volume
 from deepdiag.models import find_model
 from deepdiag.models.store import load_model
+from deepdiag.phantom.nodules import design_nodules
 from deepdiag.training.classification import SMALL_NODULE_WEIGHT, draw_weights
 from deepdiag.training.detection import sample_slice_patch
 from deepdiag.training.hard_negatives import mine_hard_negatives
 from deepdiag.training.segmentation import Recipe
-from deepdiag.phantom.nodules import design_nodules
-from deepdiag.training.segmentation_data import Example, draw_nodule, example_name, prepare_example, varied_scanner_config
+from deepdiag.training.segmentation_data import (
+    Example,
+    draw_nodule,
+    example_name,
+    prepare_example,
+    varied_scanner_config,
+)
 
 SPACING, WINDOW = [1.0, 1.0, 1.25], {"min_hu": -1000.0, "max_hu": 400.0}
 
@@ -34,11 +40,16 @@ def test_small_nodules_are_drawn_as_many_times_more_often_as_the_boost_says():
 
 def test_small_nodule_phantoms_hold_only_nodules_of_the_asked_sizes_under_their_own_cache_name():
     config = varied_scanner_config(2001, 0, nodules=(4, 10), diameter_mm=(3.0, 6.0))
-    diameters = [design.nominal_diameter_mm for index in range(20)
-                 for design in design_nodules(config, np.random.default_rng(index))]
+    diameters = [
+        design.nominal_diameter_mm
+        for index in range(20)
+        for design in design_nodules(config, np.random.default_rng(index))
+    ]
     assert 4 * 20 <= len(diameters) <= 10 * 20
     assert 3.0 <= min(diameters) and max(diameters) <= 6.0
-    assert example_name(2001, 0, (4, 10), (3.0, 6.0)) != example_name(2001, 0, (4, 10))  # a cache never serves the other set
+    assert example_name(2001, 0, (4, 10), (3.0, 6.0)) != example_name(
+        2001, 0, (4, 10)
+    )  # a cache never serves the other set
 
 
 def test_dice_per_patch_does_not_let_a_large_nodule_hide_a_missed_small_one():
@@ -57,12 +68,21 @@ def test_dice_per_patch_does_not_let_a_large_nodule_hide_a_missed_small_one():
 
 def test_hard_negatives_are_detector_hits_away_from_every_nodule(small_case):
     stem = "phantom_s5_000"
-    example = prepare_example(read_volume(small_case / "images" / f"{stem}.nrrd"), read_volume(small_case / "labels" / f"{stem}.nrrd"),
-                              SPACING, WINDOW)
+    example = prepare_example(
+        read_volume(small_case / "images" / f"{stem}.nrrd"),
+        read_volume(small_case / "labels" / f"{stem}.nrrd"),
+        SPACING,
+        WINDOW,
+    )
     detector = load_model(find_model("lung-nodules-det", "detection", "lung-nodules-det"))
     margin = 3
-    everything = mine_hard_negatives(detector.network, Example(example.image, np.zeros_like(example.labels), []), torch.device("cpu"),
-                                     min_score=0.05, margin_voxels=margin)
+    everything = mine_hard_negatives(
+        detector.network,
+        Example(example.image, np.zeros_like(example.labels), []),
+        torch.device("cpu"),
+        min_score=0.05,
+        margin_voxels=margin,
+    )
     mined = mine_hard_negatives(detector.network, example, torch.device("cpu"), min_score=0.05, margin_voxels=margin)
     nodule_voxels = np.concatenate(example.nodule_voxels)
     steps = np.array([np.abs(nodule_voxels - position).sum(axis=1).min() for position in mined])

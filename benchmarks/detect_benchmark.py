@@ -31,13 +31,34 @@ def main() -> None:
         folder = Path(folder)
         case = generate_case(PhantomConfig(), seed=99, index=0)
         image = write_volume(case.ct, folder / "case.nrrd")
-        print(f"case: {case.ct.size} voxels at {case.ct.spacing} mm, {len(case.truth['nodules'])} nodules; model {args.model}; "
-              f"device {args.device}; {len(os.sched_getaffinity(0))} CPU cores")
-        runs = [measured(cli_code("detect", str(image), "-o", str(folder / "out"), "--model", args.model, "--device", args.device,
-                                  "--progress", "none")) for _ in range(args.repeats)]
+        print(
+            f"case: {case.ct.size} voxels at {case.ct.spacing} mm, {len(case.truth['nodules'])} nodules; model "
+            f"{args.model}; "
+            f"device {args.device}; {len(os.sched_getaffinity(0))} CPU cores"
+        )
+        runs = [
+            measured(
+                cli_code(
+                    "detect",
+                    str(image),
+                    "-o",
+                    str(folder / "out"),
+                    "--model",
+                    args.model,
+                    "--device",
+                    args.device,
+                    "--progress",
+                    "none",
+                )
+            )
+            for _ in range(args.repeats)
+        ]
         findings = json.loads((folder / "out" / "case.findings.json").read_text())["findings"]
-    print(f"deepdiag detect: {min(t for t, _ in runs):6.1f} s (best of {args.repeats}), peak {max(m for _, m in runs):.2f} GB, "
-          f"{len(findings)} findings at the default score threshold")
+    print(
+        f"deepdiag detect: {min(t for t, _ in runs):6.1f} s (best of {args.repeats}), peak "
+        f"{max(m for _, m in runs):.2f} GB, "
+        f"{len(findings)} findings at the default score threshold"
+    )
 
 
 if __name__ == "__main__":

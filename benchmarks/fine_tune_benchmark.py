@@ -54,21 +54,40 @@ def main() -> None:
 
     started = time.perf_counter()
     summary = fine_tune(
-        base_folder.name, [str(p) for p in images], [str(p) for p in labels],
-        FineTuneOptions(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.lr), device,
+        base_folder.name,
+        [str(p) for p in images],
+        [str(p) for p in labels],
+        FineTuneOptions(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.lr),
+        device,
         on_epoch=lambda r: print(f"  epoch {r.epoch}: loss {r.loss:.4f}, validation {r.validation}", flush=True),
     )
     minutes = (time.perf_counter() - started) / 60
     before = _nodule_dice(base_folder, folder / "test", folder / "pred-base", device)
     after = _nodule_dice(Path(summary["folder"]), folder / "test", folder / "pred-tuned", device)
-    print(json.dumps({
-        "fine_tuning_minutes": round(minutes, 1), "saved": summary["model"], "best_epoch": summary["best_epoch"],
-        "held_out_nodule_dice_ge6mm": {"base": before["nodule_dice_ge6mm"], "fine_tuned": after["nodule_dice_ge6mm"]},
-        "held_out_sensitivity_ge6mm": {"base": before["sensitivity_ge6mm"], "fine_tuned": after["sensitivity_ge6mm"]},
-        "held_out_false_positives_per_scan": {"base": before["false_positives_per_scan"], "fine_tuned": after["false_positives_per_scan"]},
-        "held_out_lungs_dice": {"base": before["lungs_dice"], "fine_tuned": after["lungs_dice"]},
-        "base_model_files_unchanged": _hashes(base_folder) == base_hashes,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "fine_tuning_minutes": round(minutes, 1),
+                "saved": summary["model"],
+                "best_epoch": summary["best_epoch"],
+                "held_out_nodule_dice_ge6mm": {
+                    "base": before["nodule_dice_ge6mm"],
+                    "fine_tuned": after["nodule_dice_ge6mm"],
+                },
+                "held_out_sensitivity_ge6mm": {
+                    "base": before["sensitivity_ge6mm"],
+                    "fine_tuned": after["sensitivity_ge6mm"],
+                },
+                "held_out_false_positives_per_scan": {
+                    "base": before["false_positives_per_scan"],
+                    "fine_tuned": after["false_positives_per_scan"],
+                },
+                "held_out_lungs_dice": {"base": before["lungs_dice"], "fine_tuned": after["lungs_dice"]},
+                "base_model_files_unchanged": _hashes(base_folder) == base_hashes,
+            },
+            indent=1,
+        )
+    )
 
 
 def _write_case(seed: int, folder: Path, index: int) -> None:

@@ -14,10 +14,13 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "DeepDiag")}
 
 def measured(code: str) -> tuple[float, float]:
     """Run Python ``code`` in a new process; return its wall seconds and peak memory in GB."""
-    wrapper = f"import resource, time\nstart = time.perf_counter()\n{code}\nprint('MEASURED', time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)"
+    report = (
+        "print('MEASURED', time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)"
+    )
+    wrapper = f"import resource, time\nstart = time.perf_counter()\n{code}\n{report}"
     started = time.perf_counter()
     output = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, env=ENV, check=True).stdout
-    line = next(l for l in output.splitlines() if l.startswith("MEASURED"))
+    line = next(text for text in output.splitlines() if text.startswith("MEASURED"))
     return time.perf_counter() - started, float(line.split()[2])
 
 

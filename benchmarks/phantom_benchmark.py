@@ -22,7 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_case(output: Path, seed: int, extra: list[str]) -> tuple[float, float]:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "deepdiag", "phantom", "-o", str(output), "--seed", str(seed), "--progress", "none", *extra],
+        [
+            sys.executable,
+            "-m",
+            "deepdiag",
+            "phantom",
+            "-o",
+            str(output),
+            "--seed",
+            str(seed),
+            "--progress",
+            "none",
+            *extra,
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
         env={"PYTHONPATH": str(ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin"},
@@ -38,8 +50,10 @@ def main() -> None:
     parser.add_argument("--anatomy", help="also pass --anatomy DIR")
     args = parser.parse_args()
     extra = ["--anatomy", args.anatomy] if args.anatomy else []
-    print(f"deepdiag phantom, default grid 512x512x300 @ 0.7x0.7x1.25 mm, {platform.processor() or platform.machine()}, "
-          f"{len(__import__('os').sched_getaffinity(0))} CPU cores")
+    print(
+        f"deepdiag phantom, default grid 512x512x300 @ 0.7x0.7x1.25 mm, {platform.processor() or platform.machine()}, "
+        f"{len(__import__('os').sched_getaffinity(0))} CPU cores"
+    )
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(args.cases):
             seconds, peak_gb = run_case(Path(folder) / str(seed), seed, extra)

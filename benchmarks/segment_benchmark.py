@@ -26,7 +26,9 @@ from measure import cli_code, measured  # noqa: E402
 def reference_code(image: Path, model_folder: Path, output: Path, device: str) -> str:
     return f"""
 import torch, numpy as np, SimpleITK as sitk
-from monai.transforms import Compose, LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, ScaleIntensityRanged, Invertd
+from monai.transforms import (
+    Compose, EnsureChannelFirstd, Invertd, LoadImaged, Orientationd, ScaleIntensityRanged, Spacingd,
+)
 from monai.inferers import sliding_window_inference
 from deepdiag.models.store import load_model
 model = load_model({str(model_folder)!r}, {device!r})
@@ -67,24 +69,45 @@ def main() -> None:
         folder = Path(folder)
         case = generate_case(PhantomConfig(), seed=99, index=0)
         image = write_volume(case.ct, folder / "case.nii.gz")
-        print(f"case: {case.ct.size} voxels at {case.ct.spacing} mm; model {model_folder.name}; device {args.device}; "
-              f"{len(os.sched_getaffinity(0))} CPU cores")
-        ours = [measured(cli_code("segment", str(image), "-o", str(folder / "out"), "--device", args.device, "--progress", "none"))
-                for _ in range(args.repeats)]
-        theirs = [measured(reference_code(image, model_folder, folder / "reference.npy", args.device)) for _ in range(args.repeats)]
+        print(
+            f"case: {case.ct.size} voxels at {case.ct.spacing} mm; model {model_folder.name}; device {args.device}; "
+            f"{len(os.sched_getaffinity(0))} CPU cores"
+        )
+        ours = [
+            measured(
+                cli_code(
+                    "segment", str(image), "-o", str(folder / "out"), "--device", args.device, "--progress", "none"
+                )
+            )
+            for _ in range(args.repeats)
+        ]
+        theirs = [
+            measured(reference_code(image, model_folder, folder / "reference.npy", args.device))
+            for _ in range(args.repeats)
+        ]
         labels, _ = read_segmentation(folder / "out" / "case.seg.nrrd")
         reference = np.load(folder / "reference.npy")
         reference = np.transpose(reference, (2, 1, 0)) if reference.shape != labels.array.shape else reference
-        agreement = {name: _dice(labels.array == value, reference == value) for name, value in (("lungs", 1), ("nodules", 2))}
+        agreement = {
+            name: _dice(labels.array == value, reference == value) for name, value in (("lungs", 1), ("nodules", 2))
+        }
         outside = _outside_body(case.ct.array)
         against_truth = {
-            name: {"lungs_dice": _dice(pred > 0, case.labels.array > 0), "nodules_dice": _dice(pred == 2, case.labels.array == 2),
-                   "lung_voxels_outside_the_body": round(float((pred[outside] == 1).sum() / max((pred == 1).sum(), 1)), 4)}
+            name: {
+                "lungs_dice": _dice(pred > 0, case.labels.array > 0),
+                "nodules_dice": _dice(pred == 2, case.labels.array == 2),
+                "lung_voxels_outside_the_body": round(float((pred[outside] == 1).sum() / max((pred == 1).sum(), 1)), 4),
+            }
             for name, pred in (("deepdiag", labels.array), ("reference", reference))
         }
     best_ours, best_theirs = min(t for t, _ in ours), min(t for t, _ in theirs)
-    print(f"deepdiag segment        : {best_ours:6.1f} s (best of {args.repeats}), peak {max(m for _, m in ours):.2f} GB")
-    print(f"plain MONAI reference   : {best_theirs:6.1f} s (best of {args.repeats}), peak {max(m for _, m in theirs):.2f} GB")
+    print(
+        f"deepdiag segment        : {best_ours:6.1f} s (best of {args.repeats}), peak {max(m for _, m in ours):.2f} GB"
+    )
+    print(
+        f"plain MONAI reference   : {best_theirs:6.1f} s (best of {args.repeats}), peak "
+        f"{max(m for _, m in theirs):.2f} GB"
+    )
     print(f"speed-up                : {best_theirs / best_ours:.1f}x")
     print(f"agreement (Dice) of the two outputs: {json.dumps(agreement)}")
     print(f"each against the truth: {json.dumps(against_truth)}")

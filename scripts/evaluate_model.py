@@ -1,4 +1,6 @@
-"""Measure a segmentation, detection or classification model on held-out phantoms; --record writes the figures into its card.
+"""Measure a segmentation, detection or classification model on held-out phantoms.
+
+``--record`` writes the figures into its card.
 
 Seed 7 is the held-out seed of the shipped models: training (1000, 2000) and the tuning of
 post-processing (8) never see it. Segmentation: Dice, per-nodule sensitivity, false positives;
@@ -6,7 +8,8 @@ detection: FROC the LUNA16 way; classification: type accuracy, Lung-RADS agreeme
 long-axis error on the nodules the newest segmentation model finds (and at the truth centres).
 
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@2 --record
-    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@10 --seed 71 --small-nodules
+    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@10 \\
+        --seed 71 --small-nodules
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-det@1 --record
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/nodule-type-cls@1 --cases 16 --record
 """
@@ -22,11 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
 
-from deepdiag.evaluation.held_out import evaluate_classification_on_phantoms, evaluate_detection_on_phantoms, evaluate_on_phantoms  # noqa: E402
+from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM, SMALL_NODULES_TEXT  # noqa: E402
+
+from deepdiag.evaluation.held_out import (  # noqa: E402
+    evaluate_classification_on_phantoms,
+    evaluate_detection_on_phantoms,
+    evaluate_on_phantoms,
+)  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
-from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM, SMALL_NODULES_TEXT  # noqa: E402
 
 
 def main() -> None:
@@ -34,8 +42,12 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="model folder")
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--small-nodules", action="store_true",
-                        help=f"segmentation: phantoms with {SMALL_NODULES_TEXT}, for a sensitivity to small nodules that rests on dozens")
+    parser.add_argument(
+        "--small-nodules",
+        action="store_true",
+        help=f"segmentation: phantoms with {SMALL_NODULES_TEXT}, for a sensitivity to small nodules that rests on "
+        "dozens",
+    )
     parser.add_argument("--folder", help="keep the phantoms and predictions here")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--record", action="store_true", help="write the figures into the model's card")

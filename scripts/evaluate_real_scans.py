@@ -36,9 +36,13 @@ def main() -> None:
     parser.add_argument("--segmentation-model", default=None, help="id@version (default: the newest built-in)")
     parser.add_argument("--detection-model", default=None, help="id@version (default: the newest built-in)")
     parser.add_argument("--classification-model", default=None, help="id@version (default: the newest built-in)")
-    parser.add_argument("--cases", type=int, default=4, help="inserted copies of the held-out background (about 10 nodules each)")
+    parser.add_argument(
+        "--cases", type=int, default=4, help="inserted copies of the held-out background (about 10 nodules each)"
+    )
     parser.add_argument("--seed", type=int, default=6001, help="seed of the inserted nodules")
-    parser.add_argument("--output", default=str(ROOT / "output" / "real-scans"), help="PNGs, inserted cases and predictions")
+    parser.add_argument(
+        "--output", default=str(ROOT / "output" / "real-scans"), help="PNGs, inserted cases and predictions"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-inserted", action="store_true", help="only the untouched scans")
     parser.add_argument("--record", action="store_true", help="write the figures into the cards' metrics.real_scans")
@@ -49,15 +53,21 @@ def main() -> None:
     classification = load_model(find_model(args.classification_model, "classification", "nodule-type-cls"), device)
     output = Path(args.output)
     figures = {"models": [segmentation.card.full_id, detection.card.full_id, classification.card.full_id]}
-    figures["untouched"] = [marks_on_untouched_scan(_local_copy(scan, output), segmentation, detection, device, output)
-                            for scan in UNTOUCHED]
+    figures["untouched"] = [
+        marks_on_untouched_scan(_local_copy(scan, output), segmentation, detection, device, output)
+        for scan in UNTOUCHED
+    ]
     if not args.skip_inserted:
         folder = output / f"inserted-s{args.seed}"
         truth = folder / "truth"
         if len(list((truth / "truth").glob("*.json"))) < args.cases:
             write_inserted_cases(_local_copy(HELD_OUT_BACKGROUND, output), args.cases, args.seed, folder)
-        figures["inserted"] = {"background": HELD_OUT_BACKGROUND.parent.name, "cases": args.cases, "seed": args.seed,
-                               **evaluate_inserted(truth, segmentation, detection, device, folder, classification)}
+        figures["inserted"] = {
+            "background": HELD_OUT_BACKGROUND.parent.name,
+            "cases": args.cases,
+            "seed": args.seed,
+            **evaluate_inserted(truth, segmentation, detection, device, folder, classification),
+        }
     print(json.dumps(figures, indent=1))
     if args.record:
         record_real_figures(figures, segmentation, detection)
@@ -65,17 +75,32 @@ def main() -> None:
 
 def record_real_figures(figures: dict, segmentation, detection) -> None:
     """metrics.real_scans of both cards: the real-scan figures, apart from the phantom ones."""
-    data = (f"../{REAL.relative_to(ROOT.parent)}: {', '.join(s.parent.name for s in UNTOUCHED)} untouched; "
-            f"{HELD_OUT_BACKGROUND.parent.name} (kept out of training) with inserted nodules, its known lesions left out. "
-            "covid_ricord_419639 was a training background of lung-nodules-fpr@9: its marks are no held-out figure")
+    data = (
+        f"../{REAL.relative_to(ROOT.parent)}: {', '.join(s.parent.name for s in UNTOUCHED)} untouched; "
+        f"{HELD_OUT_BACKGROUND.parent.name} (kept out of training) with inserted nodules, its known lesions left out. "
+        "covid_ricord_419639 was a training background of lung-nodules-fpr@9: its marks are no held-out figure"
+    )
     inserted = figures.get("inserted", {})
-    for model, task, marks in ((segmentation, "segmentation", "segmentation_components"), (detection, "detection", "detector_findings")):
+    for model, task, marks in (
+        (segmentation, "segmentation", "segmentation_components"),
+        (detection, "detection", "detector_findings"),
+    ):
         found = "known_lesions_found_by_" + ("segmentation" if task == "segmentation" else "detector")
-        untouched = [{"scan": u["scan"], marks: u[marks], f"{marks}_on_known_lesions": u[f"{marks}_on_known_lesions"],
-                      found: u[found], "seconds": u["seconds"]} for u in figures["untouched"]]
+        untouched = [
+            {
+                "scan": u["scan"],
+                marks: u[marks],
+                f"{marks}_on_known_lesions": u[f"{marks}_on_known_lesions"],
+                found: u[found],
+                "seconds": u["seconds"],
+            }
+            for u in figures["untouched"]
+        ]
         real = {"data": data, "untouched": untouched}
         if inserted:
-            real["inserted_held_out_background"] = {k: inserted[k] for k in ("background", "cases", "seed")} | inserted[task]
+            real["inserted_held_out_background"] = {k: inserted[k] for k in ("background", "cases", "seed")} | inserted[
+                task
+            ]
         record_in_card(model.folder, metrics={**model.card.metrics, "real_scans": real})
 
 

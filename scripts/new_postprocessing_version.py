@@ -4,7 +4,8 @@ lung-nodules-det@3 were made from versions 10 and 2. Figures come after, from th
 scripts with --record.
 
     python scripts/new_postprocessing_version.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@10 \\
-        --version 11 --set '{"min_nodule_thickness_ratio": 0.25, "candidate_filter": {"model": "lung-nodules-fpr@9", ...}}' \\
+        --version 11 \\
+        --set '{"min_nodule_thickness_ratio": 0.25, "candidate_filter": {"model": "lung-nodules-fpr@9", ...}}' \\
         --why "..."
 """
 
@@ -27,7 +28,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="the model folder to start from")
     parser.add_argument("--version", type=int, required=True)
-    parser.add_argument("--set", required=True, help="JSON object: post-processing entries to set (replacing those of the same name)")
+    parser.add_argument(
+        "--set", required=True, help="JSON object: post-processing entries to set (replacing those of the same name)"
+    )
     parser.add_argument("--why", required=True, help="what changed and why, for the card")
     args = parser.parse_args()
     source = Path(args.model)
@@ -38,7 +41,11 @@ def main() -> None:
     card.version = args.version
     card.postprocessing = {**card.postprocessing, **json.loads(args.set)}
     card.metrics = {}
-    card.extra["made_from"] = {"model": f"{card.id}@{ModelCard.read(source).version}", "changed": "post-processing only", "why": args.why}
+    card.extra["made_from"] = {
+        "model": f"{card.id}@{ModelCard.read(source).version}",
+        "changed": "post-processing only",
+        "why": args.why,
+    }
     staging = source.parent / f".{target.name}.partial"
     shutil.copytree(source, staging)
     (staging / CARD_FILE).write_text(json.dumps(card.to_json(), indent=2) + "\n")

@@ -13,15 +13,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ("DeepDiag", "DeepDiagSegment", "DeepDiagDetect")
-RESOURCE_PATTERNS = ("Resources/**/*.png", "Resources/**/*.ui", "deepdiag/requirements.txt", "deepdiag/models/builtin/*/*")
+RESOURCE_PATTERNS = (
+    "Resources/**/*.png",
+    "Resources/**/*.ui",
+    "deepdiag/requirements.txt",
+    "deepdiag/models/builtin/*/*",
+)
 
 
 def listed(folder: Path, patterns) -> list[str]:
-    return sorted({
-        path.relative_to(folder).as_posix()
-        for pattern in patterns for path in folder.glob(pattern)
-        if path.is_file() and "__pycache__" not in path.parts
-    })
+    return sorted(
+        {
+            path.relative_to(folder).as_posix()
+            for pattern in patterns
+            for path in folder.glob(pattern)
+            if path.is_file() and "__pycache__" not in path.parts
+        }
+    )
 
 
 def replace_block(cmake: str, variable: str, files: list[str]) -> str:

@@ -17,11 +17,19 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from training_common import (SPACING, WINDOW, common_parser, data_description, device_description, initial_network, log, prepare_examples,
-                             training_cases)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from training_common import (
+    SPACING,
+    WINDOW,
+    common_parser,
+    data_description,
+    device_description,
+    initial_network,
+    log,
+    prepare_examples,
+    training_cases,
+)
 
 from deepdiag import __version__  # noqa: E402
 from deepdiag.models import ModelCard, find_model  # noqa: E402
@@ -41,20 +49,41 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
         id="lung-nodules-fpr",
         version=args.version,
         task="candidate-classification",
-        network={"name": "ResNet", "parameters": {
-            "block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": list(args.channels), "spatial_dims": 3,
-            "n_input_channels": channels(args), "conv1_t_size": 5, "conv1_t_stride": 2, "no_max_pool": True, "num_classes": 2}},
-        input={"region": "segmentation component", "channels": channels(args), "modality": "CT", "spacing_mm": list(segmentation.spacing_mm),
-               "intensity": segmentation.input["intensity"],
-               "array_order": "[k, j, i] box centred on the component, on the segmentation model's grid",
-               **({"centre_zoom": args.centre_zoom} if args.centre_zoom > 1 else {})},
+        network={
+            "name": "ResNet",
+            "parameters": {
+                "block": "basic",
+                "layers": [1, 1, 1, 1],
+                "block_inplanes": list(args.channels),
+                "spatial_dims": 3,
+                "n_input_channels": channels(args),
+                "conv1_t_size": 5,
+                "conv1_t_stride": 2,
+                "no_max_pool": True,
+                "num_classes": 2,
+            },
+        },
+        input={
+            "region": "segmentation component",
+            "channels": channels(args),
+            "modality": "CT",
+            "spacing_mm": list(segmentation.spacing_mm),
+            "intensity": segmentation.input["intensity"],
+            "array_order": "[k, j, i] box centred on the component, on the segmentation model's grid",
+            **({"centre_zoom": args.centre_zoom} if args.centre_zoom > 1 else {}),
+        },
         patch_size=PATCH,
-        classes=[{"name": "not a nodule", "label_value": 0, "color": [0.5, 0.5, 0.5]},
-                 {"name": "nodule", "label_value": 1, "color": [0.95, 0.25, 0.15]}],
-        description=(f"Keeps or rejects each nodule component {segmentation.full_id} predicts, from a 32-voxel box around it"
-                     + (f" and the box's middle magnified {args.centre_zoom}x" if args.centre_zoom > 1 else "") + " "
-                     "(false-positive reduction: vessel pieces against nodules). Trained only on synthetic chest CTs made by "
-                     "`deepdiag phantom`; not validated on patient scans."),
+        classes=[
+            {"name": "not a nodule", "label_value": 0, "color": [0.5, 0.5, 0.5]},
+            {"name": "nodule", "label_value": 1, "color": [0.95, 0.25, 0.15]},
+        ],
+        description=(
+            f"Keeps or rejects each nodule component {segmentation.full_id} predicts, from a 32-voxel box around it"
+            + (f" and the box's middle magnified {args.centre_zoom}x" if args.centre_zoom > 1 else "")
+            + " "
+            "(false-positive reduction: vessel pieces against nodules). Trained only on synthetic chest CTs made by "
+            "`deepdiag phantom`; not validated on patient scans."
+        ),
     )
 
 
@@ -84,13 +113,35 @@ def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
         mined = position < args.mined_cases
         name = f"{case_name}-patch{PATCH[0]}" + (f"-components-of-{segmentation.card.full_id}" if mined else "")
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 7)))
-        parts.append(cached_patches(cache / f"{name}.npz", lambda: case_patches(
-            example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation if mined else None, device)))
+        parts.append(
+            cached_patches(
+                cache / f"{name}.npz",
+                lambda: case_patches(
+                    example,
+                    tuple(PATCH),
+                    segmentation.card.spacing_mm[::-1],
+                    rng,
+                    segmentation if mined else None,
+                    device,
+                ),
+            )
+        )
         if args.spots:
             scored = f"-scored-by-{spot_scorer.card.full_id}" if spot_scorer else ""
-            parts.append(cached_patches(cache / f"{name}-spots{_search_suffix(search)}{scored}.npz", lambda: spot_patches(
-                example, tuple(PATCH), segmentation.card.spacing_mm[::-1],
-                np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))), spot_scorer, device, search)))
+            parts.append(
+                cached_patches(
+                    cache / f"{name}-spots{_search_suffix(search)}{scored}.npz",
+                    lambda: spot_patches(
+                        example,
+                        tuple(PATCH),
+                        segmentation.card.spacing_mm[::-1],
+                        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 8))),
+                        spot_scorer,
+                        device,
+                        search,
+                    ),
+                )
+            )
         if position % 10 == 9:
             log(f"  {position + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
     parts += real_background_patches(args, segmentation, spot_scorer, device, cache)
@@ -105,86 +156,194 @@ def real_background_patches(args, segmentation, spot_scorer, device, cache: Path
     for background in args.real_backgrounds:
         examples = real_background_examples(background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache)
         for index, example in enumerate(examples):
-            name = f"real-{Path(background).name.split('.')[0]}-s{args.real_seed}-{index:03d}-patch{PATCH[0]}-components-of-{segmentation.card.full_id}"
+            name = (
+                f"real-{Path(background).name.split('.')[0]}-s{args.real_seed}-{index:03d}"
+                f"-patch{PATCH[0]}-components-of-{segmentation.card.full_id}"
+            )
             rng = np.random.default_rng(np.random.SeedSequence(args.real_seed, spawn_key=(index, 7)))
-            parts.append(cached_patches(cache / f"{name}.npz", lambda: case_patches(
-                example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation, device)))
+            parts.append(
+                cached_patches(
+                    cache / f"{name}.npz",
+                    lambda: case_patches(
+                        example, tuple(PATCH), segmentation.card.spacing_mm[::-1], rng, segmentation, device
+                    ),
+                )
+            )
             if args.spots:
                 scored = f"-scored-by-{spot_scorer.card.full_id}" if spot_scorer else ""
-                parts.append(cached_patches(cache / f"{name}-spots{_search_suffix(search)}{scored}.npz", lambda: spot_patches(
-                    example, tuple(PATCH), segmentation.card.spacing_mm[::-1],
-                    np.random.default_rng(np.random.SeedSequence(args.real_seed, spawn_key=(index, 8))), spot_scorer, device, search)))
+                parts.append(
+                    cached_patches(
+                        cache / f"{name}-spots{_search_suffix(search)}{scored}.npz",
+                        lambda: spot_patches(
+                            example,
+                            tuple(PATCH),
+                            segmentation.card.spacing_mm[::-1],
+                            np.random.default_rng(np.random.SeedSequence(args.real_seed, spawn_key=(index, 8))),
+                            spot_scorer,
+                            device,
+                            search,
+                        ),
+                    )
+                )
         log(f"  real background {Path(background).name}: {args.real_cases} cases with inserted nodules")
     return parts
 
 
 def main() -> None:
-    parser = common_parser(__doc__.splitlines()[0], data_seed=2000, nodules=[3, 8], train_cases=60, iterations=3000, batch=32,
-                           learning_rate=2e-3)
-    parser.add_argument("--segmentation-model", required=True, help="the model whose false positives the filter learns to reject")
-    parser.add_argument("--mined-cases", type=int, default=30, help="training phantoms the segmentation model is run on")
-    parser.add_argument("--spots", action="store_true", help="add the bright spots of every phantom (on nodules: positives; elsewhere: negatives)")
-    parser.add_argument("--channels", type=int, nargs=4, default=[16, 32, 64, 128],
-                        help="feature channels of the ResNet's four stages (wider: more capacity, slower)")
-    parser.add_argument("--centre-zoom", type=int, default=1, choices=[1, 2],
-                        help="2: the filter also sees the middle half of its box at twice the size (finer view of small nodules)")
-    parser.add_argument("--spot-min-blobness", type=float, default=MIN_BLOBNESS,
-                        help="the spot search's least curvature across every direction (lower: fainter spots, ground glass)")
-    parser.add_argument("--spots-without-chest-wall", action="store_true",
-                        help="search spots with everything outside the lungs set to the lungs' median (finds nodules on the pleura)")
-    parser.add_argument("--spots-scored-by", help="an earlier filter (id@version): the false spots it scores highest become negatives first")
-    parser.add_argument("--real-backgrounds", nargs="*", default=[],
-                        help="real CTs to insert nodules into for training (real-background hard negatives); keep one real scan out")
-    parser.add_argument("--real-cases", type=int, default=3, help="copies of each real background, each with its own nodules")
-    parser.add_argument("--real-seed", type=int, default=5000, help="seed of the nodules inserted into the real backgrounds")
-    parser.add_argument("--init-from", help="start from this filter's weights (id@version; same network) instead of a new network")
-    parser.add_argument("--small-nodule-share", type=float,
-                        help="the share of nodule draws that go to nodules under 6 mm (default: each drawn 3x as often as a larger "
-                             "one); with --small-nodule-cases, keeps large nodules as common in training as without them")
+    parser = common_parser(
+        __doc__.splitlines()[0],
+        data_seed=2000,
+        nodules=[3, 8],
+        train_cases=60,
+        iterations=3000,
+        batch=32,
+        learning_rate=2e-3,
+    )
+    parser.add_argument(
+        "--segmentation-model", required=True, help="the model whose false positives the filter learns to reject"
+    )
+    parser.add_argument(
+        "--mined-cases", type=int, default=30, help="training phantoms the segmentation model is run on"
+    )
+    parser.add_argument(
+        "--spots",
+        action="store_true",
+        help="add the bright spots of every phantom (on nodules: positives; elsewhere: negatives)",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        nargs=4,
+        default=[16, 32, 64, 128],
+        help="feature channels of the ResNet's four stages (wider: more capacity, slower)",
+    )
+    parser.add_argument(
+        "--centre-zoom",
+        type=int,
+        default=1,
+        choices=[1, 2],
+        help="2: the filter also sees the middle half of its box at twice the size (finer view of small nodules)",
+    )
+    parser.add_argument(
+        "--spot-min-blobness",
+        type=float,
+        default=MIN_BLOBNESS,
+        help="the spot search's least curvature across every direction (lower: fainter spots, ground glass)",
+    )
+    parser.add_argument(
+        "--spots-without-chest-wall",
+        action="store_true",
+        help="search spots with everything outside the lungs set to the lungs' median (finds nodules on the pleura)",
+    )
+    parser.add_argument(
+        "--spots-scored-by",
+        help="an earlier filter (id@version): the false spots it scores highest become negatives first",
+    )
+    parser.add_argument(
+        "--real-backgrounds",
+        nargs="*",
+        default=[],
+        help="real CTs to insert nodules into for training (real-background hard negatives); keep one real scan out",
+    )
+    parser.add_argument(
+        "--real-cases", type=int, default=3, help="copies of each real background, each with its own nodules"
+    )
+    parser.add_argument(
+        "--real-seed", type=int, default=5000, help="seed of the nodules inserted into the real backgrounds"
+    )
+    parser.add_argument(
+        "--init-from", help="start from this filter's weights (id@version; same network) instead of a new network"
+    )
+    parser.add_argument(
+        "--small-nodule-share",
+        type=float,
+        help="the share of nodule draws that go to nodules under 6 mm (default: each drawn 3x as often as a larger "
+        "one); with --small-nodule-cases, keeps large nodules as common in training as without them",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
     segmentation = load_model(find_model(args.segmentation_model, "segmentation", args.segmentation_model), device)
     if list(segmentation.card.spacing_mm) != SPACING or segmentation.card.input["intensity"] != WINDOW:
-        raise SystemExit("the training phantoms are prepared on the project's model grid; this segmentation model uses another")
+        raise SystemExit(
+            "the training phantoms are prepared on the project's model grid; this segmentation model uses another"
+        )
     card = card_template(args, segmentation.card)
     if args.spots:
         card.input["spot_search"] = spot_search(args).as_card_entry()
-    spot_scorer = load_model(find_model(args.spots_scored_by, "candidate-classification", args.spots_scored_by), device) if args.spots_scored_by else None
+    spot_scorer = (
+        load_model(find_model(args.spots_scored_by, "candidate-classification", args.spots_scored_by), device)
+        if args.spots_scored_by
+        else None
+    )
     data = patches(args, prepare_examples(args), segmentation, spot_scorer, device)
     counts = {"nodules": int(data.labels.sum()), "not nodules": int((data.labels == 0).sum())}
     log(f"training on {counts}")
     torch.manual_seed(args.train_seed)
     network = initial_network(card, args.init_from)
     to_input = network_input(card)
-    summary = train_classifier(network, data, PATCH, args.iterations, args.batch, args.learning_rate, device, args.train_seed,
-                               on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"),
-                               small_nodule_share=args.small_nodule_share, network_input=to_input)
+    summary = train_classifier(
+        network,
+        data,
+        PATCH,
+        args.iterations,
+        args.batch,
+        args.learning_rate,
+        device,
+        args.train_seed,
+        on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"),
+        small_nodule_share=args.small_nodule_share,
+        network_input=to_input,
+    )
     accuracy = float((centre_logits(network, data, PATCH, device, to_input).argmax(1).numpy() == data.labels).mean())
     card.training = {
-        "data": data_description(args) + "".join(
+        "data": data_description(args)
+        + "".join(
             f"; real background {Path(b).parent.name}/{Path(b).name}, {args.real_cases} copies with "
             f"{TRAINING_INSERTIONS.nodules[0]}-{TRAINING_INSERTIONS.nodules[1]} inserted nodules of "
-            f"{TRAINING_INSERTIONS.diameter_mm[0]:g}-{TRAINING_INSERTIONS.diameter_mm[1]:g} mm each (seed {args.real_seed})"
-            for b in args.real_backgrounds),
+            f"{TRAINING_INSERTIONS.diameter_mm[0]:g}-{TRAINING_INSERTIONS.diameter_mm[1]:g} mm each (seed "
+            f"{args.real_seed})"
+            for b in args.real_backgrounds
+        ),
         **({"initialized_from": args.init_from} if args.init_from else {}),
         "examples": counts,
-        "positives": (f"every truth nodule at its centre, and {segmentation.card.full_id}'s nodule components on a nodule "
-                      f"(first {args.mined_cases} phantoms) at their own centres"
-                      + ("; the two strongest bright spots on each nodule" if args.spots else "")),
-        "negatives": (f"{segmentation.card.full_id}'s nodule components at least 4 voxels from every nodule on the first "
-                      f"{args.mined_cases} phantoms (no peak-probability rule, components of 8 mm3 and more), and 20 random "
-                      "dense lung voxels per phantom as far from the nodules"
-                      + ("; bright spots (spot search) at least 4 voxels from every nodule, 40 per phantom"
-                         + (f", the 20 that {spot_scorer.card.full_id} scores highest first" if spot_scorer else "") if args.spots else "")),
-        "data_seed": args.data_seed, "train_seed": args.train_seed, "iterations": args.iterations, "batch": args.batch,
-        "sampling": "class-balanced; " + (f"{args.small_nodule_share:.0%} of the nodule draws are nodules under 6 mm"
-                                           if args.small_nodule_share is not None else "nodules under 6 mm drawn 3x as often"),
+        "positives": (
+            f"every truth nodule at its centre, and {segmentation.card.full_id}'s nodule components on a nodule "
+            f"(first {args.mined_cases} phantoms) at their own centres"
+            + ("; the two strongest bright spots on each nodule" if args.spots else "")
+        ),
+        "negatives": (
+            f"{segmentation.card.full_id}'s nodule components at least 4 voxels from every nodule on the first "
+            f"{args.mined_cases} phantoms (no peak-probability rule, components of 8 mm3 and more), and 20 random "
+            "dense lung voxels per phantom as far from the nodules"
+            + (
+                "; bright spots (spot search) at least 4 voxels from every nodule, 40 per phantom"
+                + (f", the 20 that {spot_scorer.card.full_id} scores highest first" if spot_scorer else "")
+                if args.spots
+                else ""
+            )
+        ),
+        "data_seed": args.data_seed,
+        "train_seed": args.train_seed,
+        "iterations": args.iterations,
+        "batch": args.batch,
+        "sampling": "class-balanced; "
+        + (
+            f"{args.small_nodule_share:.0%} of the nodule draws are nodules under 6 mm"
+            if args.small_nodule_share is not None
+            else "nodules under 6 mm drawn 3x as often"
+        ),
         "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
-        "augmentation": "candidate up to 3 voxels off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)"
-                        + (f"; then the box's middle magnified {args.centre_zoom}x as a second channel" if args.centre_zoom > 1 else ""),
-        "training_accuracy": round(accuracy, 4), "device": device_description(device), "training_seconds": summary["seconds"],
-        "final_loss": summary["final_loss"], "software": f"deepdiag {__version__}, torch {torch.__version__}",
+        "augmentation": "candidate up to 3 voxels off centre, flips, axial quarter turns, "
+        "intensity scale/shift, noise (MONAI)"
+        + (
+            f"; then the box's middle magnified {args.centre_zoom}x as a second channel" if args.centre_zoom > 1 else ""
+        ),
+        "training_accuracy": round(accuracy, 4),
+        "device": device_description(device),
+        "training_seconds": summary["seconds"],
+        "final_loss": summary["final_loss"],
+        "software": f"deepdiag {__version__}, torch {torch.__version__}",
     }
     save_model(network, card, args.output)
     log(f"saved {args.output} in {time.perf_counter() - started:.0f} s; training accuracy {accuracy:.3f}")

@@ -14,18 +14,23 @@ import time
 from functools import partial
 from multiprocessing import get_context
 
+import torch  # noqa: E402
 from training_common import ROOT, WINDOW, common_parser, device_description, log
 
-import torch  # noqa: E402
-
 from deepdiag import __version__  # noqa: E402
+from deepdiag.evaluation.classification import expected_calibration_error  # noqa: E402
 from deepdiag.lung_rads import NODULE_TYPES  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
 from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.store import save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
-from deepdiag.evaluation.classification import expected_calibration_error  # noqa: E402
-from deepdiag.training.classification import NodulePatches, case_patches, centre_logits, fit_temperature, train_classifier  # noqa: E402
+from deepdiag.training.classification import (
+    NodulePatches,
+    case_patches,
+    centre_logits,
+    fit_temperature,
+    train_classifier,
+)  # noqa: E402
 
 PATCH = [40, 40, 40]
 SPACING = [1.0, 1.0, 1.0]
@@ -37,25 +42,55 @@ def card_template(args) -> ModelCard:
         id="nodule-type-cls",
         version=args.version,
         task="classification",
-        network={"name": "ResNet", "parameters": {
-            "block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [16, 32, 64, 128], "spatial_dims": 3,
-            "n_input_channels": 1, "conv1_t_size": 5, "conv1_t_stride": 2, "no_max_pool": True, "num_classes": len(NODULE_TYPES)}},
-        input={"region": "finding", "channels": 1, "modality": "CT", "spacing_mm": SPACING, "intensity": WINDOW,
-               "array_order": "[k, j, i] cube centred on the finding, axis-aligned LPS"},
+        network={
+            "name": "ResNet",
+            "parameters": {
+                "block": "basic",
+                "layers": [1, 1, 1, 1],
+                "block_inplanes": [16, 32, 64, 128],
+                "spatial_dims": 3,
+                "n_input_channels": 1,
+                "conv1_t_size": 5,
+                "conv1_t_stride": 2,
+                "no_max_pool": True,
+                "num_classes": len(NODULE_TYPES),
+            },
+        },
+        input={
+            "region": "finding",
+            "channels": 1,
+            "modality": "CT",
+            "spacing_mm": SPACING,
+            "intensity": WINDOW,
+            "array_order": "[k, j, i] cube centred on the finding, axis-aligned LPS",
+        },
         patch_size=PATCH,
         classes=[{"name": name, "label_value": n, "color": COLORS[name]} for n, name in enumerate(NODULE_TYPES)],
         postprocessing={"temperature": 1.0},
-        description=("Lung nodule type (solid, part-solid, ground-glass) from a 40 mm cube around a finding, with "
-                     "temperature-calibrated probabilities. Trained only on synthetic chest CTs made by `deepdiag phantom`; "
-                     "not validated on patient scans."),
+        description=(
+            "Lung nodule type (solid, part-solid, ground-glass) from a 40 mm cube around a finding, with "
+            "temperature-calibrated probabilities. Trained only on synthetic chest CTs made by `deepdiag phantom`; "
+            "not validated on patient scans."
+        ),
         extra={"saliency": {"method": "occlusion sensitivity (MONAI)", "mask_voxels": 8, "overlap": 0.5}},
     )
 
 
 def patches(args, seed: int, cases: int) -> NodulePatches:
-    log(f"preparing nodule patches of {cases} phantoms (seed {seed}, {args.nodules[0]}-{args.nodules[1]} nodules; cache {args.cache})")
-    make = partial(case_patches, seed, classes=list(NODULE_TYPES), patch=PATCH, spacing=SPACING, window=WINDOW,
-                   nodules=tuple(args.nodules), cache=args.cache)
+    log(
+        f"preparing nodule patches of {cases} phantoms (seed {seed}, {args.nodules[0]}-{args.nodules[1]} nodules; "
+        f"cache {args.cache})"
+    )
+    make = partial(
+        case_patches,
+        seed,
+        classes=list(NODULE_TYPES),
+        patch=PATCH,
+        spacing=SPACING,
+        window=WINDOW,
+        nodules=tuple(args.nodules),
+        cache=args.cache,
+    )
     with get_context("spawn").Pool(args.workers) as pool:
         return NodulePatches.concatenate(pool.map(make, range(cases)))
 
@@ -74,32 +109,66 @@ def calibration(network, validation: NodulePatches, device) -> dict:
 
 
 def main() -> None:
-    parser = common_parser(__doc__.splitlines()[0], data_seed=3000, nodules=[6, 12], train_cases=80, iterations=4000, batch=16,
-                           learning_rate=2e-3, cache=str(ROOT / ".cache" / "classification"))
+    parser = common_parser(
+        __doc__.splitlines()[0],
+        data_seed=3000,
+        nodules=[6, 12],
+        train_cases=80,
+        iterations=4000,
+        batch=16,
+        learning_rate=2e-3,
+        cache=str(ROOT / ".cache" / "classification"),
+    )
     parser.add_argument("--val-cases", type=int, default=8)
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
     card = card_template(args)
-    training, validation = patches(args, args.data_seed, args.train_cases), patches(args, args.data_seed + 1, args.val_cases)
+    training, validation = (
+        patches(args, args.data_seed, args.train_cases),
+        patches(args, args.data_seed + 1, args.val_cases),
+    )
     counts = {name: int((training.labels == n).sum()) for n, name in enumerate(NODULE_TYPES)}
     log(f"{len(training.labels)} training nodules {counts}, {len(validation.labels)} validation nodules")
     torch.manual_seed(args.train_seed)
     network = build_network(card)
-    summary = train_classifier(network, training, PATCH, args.iterations, args.batch, args.learning_rate, device, args.train_seed,
-                               on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"))
+    summary = train_classifier(
+        network,
+        training,
+        PATCH,
+        args.iterations,
+        args.batch,
+        args.learning_rate,
+        device,
+        args.train_seed,
+        on_progress=lambda step, loss: log(f"  iteration {step}: loss {loss:.4f}"),
+    )
     calibrated = calibration(network, validation, device)
     card.postprocessing = {"temperature": calibrated["temperature"]}
     card.training = {
-        "data": (f"{args.train_cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {args.data_seed}, "
-                 f"{args.nodules[0]}-{args.nodules[1]} nodules each, 3-30 mm, types drawn 55/15/30 % solid/part-solid/ground-glass, "
-                 "in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm"),
-        "nodules": counts, "data_seed": args.data_seed, "validation_seed": args.data_seed + 1, "train_seed": args.train_seed,
-        "iterations": args.iterations, "batch": args.batch, "sampling": "class-balanced; nodules under 6 mm drawn 3x as often within a class",
+        "data": (
+            f"{args.train_cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed "
+            f"{args.data_seed}, "
+            f"{args.nodules[0]}-{args.nodules[1]} nodules each, 3-30 mm, types drawn 55/15/30 % "
+            "solid/part-solid/ground-glass, "
+            "in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm"
+        ),
+        "nodules": counts,
+        "data_seed": args.data_seed,
+        "validation_seed": args.data_seed + 1,
+        "train_seed": args.train_seed,
+        "iterations": args.iterations,
+        "batch": args.batch,
+        "sampling": "class-balanced; nodules under 6 mm drawn 3x as often within a class",
         "optimizer": f"AdamW, one-cycle, max lr {args.learning_rate}",
-        "augmentation": "finding up to 3 mm off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)",
-        "calibration": calibrated, "device": device_description(device), "training_seconds": summary["seconds"],
-        "final_loss": summary["final_loss"], "software": f"deepdiag {__version__}, torch {torch.__version__}",
+        "augmentation": (
+            "finding up to 3 mm off centre, flips, axial quarter turns, intensity scale/shift, noise (MONAI)"
+        ),
+        "calibration": calibrated,
+        "device": device_description(device),
+        "training_seconds": summary["seconds"],
+        "final_loss": summary["final_loss"],
+        "software": f"deepdiag {__version__}, torch {torch.__version__}",
     }
     save_model(network, card, args.output)
     log(f"saved {args.output} in {time.perf_counter() - started:.0f} s; calibration {calibrated}")

@@ -21,7 +21,9 @@ WINDOW = {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}
 # only about a third of the nodules of an ordinary phantom, so these carry many of them.
 SMALL_NODULE_CASES = (4, 10)
 SMALL_NODULE_MM = (3.0, 6.0)
-SMALL_NODULES_TEXT = f"{SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} nodules of {SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm each"
+SMALL_NODULES_TEXT = (
+    f"{SMALL_NODULE_CASES[0]}-{SMALL_NODULE_CASES[1]} nodules of {SMALL_NODULE_MM[0]:g}-{SMALL_NODULE_MM[1]:g} mm each"
+)
 
 
 def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
@@ -31,9 +33,15 @@ def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int, default=1)
     parser.add_argument("--train-cases", type=int, default=40)
     parser.add_argument("--data-seed", type=int, default=1000)
-    parser.add_argument("--nodules", type=int, nargs=2, default=[2, 6], help="fewest and most nodules per training case")
-    parser.add_argument("--small-nodule-cases", type=int, default=0,
-                        help=f"this many more training phantoms (seed --data-seed + 1) with {SMALL_NODULES_TEXT}")
+    parser.add_argument(
+        "--nodules", type=int, nargs=2, default=[2, 6], help="fewest and most nodules per training case"
+    )
+    parser.add_argument(
+        "--small-nodule-cases",
+        type=int,
+        default=0,
+        help=f"this many more training phantoms (seed --data-seed + 1) with {SMALL_NODULES_TEXT}",
+    )
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=2)
@@ -63,8 +71,10 @@ class PhantomSet:
         return [example_name(self.seed, index, self.nodules, self.diameter_mm) for index in range(self.cases)]
 
     def description(self) -> str:
-        return (f"{self.cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {self.seed}, "
-                f"{self.nodules[0]}-{self.nodules[1]} nodules of {self.diameter_mm[0]:g}-{self.diameter_mm[1]:g} mm each")
+        return (
+            f"{self.cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {self.seed}, "
+            f"{self.nodules[0]}-{self.nodules[1]} nodules of {self.diameter_mm[0]:g}-{self.diameter_mm[1]:g} mm each"
+        )
 
 
 def phantom_sets(args) -> list[PhantomSet]:
@@ -79,7 +89,9 @@ def phantom_sets(args) -> list[PhantomSet]:
 
 def training_cases(args) -> list[tuple[str, int, int]]:
     """(cache name, seed, index) of every training phantom, in the order prepare_examples returns them."""
-    return [(name, phantoms.seed, index) for phantoms in phantom_sets(args) for index, name in enumerate(phantoms.names())]
+    return [
+        (name, phantoms.seed, index) for phantoms in phantom_sets(args) for index, name in enumerate(phantoms.names())
+    ]
 
 
 def prepare_examples(args) -> list:
@@ -90,20 +102,32 @@ def prepare_examples(args) -> list:
     for phantoms in phantom_sets(args):
         log(f"preparing {phantoms.description()} (cache {args.cache})")
         with get_context("spawn").Pool(args.workers) as pool:
-            examples += pool.map(partial(make_example, phantoms.seed, spacing=SPACING, window=WINDOW, nodules=phantoms.nodules,
-                                         cache=args.cache, diameter_mm=phantoms.diameter_mm), range(phantoms.cases))
+            examples += pool.map(
+                partial(
+                    make_example,
+                    phantoms.seed,
+                    spacing=SPACING,
+                    window=WINDOW,
+                    nodules=phantoms.nodules,
+                    cache=args.cache,
+                    diameter_mm=phantoms.diameter_mm,
+                ),
+                range(phantoms.cases),
+            )
     return examples
 
 
 def data_description(args) -> str:
     return "; ".join(phantoms.description() for phantoms in phantom_sets(args)) + (
-        "; in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm")
+        "; in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm"
+    )
 
 
 def device_description(device) -> str:
     import torch
 
-    return f"{device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()})"
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or platform.machine()
+    return f"{device} ({name})"
 
 
 def initial_network(card, init_from: str | None):

@@ -44,14 +44,24 @@ def main() -> None:
         print(f"{row['min_score']:9.2f} {row['false_positives_per_scan']:8.2f} {row['sensitivity']:8.3f}")
     allowed = [r for r in rows if r["false_positives_per_scan"] <= args.max_false_positives] or rows[-1:]
     best = allowed[0]
-    print(f"chosen: {best['min_score']} ({best['false_positives_per_scan']} false positives per scan, "
-          f"{best['sensitivity']:.2f} of {best['nodules']} nodules >= 6 mm on the validation cases)")
+    print(
+        f"chosen: {best['min_score']} ({best['false_positives_per_scan']} false positives per scan, "
+        f"{best['sensitivity']:.2f} of {best['nodules']} nodules >= 6 mm on the validation cases)"
+    )
     if args.record:
-        chosen_on = (f"{args.cases} default-grid validation phantoms, seed {args.seed}: the lowest score with at most "
-                     f"{args.max_false_positives:g} false positives per scan ({best['false_positives_per_scan']} there, "
-                     f"{best['sensitivity']:.2f} of {best['nodules']} nodules >= 6 mm found)")
-        record_in_card(args.model, postprocessing={**model.card.postprocessing, "default_min_score": best["min_score"],
-                                                   "default_min_score_chosen_on": chosen_on})
+        chosen_on = (
+            f"{args.cases} default-grid validation phantoms, seed {args.seed}: the lowest score with at most "
+            f"{args.max_false_positives:g} false positives per scan ({best['false_positives_per_scan']} there, "
+            f"{best['sensitivity']:.2f} of {best['nodules']} nodules >= 6 mm found)"
+        )
+        record_in_card(
+            args.model,
+            postprocessing={
+                **model.card.postprocessing,
+                "default_min_score": best["min_score"],
+                "default_min_score_chosen_on": chosen_on,
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.createLogic()
-        self.runner = EngineTaskRunner(self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton, self._onBusyChanged)
+        self.runner = EngineTaskRunner(
+            self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton, self._onBusyChanged
+        )
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.setupConnections()

@@ -40,8 +40,12 @@ class EngineTaskRunner:
     def busy(self) -> bool:
         return self.task is not None
 
-    def start(self, task: EngineTask, onSuccess: Callable[[EngineTask, dict[str, Any]], None],
-              onEvent: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def start(
+        self,
+        task: EngineTask,
+        onSuccess: Callable[[EngineTask, dict[str, Any]], None],
+        onEvent: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """Start ``task``; ``onEvent`` sees every engine event (e.g. training epochs) as it comes."""
         self.task, self._onSuccess, self._onEvent = task, onSuccess, onEvent
         self._setBusy(True)

@@ -22,8 +22,22 @@ from .result_nodes import add_fiducials_from_file, add_volume_from_file
 from .volume_files import write_volume_node
 
 NODULE_SEGMENT = "Lung nodules"
-TABLE_COLUMNS = ("Finding", "R (mm)", "A (mm)", "S (mm)", "Type", "P solid", "P part-solid", "P ground-glass",
-                 "Long axis (mm)", "Short axis (mm)", "Mean diameter (mm)", "Volume (mm3)", "Mean HU", "Lung-RADS")
+TABLE_COLUMNS = (
+    "Finding",
+    "R (mm)",
+    "A (mm)",
+    "S (mm)",
+    "Type",
+    "P solid",
+    "P part-solid",
+    "P ground-glass",
+    "Long axis (mm)",
+    "Short axis (mm)",
+    "Mean diameter (mm)",
+    "Volume (mm3)",
+    "Mean HU",
+    "Lung-RADS",
+)
 _NUMBER_AFTER = {"diameter_mm": re.compile(r"diameter ([0-9.]+) mm"), "score": re.compile(r"score ([0-9.]+)")}
 
 
@@ -36,12 +50,21 @@ def available_classification_models() -> list[str]:
 class ClassificationTask(EngineTask):
     """``deepdiag classify`` on a volume node with a fiducial node and/or a segmentation node."""
 
-    def __init__(self, volumeNode, markupsNode=None, segmentationNode=None, modelId: str | None = None, device: str = "auto",
-                 explain: bool = False):
+    def __init__(
+        self,
+        volumeNode,
+        markupsNode=None,
+        segmentationNode=None,
+        modelId: str | None = None,
+        device: str = "auto",
+        explain: bool = False,
+    ):
         if volumeNode is None:
             raise ValueError("Select an input volume.")
         if markupsNode is None and segmentationNode is None:
-            raise ValueError("Select the findings: a fiducial node, a segmentation node with a 'Lung nodules' segment, or both.")
+            raise ValueError(
+                "Select the findings: a fiducial node, a segmentation node with a 'Lung nodules' segment, or both."
+            )
         if markupsNode is not None and markupsNode.GetNumberOfControlPoints() == 0:
             raise ValueError(f"fiducial node '{markupsNode.GetName()}' has no control points to classify.")
         self.markupsNode, self.segmentationNode = markupsNode, segmentationNode
@@ -54,7 +77,9 @@ class ClassificationTask(EngineTask):
         if self.markupsNode is not None:
             arguments += ["--findings", str(write_findings_of(self.markupsNode, self.workDir / "input0.findings.json"))]
         if self.segmentationNode is not None:
-            labels = write_labels(self.segmentationNode, volumeNode, [NODULE_SEGMENT], self.workDir / "input0.nodules.nrrd")
+            labels = write_labels(
+                self.segmentationNode, volumeNode, [NODULE_SEGMENT], self.workDir / "input0.nodules.nrrd"
+            )
             arguments += ["--segmentation", str(labels)]
         return arguments
 
@@ -67,10 +92,17 @@ def write_findings_of(markupsNode, path: Path) -> Path:
         ras = [0.0, 0.0, 0.0]
         markupsNode.GetNthControlPointPositionWorld(index, ras)
         description = markupsNode.GetNthControlPointDescription(index)
-        numbers = {key: float(m.group(1)) for key, pattern in _NUMBER_AFTER.items() if (m := pattern.search(description))}
-        findings.append({"id": markupsNode.GetNthControlPointLabel(index) or f"F{index + 1}",
-                         "center_lps": [-ras[0], -ras[1], ras[2]], "diameter_mm": numbers.get("diameter_mm", 10.0),
-                         "score": numbers.get("score", 1.0)})
+        numbers = {
+            key: float(m.group(1)) for key, pattern in _NUMBER_AFTER.items() if (m := pattern.search(description))
+        }
+        findings.append(
+            {
+                "id": markupsNode.GetNthControlPointLabel(index) or f"F{index + 1}",
+                "center_lps": [-ras[0], -ras[1], ras[2]],
+                "diameter_mm": numbers.get("diameter_mm", 10.0),
+                "score": numbers.get("score", 1.0),
+            }
+        )
     path.write_text(json.dumps({"input": markupsNode.GetName(), "findings": findings}))
     return path
 
@@ -82,7 +114,9 @@ def add_classification_result(scene, result: dict, volumeNode, markupsNode=None)
     added = {"table": findings_table(scene, findings, f"{volumeNode.GetName()} classified findings")}
     try:
         if markupsNode is None:
-            added["markups"] = add_fiducials_from_file(scene, result["markups"], volumeNode, name=f"{volumeNode.GetName()} findings")
+            added["markups"] = add_fiducials_from_file(
+                scene, result["markups"], volumeNode, name=f"{volumeNode.GetName()} findings"
+            )
         if result.get("saliency"):
             added["saliency"] = add_volume_from_file(scene, result["saliency"], name=f"{volumeNode.GetName()} saliency")
     except Exception:
@@ -97,8 +131,17 @@ def add_classification_result(scene, result: dict, volumeNode, markupsNode=None)
     return added
 
 
-def classify_findings(scene, volumeNode, markupsNode=None, segmentationNode=None, modelId: str | None = None, device: str = "auto",
-                      explain: bool = False, onEvent=None, timeout: float | None = None) -> dict:
+def classify_findings(
+    scene,
+    volumeNode,
+    markupsNode=None,
+    segmentationNode=None,
+    modelId: str | None = None,
+    device: str = "auto",
+    explain: bool = False,
+    onEvent=None,
+    timeout: float | None = None,
+) -> dict:
     """Blocking: classify the findings; returns the new nodes by role (see add_classification_result)."""
     with ClassificationTask(volumeNode, markupsNode, segmentationNode, modelId, device, explain) as task:
         result = task.run(onEvent=onEvent, timeout=timeout)
@@ -115,10 +158,20 @@ def findings_table(scene, findings: list[dict], name: str):
     data = table.GetTable()
     for finding in findings:
         p = finding.get("probabilities", {})
-        values = [finding["id"], *finding["center_ras"], finding.get("type", ""), p.get("solid", 0.0), p.get("part-solid", 0.0),
-                  p.get("ground-glass", 0.0), finding.get("long_axis_mm", 0.0), finding.get("short_axis_mm", 0.0),
-                  finding.get("mean_diameter_mm", 0.0), finding.get("volume_mm3", 0.0), finding.get("mean_hu") or 0.0,
-                  finding.get("lung_rads", "")]
+        values = [
+            finding["id"],
+            *finding["center_ras"],
+            finding.get("type", ""),
+            p.get("solid", 0.0),
+            p.get("part-solid", 0.0),
+            p.get("ground-glass", 0.0),
+            finding.get("long_axis_mm", 0.0),
+            finding.get("short_axis_mm", 0.0),
+            finding.get("mean_diameter_mm", 0.0),
+            finding.get("volume_mm3", 0.0),
+            finding.get("mean_hu") or 0.0,
+            finding.get("lung_rads", ""),
+        ]
         row = data.InsertNextBlankRow()
         for column, value in enumerate(values):
             data.SetValue(row, column, vtk.vtkVariant(value))

@@ -66,8 +66,10 @@ def install_engine_packages(requirements: list[str]) -> None:
             # installTorch(askConfirmation, forceComputationBackend, torchVersionRequirement,
             # torchvisionVersionRequirement): verified in SlicerPyTorch's PyTorchUtils/PyTorchUtils.py
             PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=False, torchVersionRequirement=pinned("torch")[len("torch"):],
-                torchvisionVersionRequirement=pinned("torchvision")[len("torchvision"):])
+                askConfirmation=False,
+                torchVersionRequirement=pinned("torch")[len("torch") :],
+                torchvisionVersionRequirement=pinned("torchvision")[len("torchvision") :],
+            )
         except ImportError:
             others[:0] = [pinned("torch"), pinned("torchvision")]
     if others:

@@ -28,11 +28,17 @@ def available_detection_models() -> list[str]:
     return models_for_task("detection")
 
 
-def detection_task(volumeNode, modelId: str | None = None, device: str = "auto", minScore: float | None = None) -> EngineTask:
+def detection_task(
+    volumeNode, modelId: str | None = None, device: str = "auto", minScore: float | None = None
+) -> EngineTask:
     """An engine task that finds the lung nodules of ``volumeNode``."""
     if volumeNode is None:
         raise ValueError("Select an input volume.")
-    options = ["--device", device] + (["--min-score", str(minScore)] if minScore is not None else []) + (["--model", modelId] if modelId else [])
+    options = (
+        ["--device", device]
+        + (["--min-score", str(minScore)] if minScore is not None else [])
+        + (["--model", modelId] if modelId else [])
+    )
     return EngineTask("detect", [volumeNode], options, writesFiles=True)
 
 
@@ -43,7 +49,9 @@ def add_detection_result(scene, result: dict, volumeNode):
     findings = json.loads(open(output["findings"]).read())["findings"]
     table = _findings_table(scene, findings, f"{volumeNode.GetName()} findings table")
     try:
-        markupsNode = add_fiducials_from_file(scene, output["markups"], volumeNode, name=f"{volumeNode.GetName()} findings")
+        markupsNode = add_fiducials_from_file(
+            scene, output["markups"], volumeNode, name=f"{volumeNode.GetName()} findings"
+        )
     except Exception:
         scene.RemoveNode(table)
         raise
@@ -54,8 +62,15 @@ def add_detection_result(scene, result: dict, volumeNode):
     return markupsNode, table
 
 
-def detect_volume_node(scene, volumeNode, modelId: str | None = None, device: str = "auto", minScore: float | None = None,
-                       onEvent=None, timeout: float | None = None):
+def detect_volume_node(
+    scene,
+    volumeNode,
+    modelId: str | None = None,
+    device: str = "auto",
+    minScore: float | None = None,
+    onEvent=None,
+    timeout: float | None = None,
+):
     """Blocking: detect nodules in ``volumeNode``; returns (markups node, table node); nothing added on failure."""
     with detection_task(volumeNode, modelId, device, minScore) as task:
         result = task.run(onEvent=onEvent, timeout=timeout)

@@ -102,7 +102,9 @@ class EngineProcess:
             except queue.Empty:
                 return events
 
-    def wait(self, on_event: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    def wait(
+        self, on_event: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Block until the command ends, passing each event to ``on_event``; return its result event.
 
         Raises:

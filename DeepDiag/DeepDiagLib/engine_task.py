@@ -29,7 +29,9 @@ class EngineTask:
         writesFiles: add ``-o OUTDIR`` pointing to the task's output folder.
     """
 
-    def __init__(self, command: str, volumeNodes: Sequence = (), options: Sequence[str] = (), writesFiles: bool = False):
+    def __init__(
+        self, command: str, volumeNodes: Sequence = (), options: Sequence[str] = (), writesFiles: bool = False
+    ):
         self.command = command
         self.volumeNodes = list(volumeNodes)
         self.options = list(options)
@@ -52,9 +54,14 @@ class EngineTask:
 
     def exportInputs(self) -> list[str]:
         """Write the input nodes into the work folder; returns their engine arguments."""
-        return [str(write_volume_node(node, self.workDir / f"input{index}.nrrd")) for index, node in enumerate(self.volumeNodes)]
+        return [
+            str(write_volume_node(node, self.workDir / f"input{index}.nrrd"))
+            for index, node in enumerate(self.volumeNodes)
+        ]
 
-    def run(self, onEvent: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None) -> dict[str, Any]:
+    def run(
+        self, onEvent: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Start (if needed) and block until done; return the engine's result event."""
         if self.process is None:
             self.start()

@@ -34,7 +34,9 @@ class FineTuningTask(EngineTask):
 
     def __init__(self, pairs: Sequence, baseModel: str, options: Sequence[str] = (), filePairs: Sequence = ()):
         if not pairs and not filePairs:
-            raise ValueError("Add at least one training case (a volume and its segmentation, or a folder of labeled cases).")
+            raise ValueError(
+                "Add at least one training case (a volume and its segmentation, or a folder of labeled cases)."
+            )
         self.pairs, self.filePairs = list(pairs), [(str(image), str(labels)) for image, labels in filePairs]
         self.classNames = model_class_names(baseModel)
         for volumeNode, segmentationNode in self.pairs:
@@ -45,7 +47,13 @@ class FineTuningTask(EngineTask):
         images, labels = [], []
         for index, (volumeNode, segmentationNode) in enumerate(self.pairs):
             images.append(str(write_volume_node(volumeNode, self.workDir / f"case{index}.nrrd")))
-            labels.append(str(write_labels(segmentationNode, volumeNode, self.classNames, self.workDir / f"case{index}.labels.nrrd")))
+            labels.append(
+                str(
+                    write_labels(
+                        segmentationNode, volumeNode, self.classNames, self.workDir / f"case{index}.labels.nrrd"
+                    )
+                )
+            )
         images += [image for image, _ in self.filePairs]
         labels += [label for _, label in self.filePairs]
         return ["--images", *images, "--labels", *labels]
@@ -59,10 +67,16 @@ def write_labels(segmentationNode, volumeNode, classNames: Sequence[str], path: 
         ids.InsertNextValue(segmentId)
     scene = segmentationNode.GetScene()
     before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
-    labelmapNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "DeepDiag training labels")  # the export needs it in a scene
+    labelmapNode = scene.AddNewNodeByClass(
+        "vtkMRMLLabelMapVolumeNode", "DeepDiag training labels"
+    )  # the export needs it in a scene
     try:
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentationNode, ids, labelmapNode, volumeNode):
-            raise ValueError(f"could not export segmentation '{segmentationNode.GetName()}' on the grid of '{volumeNode.GetName()}'.")
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentationNode, ids, labelmapNode, volumeNode
+        ):
+            raise ValueError(
+                f"could not export segmentation '{segmentationNode.GetName()}' on the grid of '{volumeNode.GetName()}'."
+            )
         storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
         storage.SetFileName(str(path))
         if not storage.WriteData(labelmapNode):
@@ -79,10 +93,16 @@ def _segment_ids(segmentationNode, classNames: Sequence[str]) -> list[str]:
     if segmentationNode is None:
         raise ValueError("Each training case needs a segmentation.")
     segmentation = segmentationNode.GetSegmentation()
-    byName = {segmentation.GetNthSegment(i).GetName().lower(): segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())}
+    byName = {
+        segmentation.GetNthSegment(i).GetName().lower(): segmentation.GetNthSegmentID(i)
+        for i in range(segmentation.GetNumberOfSegments())
+    }
     missing = [name for name in classNames if name.lower() not in byName]
     if missing:
-        raise ValueError(f"segmentation '{segmentationNode.GetName()}' needs segments named {', '.join(repr(n) for n in missing)} (the model's classes).")
+        raise ValueError(
+            f"segmentation '{segmentationNode.GetName()}' needs segments named {', '.join(repr(n) for n in missing)} "
+            "(the model's classes)."
+        )
     return [byName[name.lower()] for name in classNames]
 
 
@@ -123,16 +143,43 @@ def folder_pairs(folder: str) -> list:
     return labeled_pairs(folder)
 
 
-def fine_tuning_task(pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 1e-3, stepsPerEpoch: int = 40,
-                     newName: str | None = None, device: str = "auto", filePairs: Sequence = ()) -> FineTuningTask:
-    options = ["--epochs", str(epochs), "--lr", str(learningRate), "--steps-per-epoch", str(stepsPerEpoch), "--device", device]
+def fine_tuning_task(
+    pairs: Sequence,
+    baseModel: str,
+    epochs: int = 10,
+    learningRate: float = 1e-3,
+    stepsPerEpoch: int = 40,
+    newName: str | None = None,
+    device: str = "auto",
+    filePairs: Sequence = (),
+) -> FineTuningTask:
+    options = [
+        "--epochs",
+        str(epochs),
+        "--lr",
+        str(learningRate),
+        "--steps-per-epoch",
+        str(stepsPerEpoch),
+        "--device",
+        device,
+    ]
     options += ["--name", newName] if newName else []
     return FineTuningTask(pairs, baseModel, options, filePairs)
 
 
-def fine_tune_from_scene(scene, pairs: Sequence, baseModel: str, epochs: int = 10, learningRate: float = 1e-3,
-                         stepsPerEpoch: int = 40, newName: str | None = None, device: str = "auto", filePairs: Sequence = (),
-                         onEvent=None, timeout: float | None = None):
+def fine_tune_from_scene(
+    scene,
+    pairs: Sequence,
+    baseModel: str,
+    epochs: int = 10,
+    learningRate: float = 1e-3,
+    stepsPerEpoch: int = 40,
+    newName: str | None = None,
+    device: str = "auto",
+    filePairs: Sequence = (),
+    onEvent=None,
+    timeout: float | None = None,
+):
     """Blocking: fine-tune ``baseModel`` on scene pairs (and file pairs); returns the engine's
     result (new model id and figures) and the figures table it filled epoch by epoch."""
     task = fine_tuning_task(pairs, baseModel, epochs, learningRate, stepsPerEpoch, newName, device, filePairs)

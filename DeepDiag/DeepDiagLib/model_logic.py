@@ -14,5 +14,9 @@ def model_rows() -> list[dict]:
 
 def model_import_task(source: str, modelId: str | None = None, version: int | None = None) -> EngineTask:
     """An engine task that imports a model folder, MONAI bundle, zip or TorchScript file into the user folder."""
-    options = ["import", str(source)] + (["--id", modelId] if modelId else []) + (["--version", str(version)] if version else [])
+    options = (
+        ["import", str(source)]
+        + (["--id", modelId] if modelId else [])
+        + (["--version", str(version)] if version else [])
+    )
     return EngineTask("models", [], options)

@@ -38,7 +38,9 @@ def add_fiducials_from_file(scene, path: str | Path, referenceVolumeNode=None, n
 
 def add_volume_from_file(scene, path: str | Path, name: str | None = None):
     """Add a new scalar volume node read from an image file (a saliency or probability map)."""
-    return _add_node_from_file(scene, slicer.vtkMRMLScalarVolumeNode(), slicer.vtkMRMLVolumeArchetypeStorageNode(), path, name)
+    return _add_node_from_file(
+        scene, slicer.vtkMRMLScalarVolumeNode(), slicer.vtkMRMLVolumeArchetypeStorageNode(), path, name
+    )
 
 
 def _add_node_from_file(scene, node, storageNode, path: str | Path, name: str | None):

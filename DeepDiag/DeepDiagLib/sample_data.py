@@ -9,8 +9,26 @@ from pathlib import Path
 from .engine_process import EngineProcess
 
 #: one coarse case with two nodules of 10-18 mm: a few seconds to make, segment or detect
-SAMPLE_PHANTOM = ["--cases", "1", "--seed", "5", "--size", "160", "160", "100", "--spacing", "2.2", "2.2", "3.75",
-                  "--nodules", "2", "2", "--diameter", "10", "18"]
+SAMPLE_PHANTOM = [
+    "--cases",
+    "1",
+    "--seed",
+    "5",
+    "--size",
+    "160",
+    "160",
+    "100",
+    "--spacing",
+    "2.2",
+    "2.2",
+    "3.75",
+    "--nodules",
+    "2",
+    "2",
+    "--diameter",
+    "10",
+    "18",
+]
 
 
 def sampleChestVolumeNode(scene, folder: str | Path | None = None, timeout: float = 600):

@@ -28,14 +28,18 @@ def add_segmentation_result(scene, result: dict, volumeNode):
     attribute ``DeepDiag.Warnings`` so that the widget and scripts can show them.
     """
     output = result["outputs"][0]
-    segmentationNode = add_segmentation_from_file(scene, output["segmentation"], volumeNode, name=f"{volumeNode.GetName()} segmentation")
+    segmentationNode = add_segmentation_from_file(
+        scene, output["segmentation"], volumeNode, name=f"{volumeNode.GetName()} segmentation"
+    )
     segmentationNode.CreateClosedSurfaceRepresentation()
     segmentationNode.SetAttribute("DeepDiag.Model", result.get("model", ""))
     segmentationNode.SetAttribute("DeepDiag.Warnings", "\n".join(output.get("warnings", [])))
     return segmentationNode
 
 
-def segment_volume_node(scene, volumeNode, modelId: str | None = None, device: str = "auto", onEvent=None, timeout: float | None = None):
+def segment_volume_node(
+    scene, volumeNode, modelId: str | None = None, device: str = "auto", onEvent=None, timeout: float | None = None
+):
     """Blocking: segment ``volumeNode`` and return the new segmentation node (nothing added on failure)."""
     with segmentation_task(volumeNode, modelId, device) as task:
         result = task.run(onEvent=onEvent, timeout=timeout)

@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 
 from .batch import refuse_duplicate_stems, run_batch
-from .classification.batch import DEFAULT_MODEL as CLASSIFIER, classify_candidates
+from .classification.batch import DEFAULT_MODEL as CLASSIFIER
+from .classification.batch import classify_candidates
 from .classification.candidates import from_findings
-from .detection.batch import DEFAULT_MODEL as DETECTOR, check_min_score
+from .detection.batch import DEFAULT_MODEL as DETECTOR
+from .detection.batch import check_min_score
 from .detection.inference import detect_volume
 from .findings_file import write_findings
 from .image_io import input_stem, read_volume, volume_header
@@ -41,16 +43,26 @@ class Models:
         return [m.card.full_id for m in (self.segmentation, self.detection, self.classification)]
 
 
-def analyze_files(inputs: list[str], output_dir: str, device: str, min_score: float | None, reporter: ProgressReporter) -> bool:
+def analyze_files(
+    inputs: list[str], output_dir: str, device: str, min_score: float | None, reporter: ProgressReporter
+) -> bool:
     check_min_score(min_score)
     refuse_duplicate_stems(inputs, ".report.html")
     torch_device = pick_device(device)
-    models = Models(*(load_model(find_model(None, task, default), torch_device)
-                      for task, default in (("segmentation", SEGMENTER), ("detection", DETECTOR), ("classification", CLASSIFIER))))
+    models = Models(
+        *(
+            load_model(find_model(None, task, default), torch_device)
+            for task, default in (("segmentation", SEGMENTER), ("detection", DETECTOR), ("classification", CLASSIFIER))
+        )
+    )
     if min_score is None:
         min_score = models.detection.card.default_min_score
-    return run_batch(inputs, lambda path, progress: analyze_one(path, Path(output_dir), models, torch_device, min_score, progress),
-                     reporter, {"models": models.ids, "device": str(torch_device), "min_score": min_score})
+    return run_batch(
+        inputs,
+        lambda path, progress: analyze_one(path, Path(output_dir), models, torch_device, min_score, progress),
+        reporter,
+        {"models": models.ids, "device": str(torch_device), "min_score": min_score},
+    )
 
 
 def analyze_one(path: str, output_dir: Path, models: Models, device: torch.device, min_score: float, progress) -> dict:
@@ -58,7 +70,9 @@ def analyze_one(path: str, output_dir: Path, models: Models, device: torch.devic
     check_memory(size, spacing, models.segmentation.card.spacing_mm, path)
     progress("read", 0.0)
     volume = read_volume(path)
-    segmented = segment_volume(volume, models.segmentation, device, on_progress=lambda s, f: progress(s, 0.05 + 0.45 * f))
+    segmented = segment_volume(
+        volume, models.segmentation, device, on_progress=lambda s, f: progress(s, 0.05 + 0.45 * f)
+    )
     detected = detect_volume(volume, models.detection, device, min_score, lambda s, f: progress(s, 0.5 + 0.4 * f))
     progress("classify", 0.9)
     nodules = segmented.labels.array == 2
@@ -68,10 +82,22 @@ def analyze_one(path: str, output_dir: Path, models: Models, device: torch.devic
     key_images = {}
     for finding, candidate in zip(findings, candidates):
         image = output_dir / f"{stem}.keyimages" / f"{finding.id}.png"
-        key_images[finding.id] = str(write_key_image(volume, finding, (candidate.box, candidate.mask), image).relative_to(output_dir))
-    files = {"segmentation": str(write_segmentation(output_dir / f"{stem}.seg.nrrd", segmented.labels, models.segmentation.card.segment_classes()))}
+        key_images[finding.id] = str(
+            write_key_image(volume, finding, (candidate.box, candidate.mask), image).relative_to(output_dir)
+        )
+    files = {
+        "segmentation": str(
+            write_segmentation(
+                output_dir / f"{stem}.seg.nrrd", segmented.labels, models.segmentation.card.segment_classes()
+            )
+        )
+    }
     files |= write_findings(output_dir, stem, findings, models.detection.card.full_id, str(path))
     files["report"] = str(write_report(output_dir / f"{stem}.report.html", str(path), findings, key_images, models.ids))
-    return {"input": str(path), "findings": len(findings), "lung_rads": scan_category([f.details["lung_rads"] for f in findings]),
-            "warnings": segmented.warnings + [w for w in detected.warnings if w not in segmented.warnings], **files}
-
+    return {
+        "input": str(path),
+        "findings": len(findings),
+        "lung_rads": scan_category([f.details["lung_rads"] for f in findings]),
+        "warnings": segmented.warnings + [w for w in detected.warnings if w not in segmented.warnings],
+        **files,
+    }

@@ -21,9 +21,17 @@ ProcessOne = Callable[[str, Callable[[str, float], None]], dict]
 #: what each stage of the model commands does, for the progress message (Slicer's status line
 #: shows the message, and a bare stage name like "postprocess" means little to a radiologist)
 STAGE_TEXT = {
-    "read": "reading", "resample": "resampling", "infer": "segmenting", "postprocess": "checking the nodules of",
-    "spots": "looking for small nodules in", "detect": "detecting nodules in", "merge": "merging the findings of", "filter": "checking the findings of",
-    "classify": "classifying the findings of", "explain": "explaining the findings of", "done": "finished",
+    "read": "reading",
+    "resample": "resampling",
+    "infer": "segmenting",
+    "postprocess": "checking the nodules of",
+    "spots": "looking for small nodules in",
+    "detect": "detecting nodules in",
+    "merge": "merging the findings of",
+    "filter": "checking the findings of",
+    "classify": "classifying the findings of",
+    "explain": "explaining the findings of",
+    "done": "finished",
 }
 
 
@@ -32,9 +40,14 @@ def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressRepo
     summary); return whether all succeeded."""
     outputs, failures, started = [], [], time.perf_counter()
     for position, path in enumerate(inputs):
+
         def progress(stage: str, fraction: float) -> None:
             doing = STAGE_TEXT.get(stage, stage)
-            reporter.progress(stage, (position + fraction) / len(inputs), f"{doing} {Path(path).name} ({position + 1} of {len(inputs)})")
+            reporter.progress(
+                stage,
+                (position + fraction) / len(inputs),
+                f"{doing} {Path(path).name} ({position + 1} of {len(inputs)})",
+            )
 
         case_started = time.perf_counter()
         try:
@@ -51,12 +64,18 @@ def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressRepo
             reporter.error(message, path)
             failures.append({"input": path, "error": message})
     seconds = time.perf_counter() - started
-    reporter.result({
-        **header,
-        "outputs": outputs,
-        "failed": failures,
-        "summary": {"done": len(outputs), "failed": len(failures), "seconds_per_case": round(seconds / max(len(inputs), 1), 2)},
-    })
+    reporter.result(
+        {
+            **header,
+            "outputs": outputs,
+            "failed": failures,
+            "summary": {
+                "done": len(outputs),
+                "failed": len(failures),
+                "seconds_per_case": round(seconds / max(len(inputs), 1), 2),
+            },
+        }
+    )
     return not failures
 
 
@@ -66,5 +85,8 @@ def refuse_duplicate_stems(inputs: list[str], example_output: str) -> None:
     for path in inputs:
         stem = input_stem(path)
         if stem in seen:
-            raise DeepDiagError(f"has the same name as {seen[stem]}; their outputs would overwrite each other ({stem}{example_output})", path)
+            raise DeepDiagError(
+                f"has the same name as {seen[stem]}; their outputs would overwrite each other ({stem}{example_output})",
+                path,
+            )
         seen[stem] = path

@@ -12,8 +12,8 @@ import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import DeepDiagError
@@ -39,8 +39,8 @@ def run_info(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 
 
 def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
-    from .phantom import PhantomConfig, generate_case, write_case
     from .image_io import read_volume
+    from .phantom import PhantomConfig, generate_case, write_case
     from .phantom.insertion import insert_into
     from .phantom.lidc_anatomy import anatomy_folders
 
@@ -61,7 +61,9 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     if args.anatomy and args.insert_into:
         raise DeepDiagError("use either --anatomy or --insert-into, not both")
     if args.insert_into and (config.hu_scale, config.hu_offset) != (1.0, 0.0):
-        raise DeepDiagError("--hu-scale and --hu-offset shape made phantoms; --insert-into keeps the real scan's calibration")
+        raise DeepDiagError(
+            "--hu-scale and --hu-offset shape made phantoms; --insert-into keeps the real scan's calibration"
+        )
     host = read_volume(args.insert_into) if args.insert_into else None
     cases = []
     for index in range(args.cases):
@@ -91,8 +93,16 @@ def run_detect(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
 def run_classify(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .classification.batch import classify_file
 
-    result = classify_file(args.input, args.output, args.findings, args.segmentation, args.model, args.device, args.explain,
-                           lambda stage, fraction: reporter.progress(stage, fraction, str(args.input)))
+    result = classify_file(
+        args.input,
+        args.output,
+        args.findings,
+        args.segmentation,
+        args.model,
+        args.device,
+        args.explain,
+        lambda stage, fraction: reporter.progress(stage, fraction, str(args.input)),
+    )
     reporter.result(result)
 
 
@@ -172,14 +182,22 @@ def run_train(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .segmentation.inference import pick_device
     from .training.fine_tune import FineTuneOptions, fine_tune
 
-    options = FineTuneOptions(args.epochs, args.lr, args.val_fraction, args.steps_per_epoch, args.batch, args.seed, args.name)
+    options = FineTuneOptions(
+        args.epochs, args.lr, args.val_fraction, args.steps_per_epoch, args.batch, args.seed, args.name
+    )
     # A process started in the background (nohup, "&") inherits an ignored SIGINT; interrupting must
     # still save the best complete epoch, so take the signal back.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     summary = fine_tune(
-        args.base, args.images, args.labels, options, pick_device(args.device), on_stage=reporter.progress,
-        on_epoch=lambda r: reporter.epoch(r.epoch, r.epochs, loss=round(r.loss, 4), best=r.best,
-                                          **{f"val_{k}": v for k, v in r.validation.items()}),
+        args.base,
+        args.images,
+        args.labels,
+        options,
+        pick_device(args.device),
+        on_stage=reporter.progress,
+        on_epoch=lambda r: reporter.epoch(
+            r.epoch, r.epochs, loss=round(r.loss, 4), best=r.best, **{f"val_{k}": v for k, v in r.validation.items()}
+        ),
     )
     reporter.result(summary)
     if summary["interrupted"]:
@@ -191,99 +209,252 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepdiag {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = _add_command(commands, "info", run_info, "print geometry, intensities and modality guess of a volume as JSON")
+    info = _add_command(
+        commands, "info", run_info, "print geometry, intensities and modality guess of a volume as JSON"
+    )
     info.add_argument("input", help="image file (NRRD, NIfTI, MHA) or DICOM series folder")
 
-    segment = _add_command(commands, "segment", run_segment, "segment the lungs and lung nodules of chest CTs into .seg.nrrd files")
-    segment.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch")
-    segment.add_argument("-o", "--output", required=True, help="folder for <name>.seg.nrrd (and <name>.nodule_prob.nrrd)")
+    segment = _add_command(
+        commands, "segment", run_segment, "segment the lungs and lung nodules of chest CTs into .seg.nrrd files"
+    )
+    segment.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch"
+    )
+    segment.add_argument(
+        "-o", "--output", required=True, help="folder for <name>.seg.nrrd (and <name>.nodule_prob.nrrd)"
+    )
     segment.add_argument("--model", help="model id, id@version or folder (default: the newest lung-nodules-seg)")
-    segment.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+    segment.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+    )
     segment.add_argument("--probabilities", action="store_true", help="also write the nodule probability map")
-    segment.add_argument("--preview", action="store_true", help="also write <name>.preview.png: three planes through the largest nodule, outlined")
+    segment.add_argument(
+        "--preview",
+        action="store_true",
+        help="also write <name>.preview.png: three planes through the largest nodule, outlined",
+    )
 
-    detect = _add_command(commands, "detect", run_detect, "find lung nodules: fiducials (.mrk.json) and findings tables (.findings.json/.csv)")
-    detect.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch")
-    detect.add_argument("-o", "--output", required=True, help="folder for <name>.mrk.json, <name>.findings.json and .csv")
+    detect = _add_command(
+        commands,
+        "detect",
+        run_detect,
+        "find lung nodules: fiducials (.mrk.json) and findings tables (.findings.json/.csv)",
+    )
+    detect.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch"
+    )
+    detect.add_argument(
+        "-o", "--output", required=True, help="folder for <name>.mrk.json, <name>.findings.json and .csv"
+    )
     detect.add_argument("--model", help="model id, id@version or folder (default: the newest lung-nodules-det)")
-    detect.add_argument("--min-score", type=float, help="keep findings scoring at least this (default: the model card's, 0.9 for lung-nodules-det@1)")
-    detect.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+    detect.add_argument(
+        "--min-score",
+        type=float,
+        help="keep findings scoring at least this (default: the model card's, 0.9 for lung-nodules-det@1)",
+    )
+    detect.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+    )
 
-    classify = _add_command(commands, "classify", run_classify, "nodule type, probabilities, measurements and Lung-RADS category of each finding")
+    classify = _add_command(
+        commands,
+        "classify",
+        run_classify,
+        "nodule type, probabilities, measurements and Lung-RADS category of each finding",
+    )
     classify.add_argument("input", help="the CT the findings belong to (image file or DICOM series folder)")
-    classify.add_argument("-o", "--output", required=True, help="folder for <name>.findings.json/.csv/.mrk.json (and <name>.saliency.nrrd)")
+    classify.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="folder for <name>.findings.json/.csv/.mrk.json (and <name>.saliency.nrrd)",
+    )
     classify.add_argument("--findings", help="a .findings.json from deepdiag detect: classify these findings")
-    classify.add_argument("--segmentation", help="a .seg.nrrd on the CT's grid: its nodule components are the findings, or (with --findings) what they are measured on")
+    classify.add_argument(
+        "--segmentation",
+        help="a .seg.nrrd on the CT's grid: its nodule components are the findings, or (with --findings) what they "
+        "are measured on",
+    )
     classify.add_argument("--model", help="model id, id@version or folder (default: the newest nodule-type-cls)")
-    classify.add_argument("--explain", action="store_true", help="also write <name>.saliency.nrrd: occlusion saliency of each finding's class on the CT's grid")
-    classify.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+    classify.add_argument(
+        "--explain",
+        action="store_true",
+        help="also write <name>.saliency.nrrd: occlusion saliency of each finding's class on the CT's grid",
+    )
+    classify.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+    )
 
-    analyze = _add_command(commands, "analyze", run_analyze, "segment, detect and classify, then write a one-page report with a key image per finding")
-    analyze.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch")
-    analyze.add_argument("-o", "--output", required=True, help="folder for <name>.report.html, <name>.keyimages/, .seg.nrrd and findings files")
-    analyze.add_argument("--min-score", type=float, help="detector score threshold (default: the detection model card's)")
-    analyze.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)")
+    analyze = _add_command(
+        commands,
+        "analyze",
+        run_analyze,
+        "segment, detect and classify, then write a one-page report with a key image per finding",
+    )
+    analyze.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files or DICOM series folders; many make a batch"
+    )
+    analyze.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="folder for <name>.report.html, <name>.keyimages/, .seg.nrrd and findings files",
+    )
+    analyze.add_argument(
+        "--min-score", type=float, help="detector score threshold (default: the detection model card's)"
+    )
+    analyze.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+    )
 
-    evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(dest="what", required=True, metavar="WHAT")
-    evaluate_segmentation = _add_command(evaluate, "segmentation", run_evaluate_segmentation, "nodule Dice, per-nodule sensitivity, false positives, lung Dice")
-    evaluate_segmentation.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (labels/, instances/, truth/)")
+    evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(
+        dest="what", required=True, metavar="WHAT"
+    )
+    evaluate_segmentation = _add_command(
+        evaluate,
+        "segmentation",
+        run_evaluate_segmentation,
+        "nodule Dice, per-nodule sensitivity, false positives, lung Dice",
+    )
+    evaluate_segmentation.add_argument(
+        "--truth", required=True, help="folder as written by deepdiag phantom (labels/, instances/, truth/)"
+    )
     evaluate_segmentation.add_argument("--pred", required=True, help="folder of <case>.seg.nrrd predictions")
     evaluate_segmentation.add_argument("--per-case", action="store_true", help="also list each case's figures")
 
-    evaluate_detection = _add_command(evaluate, "detection", run_evaluate_detection, "FROC (LUNA16 way): sensitivity at 1/8..8 false positives per scan, CPM, per size class")
+    evaluate_detection = _add_command(
+        evaluate,
+        "detection",
+        run_evaluate_detection,
+        "FROC (LUNA16 way): sensitivity at 1/8..8 false positives per scan, CPM, per size class",
+    )
     evaluate_detection.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (truth/)")
     evaluate_detection.add_argument("--pred", required=True, help="folder of <case>.findings.json")
 
-    evaluate_classification = _add_command(evaluate, "classification", run_evaluate_classification, "type accuracy, Lung-RADS agreement and long-axis error of classified findings")
-    evaluate_classification.add_argument("--truth", required=True, help="folder as written by deepdiag phantom (truth/)")
+    evaluate_classification = _add_command(
+        evaluate,
+        "classification",
+        run_evaluate_classification,
+        "type accuracy, Lung-RADS agreement and long-axis error of classified findings",
+    )
+    evaluate_classification.add_argument(
+        "--truth", required=True, help="folder as written by deepdiag phantom (truth/)"
+    )
     evaluate_classification.add_argument("--pred", required=True, help="folder of classified <case>.findings.json")
 
-    models = commands.add_parser("models", help="list, show, import and remove models").add_subparsers(dest="action", required=True, metavar="ACTION")
+    models = commands.add_parser("models", help="list, show, import and remove models").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
     _add_command(models, "list", run_models_list, "list the installed models (built-in, then the user folder)")
     show = _add_command(models, "show", run_models_show, "print a model's card")
     show.add_argument("model", help="id@version, id (newest version) or folder")
-    import_ = _add_command(models, "import", run_models_import, "install a model folder, a MONAI bundle, a zip of either, or a TorchScript file")
+    import_ = _add_command(
+        models,
+        "import",
+        run_models_import,
+        "install a model folder, a MONAI bundle, a zip of either, or a TorchScript file",
+    )
     import_.add_argument("source", help="folder, .zip, or TorchScript .ts/.pt file")
     import_.add_argument("--id", help="name it (default: from its card, bundle metadata or file name)")
     import_.add_argument("--version", type=int, help="version number (default: from its card, else 1)")
     remove = _add_command(models, "remove", run_models_remove, "delete a user model (built-in models stay)")
     remove.add_argument("model", help="exact id@version")
 
-    train = _add_command(commands, "train", run_train, "fine-tune a segmentation model on your labeled cases into a new model version")
-    train.add_argument("--base", default="lung-nodules-seg", help="model to start from (default: the newest lung-nodules-seg)")
+    train = _add_command(
+        commands, "train", run_train, "fine-tune a segmentation model on your labeled cases into a new model version"
+    )
+    train.add_argument(
+        "--base", default="lung-nodules-seg", help="model to start from (default: the newest lung-nodules-seg)"
+    )
     train.add_argument("--images", nargs="+", required=True, help="CT files or DICOM folders")
-    train.add_argument("--labels", nargs="+", required=True, help="one label file per image: .seg.nrrd (segments named as the model's classes) or a label map")
+    train.add_argument(
+        "--labels",
+        nargs="+",
+        required=True,
+        help="one label file per image: .seg.nrrd (segments named as the model's classes) or a label map",
+    )
     train.add_argument("--epochs", type=int, default=10, help="default 10")
-    train.add_argument("--steps-per-epoch", type=int, default=40, help="batches of random patches per epoch (default 40)")
+    train.add_argument(
+        "--steps-per-epoch", type=int, default=40, help="batches of random patches per epoch (default 40)"
+    )
     train.add_argument("--batch", type=int, default=2, help="patches per batch (default 2)")
-    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule (default 1e-3)")
-    train.add_argument("--val-fraction", type=float, default=0.2, help="share of the cases kept for validation (default 0.2)")
+    train.add_argument(
+        "--lr", type=float, default=1e-3, help="peak learning rate of the one-cycle schedule (default 1e-3)"
+    )
+    train.add_argument(
+        "--val-fraction", type=float, default=0.2, help="share of the cases kept for validation (default 0.2)"
+    )
     train.add_argument("--name", help="id of the new model (default: the base id, next version)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and augmentation (default 0)")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
-    phantom = _add_command(commands, "phantom", run_phantom, "make synthetic chest CTs with lung nodules and exact ground truth")
-    phantom.add_argument("-o", "--output", required=True, help="folder for images/, labels/, instances/, truth/ (and previews/)")
+    phantom = _add_command(
+        commands, "phantom", run_phantom, "make synthetic chest CTs with lung nodules and exact ground truth"
+    )
+    phantom.add_argument(
+        "-o", "--output", required=True, help="folder for images/, labels/, instances/, truth/ (and previews/)"
+    )
     phantom.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
-    phantom.add_argument("--seed", type=int, default=0, help="series seed: the same seed and options give identical files")
-    phantom.add_argument("--size", type=int, nargs=3, default=[512, 512, 300], metavar=("X", "Y", "Z"), help="voxels (default 512 512 300)")
-    phantom.add_argument("--spacing", type=float, nargs=3, default=[0.7, 0.7, 1.25], metavar=("SX", "SY", "SZ"), help="mm (default 0.7 0.7 1.25)")
+    phantom.add_argument(
+        "--seed", type=int, default=0, help="series seed: the same seed and options give identical files"
+    )
+    phantom.add_argument(
+        "--size",
+        type=int,
+        nargs=3,
+        default=[512, 512, 300],
+        metavar=("X", "Y", "Z"),
+        help="voxels (default 512 512 300)",
+    )
+    phantom.add_argument(
+        "--spacing",
+        type=float,
+        nargs=3,
+        default=[0.7, 0.7, 1.25],
+        metavar=("SX", "SY", "SZ"),
+        help="mm (default 0.7 0.7 1.25)",
+    )
     phantom.add_argument("--noise", type=float, default=18.0, help="image noise standard deviation in HU (default 18)")
     phantom.add_argument("--blur", type=float, default=0.6, help="scanner blur (PSF sigma) in mm (default 0.6)")
-    phantom.add_argument("--hu-scale", type=float, default=1.0, help="scanner calibration: stored = scale x HU + offset (default 1)")
+    phantom.add_argument(
+        "--hu-scale", type=float, default=1.0, help="scanner calibration: stored = scale x HU + offset (default 1)"
+    )
     phantom.add_argument("--hu-offset", type=float, default=0.0, help="scanner calibration offset in HU (default 0)")
-    phantom.add_argument("--nodules", type=int, nargs=2, default=[1, 4], metavar=("MIN", "MAX"), help="nodules per case (default 1 4)")
-    phantom.add_argument("--diameter", type=float, nargs=2, default=[3.0, 30.0], metavar=("MIN", "MAX"), help="nodule diameter range in mm (default 3 30)")
-    phantom.add_argument("--types", nargs="+", default=["solid", "part-solid", "ground-glass"], help="nodule types to draw from")
-    phantom.add_argument("--anatomy", help="folder of real lung masks (lungs.nii.gz, vessels, airways, fissures, nodule), or a folder of such folders used in turn")
-    phantom.add_argument("--insert-into", metavar="CT", help="add the nodules to this real CT (its lungs, its grid) instead of making anatomy")
-    phantom.add_argument("--preview", action="store_true", help="also write a PNG per case (three planes through the largest nodule)")
+    phantom.add_argument(
+        "--nodules", type=int, nargs=2, default=[1, 4], metavar=("MIN", "MAX"), help="nodules per case (default 1 4)"
+    )
+    phantom.add_argument(
+        "--diameter",
+        type=float,
+        nargs=2,
+        default=[3.0, 30.0],
+        metavar=("MIN", "MAX"),
+        help="nodule diameter range in mm (default 3 30)",
+    )
+    phantom.add_argument(
+        "--types", nargs="+", default=["solid", "part-solid", "ground-glass"], help="nodule types to draw from"
+    )
+    phantom.add_argument(
+        "--anatomy",
+        help="folder of real lung masks (lungs.nii.gz, vessels, airways, fissures, nodule), or a folder of such "
+        "folders used in turn",
+    )
+    phantom.add_argument(
+        "--insert-into",
+        metavar="CT",
+        help="add the nodules to this real CT (its lungs, its grid) instead of making anatomy",
+    )
+    phantom.add_argument(
+        "--preview", action="store_true", help="also write a PNG per case (three planes through the largest nodule)"
+    )
     return parser
 
 
 def _add_command(commands, name: str, run: Command, help_text: str) -> argparse.ArgumentParser:
     sub = commands.add_parser(name, help=help_text, description=help_text)
-    sub.add_argument("--progress", choices=PROGRESS_MODES, default="text", help="how to report progress (default: text)")
+    sub.add_argument(
+        "--progress", choices=PROGRESS_MODES, default="text", help="how to report progress (default: text)"
+    )
     sub.set_defaults(run=run)
     return sub
 

@@ -49,8 +49,12 @@ def check_output_folder(folder: str | Path) -> Path:
     folder = Path(folder)
     existing = next(p for p in (folder, *folder.parents) if p.exists() or p == Path(p.anchor))
     if not existing.is_dir():
-        raise DeepDiagError("the output must be a folder, and this is a file" if existing == folder
-                            else f"cannot make this output folder: {existing} is a file", folder)
+        raise DeepDiagError(
+            "the output must be a folder, and this is a file"
+            if existing == folder
+            else f"cannot make this output folder: {existing} is a file",
+            folder,
+        )
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".deepdiag-write-check-"):
             pass
@@ -61,7 +65,7 @@ def check_output_folder(folder: str | Path) -> Path:
 
 def _remove_abandoned_partials(folder: Path, stem: str, suffix: str) -> None:
     for partial in folder.glob(f".{glob.escape(stem)}.*.partial{glob.escape(suffix)}"):
-        writer = partial.name[len(stem) + 2:].split(".", 1)[0]
+        writer = partial.name[len(stem) + 2 :].split(".", 1)[0]
         if writer.isdigit() and not _is_running(int(writer)):
             partial.unlink(missing_ok=True)
 

@@ -127,7 +127,9 @@ def _read_image_file(path: Path) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError:
-        raise DeepDiagError("the image header is readable but its voxel data is not (truncated or corrupt file)", path) from None
+        raise DeepDiagError(
+            "the image header is readable but its voxel data is not (truncated or corrupt file)", path
+        ) from None
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
@@ -158,30 +160,42 @@ def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:
     for position, gap in enumerate(gaps, start=1):
         this, before = Path(files[order[position]]).name, Path(files[order[position - 1]]).name
         if gap < 1e-3:
-            raise DeepDiagError(f"the DICOM series is not evenly sliced: {this} repeats the position of {before}", folder)
+            raise DeepDiagError(
+                f"the DICOM series is not evenly sliced: {this} repeats the position of {before}", folder
+            )
         if abs(gap - typical) > _SLICE_GAP_TOLERANCE * typical:
-            raise DeepDiagError(f"the DICOM series is not evenly sliced: {this} lies {gap:.2f} mm from {before} where the other "
-                                f"slices lie {typical:.2f} mm apart (a slice is missing or out of place)", folder)
+            raise DeepDiagError(
+                f"the DICOM series is not evenly sliced: {this} lies {gap:.2f} mm from {before} where the other "
+                f"slices lie {typical:.2f} mm apart (a slice is missing or out of place)",
+                folder,
+            )
 
 
 def _check_geometry(path: Path, spacing, direction) -> None:
     """Refuse a geometry the outputs could not keep exactly: a spacing that is not positive, and
     axes that are not at right angles (sheared) or that coincide."""
     if not all(np.isfinite(spacing)) or min(spacing) <= 0:
-        raise DeepDiagError(f"has a voxel spacing that is not positive ({', '.join(f'{s:g}' for s in spacing)} mm)", path)
+        raise DeepDiagError(
+            f"has a voxel spacing that is not positive ({', '.join(f'{s:g}' for s in spacing)} mm)", path
+        )
     axes = np.asarray(direction, dtype=float).reshape(3, 3)
     if abs(np.linalg.det(axes)) < 1e-6:
         raise DeepDiagError("has image axes that coincide (its direction matrix is singular)", path)
     if not np.allclose(axes.T @ axes, np.eye(3), atol=1e-4):
-        raise DeepDiagError("has sheared image axes (its direction matrix is not orthogonal); DeepDiag needs axes at right "
-                            "angles, as CT scanners write them (resample it first, e.g. with Slicer's Resample Scalar Volume)", path)
+        raise DeepDiagError(
+            "has sheared image axes (its direction matrix is not orthogonal); DeepDiag needs axes at right "
+            "angles, as CT scanners write them (resample it first, e.g. with Slicer's Resample Scalar Volume)",
+            path,
+        )
 
 
 def _check_finite(array: np.ndarray, path: Path) -> None:
     if np.issubdtype(array.dtype, np.floating):
         bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         if bad:
-            raise DeepDiagError(f"has {bad} voxels that are not numbers (NaN or infinite); no scanner writes those", path)
+            raise DeepDiagError(
+                f"has {bad} voxels that are not numbers (NaN or infinite); no scanner writes those", path
+            )
 
 
 def _largest_series(folder: Path) -> tuple[str, ...]:
@@ -198,7 +212,10 @@ def _check_shape(path: Path, dimension: int, size: tuple[int, ...], components: 
     if min(size) < 2:
         raise DeepDiagError(f"is a single slice ({'x'.join(map(str, size))} voxels); DeepDiag needs a 3D volume", path)
     if min(size) < MIN_VOXELS_PER_AXIS:
-        raise DeepDiagError(f"is too thin ({'x'.join(map(str, size))} voxels); DeepDiag needs at least "
-                            f"{MIN_VOXELS_PER_AXIS} voxels along each axis", path)
+        raise DeepDiagError(
+            f"is too thin ({'x'.join(map(str, size))} voxels); DeepDiag needs at least "
+            f"{MIN_VOXELS_PER_AXIS} voxels along each axis",
+            path,
+        )
     if components != 1:
         raise DeepDiagError(f"has {components} values per voxel; DeepDiag needs a scalar (grey-value) volume", path)

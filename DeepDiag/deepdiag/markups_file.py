@@ -53,7 +53,9 @@ def read_fiducials(path: str | Path) -> list[ControlPoint]:
     markups = json.loads(Path(path).read_text())["markups"][0]
     flip = np.array([-1.0, -1.0, 1.0]) if markups.get("coordinateSystem", "LPS") == "RAS" else np.ones(3)
     return [
-        ControlPoint(p.get("label", ""), tuple(float(v) for v in np.asarray(p["position"]) * flip), p.get("description", ""))
+        ControlPoint(
+            p.get("label", ""), tuple(float(v) for v in np.asarray(p["position"]) * flip), p.get("description", "")
+        )
         for p in markups.get("controlPoints", [])
     ]
 

@@ -38,7 +38,10 @@ def axial_axes_mm(mask: np.ndarray, spacing: tuple[float, float, float]) -> tupl
     best = (0.0, 0.0)
     for k in np.flatnonzero(mask.any(axis=(1, 2))):
         j, i = np.nonzero(mask[k])
-        points = (np.column_stack([i, j]).astype(float)[:, None, :] + _CORNERS[None]).reshape(-1, 2) * [spacing[0], spacing[1]]
+        points = (np.column_stack([i, j]).astype(float)[:, None, :] + _CORNERS[None]).reshape(-1, 2) * [
+            spacing[0],
+            spacing[1],
+        ]
         axes = _slice_axes(points)
         if axes[0] > best[0]:
             best = axes
@@ -50,8 +53,11 @@ def measure(mask: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, float
     long_axis, short_axis = axial_axes_mm(mask, spacing)
     solid = mask & (hu >= SOLID_COMPONENT_MIN_HU)
     return NoduleMeasurements(
-        long_axis, short_axis, mean_diameter(long_axis, short_axis),
-        float(mask.sum() * np.prod(spacing)), float(hu[mask].mean()) if mask.any() else float("nan"),
+        long_axis,
+        short_axis,
+        mean_diameter(long_axis, short_axis),
+        float(mask.sum() * np.prod(spacing)),
+        float(hu[mask].mean()) if mask.any() else float("nan"),
         mean_diameter(*axial_axes_mm(largest_component(solid), spacing)),
     )
 

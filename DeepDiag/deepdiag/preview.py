@@ -16,7 +16,9 @@ NODULE_OUTLINE = (255, 60, 40)
 LUNG_OUTLINE = (70, 160, 255)
 
 
-def write_preview(ct: Volume, labels: Volume, center_kji: tuple[int, int, int], path: str | Path, height: int = 384) -> Path:
+def write_preview(
+    ct: Volume, labels: Volume, center_kji: tuple[int, int, int], path: str | Path, height: int = 384
+) -> Path:
     """Planes through ``center_kji`` in a lung window; label 1 (lungs) outlined blue, 2 (nodules) red.
 
     The arrays must share a grid; planes are drawn in array order with the head up, which is

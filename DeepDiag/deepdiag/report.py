@@ -22,7 +22,9 @@ KEY_IMAGE_FIELD_MM = 60.0
 KEY_IMAGE_PIXELS = 256
 
 
-def write_key_image(volume: Volume, finding: Finding, nodule: tuple[tuple[slice, ...], np.ndarray] | None, path: str | Path) -> Path:
+def write_key_image(
+    volume: Volume, finding: Finding, nodule: tuple[tuple[slice, ...], np.ndarray] | None, path: str | Path
+) -> Path:
     """Axial crop through ``finding``, on the slice where its measured voxels (``nodule``: their
     ``[k, j, i]`` box on ``volume``'s grid and mask, or None) cover the most area."""
     i, j, k = np.round(volume.lps_to_ijk(np.asarray(finding.center_lps))).astype(int)
@@ -50,18 +52,25 @@ def write_key_image(volume: Volume, finding: Finding, nodule: tuple[tuple[slice,
     return Path(path)
 
 
-def write_report(path: str | Path, source: str, findings: Sequence[Finding], key_images: dict[str, str], models: Sequence[str]) -> Path:
+def write_report(
+    path: str | Path, source: str, findings: Sequence[Finding], key_images: dict[str, str], models: Sequence[str]
+) -> Path:
     """The HTML page; ``key_images`` maps finding ids to PNG paths relative to the page."""
     category = scan_category([f.details["lung_rads"] for f in findings if "lung_rads" in f.details])
-    rows = "\n".join(_row(f, key_images.get(f.id)) for f in findings) or '<tr><td colspan="8">No nodule found.</td></tr>'
+    rows = (
+        "\n".join(_row(f, key_images.get(f.id)) for f in findings) or '<tr><td colspan="8">No nodule found.</td></tr>'
+    )
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>DeepDiag report: {html.escape(Path(source).name)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px 8px}}
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #999;padding:4px 8px}}
 img{{width:192px}}</style></head><body>
 <h1>Lung nodule report</h1>
-<p>Scan: {html.escape(str(source))}<br>Findings: {len(findings)}; Lung-RADS v2022 baseline category of the scan: <b>{category}</b>
+<p>Scan: {html.escape(str(source))}<br>Findings: {len(findings)};
+Lung-RADS v2022 baseline category of the scan: <b>{category}</b>
  (most suspicious nodule)<br>Models: {html.escape(", ".join(models))}</p>
-<table><tr><th>Finding</th><th>Key image</th><th>Type (probability)</th><th>Long / short axis mm</th><th>Mean diameter mm</th>
+<table><tr><th>Finding</th><th>Key image</th><th>Type (probability)</th><th>Long / short axis mm</th>
+<th>Mean diameter mm</th>
 <th>Volume mm³</th><th>Mean HU</th><th>Lung-RADS</th></tr>
 {rows}
 </table>
@@ -75,16 +84,21 @@ img{{width:192px}}</style></head><body>
 
 def _caption(finding: Finding) -> str:
     d = finding.details
-    return f"{finding.id} {d.get('type', '?')} {d.get('long_axis_mm', finding.diameter_mm):.1f} mm LR {d.get('lung_rads', '?')}"
+    size = d.get("long_axis_mm", finding.diameter_mm)
+    return f"{finding.id} {d.get('type', '?')} {size:.1f} mm LR {d.get('lung_rads', '?')}"
 
 
 def _row(finding: Finding, image: str | None) -> str:
     d = finding.details
     probability = d.get("probabilities", {}).get(d.get("type"), float("nan"))
     picture = f'<img src="{html.escape(image)}" alt="{finding.id}">' if image else ""
-    return (f"<tr><td>{finding.id}</td><td>{picture}</td><td>{d.get('type', '?')} ({probability:.2f})</td>"
-            f"<td>{d.get('long_axis_mm', 0):.1f} / {d.get('short_axis_mm', 0):.1f}</td><td>{d.get('mean_diameter_mm', 0):.1f}</td>"
-            f"<td>{d.get('volume_mm3', 0):.0f}</td><td>{_number(d.get('mean_hu'))}</td><td>{d.get('lung_rads', '?')}</td></tr>")
+    return (
+        f"<tr><td>{finding.id}</td><td>{picture}</td><td>{d.get('type', '?')} ({probability:.2f})</td>"
+        f"<td>{d.get('long_axis_mm', 0):.1f} / "
+        f"{d.get('short_axis_mm', 0):.1f}</td><td>{d.get('mean_diameter_mm', 0):.1f}</td>"
+        f"<td>{d.get('volume_mm3', 0):.0f}</td><td>{_number(d.get('mean_hu'))}</td>"
+        f"<td>{d.get('lung_rads', '?')}</td></tr>"
+    )
 
 
 def _number(value) -> str:

@@ -26,9 +26,16 @@ from .classifier import FINDING, class_names, finding_probabilities, region, sal
 DEFAULT_MODEL = "nodule-type-cls"
 
 
-def classify_file(image: str, output_dir: str, findings_file: str | None = None, segmentation_file: str | None = None,
-                  model_id: str | None = None, device: str = "auto", explain: bool = False,
-                  on_progress: Callable[[str, float], None] | None = None) -> dict:
+def classify_file(
+    image: str,
+    output_dir: str,
+    findings_file: str | None = None,
+    segmentation_file: str | None = None,
+    model_id: str | None = None,
+    device: str = "auto",
+    explain: bool = False,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> dict:
     """Classify the findings of ``image`` (from ``findings_file`` and/or ``segmentation_file``),
     or the whole image for a volume model; returns what was written and the findings."""
     report = on_progress or (lambda stage, fraction: None)
@@ -48,13 +55,24 @@ def classify_file(image: str, output_dir: str, findings_file: str | None = None,
     if explain:  # computed before anything is written, so that a failure leaves no partial result
         report("explain", 0.6)
         names = class_names(model)
-        heat = saliency(model, volume, [f.center_lps for f in findings], [names.index(f.details["type"]) for f in findings], torch_device)
+        heat = saliency(
+            model,
+            volume,
+            [f.center_lps for f in findings],
+            [names.index(f.details["type"]) for f in findings],
+            torch_device,
+        )
     files = write_findings(output_dir, stem, findings, model.card.full_id, str(image))
     if explain:
         files["saliency"] = str(write_volume(volume.with_array(heat), Path(output_dir) / f"{stem}.saliency.nrrd"))
     report("done", 1.0)
-    return {"input": str(image), "model": model.card.full_id, "findings": [_summary(f) for f in findings],
-            "lung_rads": scan_category([f.details["lung_rads"] for f in findings]), **files}
+    return {
+        "input": str(image),
+        "model": model.card.full_id,
+        "findings": [_summary(f) for f in findings],
+        "lung_rads": scan_category([f.details["lung_rads"] for f in findings]),
+        **files,
+    }
 
 
 def classify_candidates(model: LoadedModel, volume, candidates: list[Candidate], device: torch.device) -> list[Finding]:
@@ -66,14 +84,22 @@ def classify_candidates(model: LoadedModel, volume, candidates: list[Candidate],
         measured = candidate.measure(volume)
         nodule_type = names[int(np.argmax(row))]
         diameter = candidate.finding.diameter_mm or measured.long_axis_mm
-        findings.append(replace(candidate.finding, diameter_mm=round(diameter, 2), details={
-            "type": nodule_type,
-            "probabilities": {name: round(float(p), 4) for name, p in zip(names, row)},
-            **measured.as_dict(),
-            "lung_rads": baseline_category(nodule_type, measured.mean_diameter_mm, measured.solid_mean_diameter_mm),
-            "measured_on": candidate.measured_on,
-            "classifier": model.card.full_id,
-        }))
+        findings.append(
+            replace(
+                candidate.finding,
+                diameter_mm=round(diameter, 2),
+                details={
+                    "type": nodule_type,
+                    "probabilities": {name: round(float(p), 4) for name, p in zip(names, row)},
+                    **measured.as_dict(),
+                    "lung_rads": baseline_category(
+                        nodule_type, measured.mean_diameter_mm, measured.solid_mean_diameter_mm
+                    ),
+                    "measured_on": candidate.measured_on,
+                    "classifier": model.card.full_id,
+                },
+            )
+        )
     return findings
 
 
@@ -86,15 +112,21 @@ def _candidates(volume, findings_file: str | None, segmentation_file: str | None
     except FileNotFoundError:
         raise DeepDiagError("no such findings file", findings_file) from None
     except (ValueError, KeyError, TypeError) as error:
-        raise DeepDiagError(f"not a findings file as deepdiag detect writes ({type(error).__name__}: {error})", findings_file) from None
+        raise DeepDiagError(
+            f"not a findings file as deepdiag detect writes ({type(error).__name__}: {error})", findings_file
+        ) from None
     return from_findings(findings, volume, mask)
 
 
 def _classify_volume(model: LoadedModel, volume, device, image: str, output_dir: str, stem: str) -> dict:
     names = class_names(model)
     row = volume_probabilities(model, volume, device)
-    result = {"input": str(image), "model": model.card.full_id, "class": names[int(np.argmax(row))],
-              "probabilities": {name: round(float(p), 4) for name, p in zip(names, row)}}
+    result = {
+        "input": str(image),
+        "model": model.card.full_id,
+        "class": names[int(np.argmax(row))],
+        "probabilities": {name: round(float(p), 4) for name, p in zip(names, row)},
+    }
     path = Path(output_dir) / f"{stem}.classification.json"
     with atomic_output(path) as temporary:
         temporary.write_text(json.dumps(result, indent=2))

@@ -44,7 +44,9 @@ def nodule_mask(segmentation_path: str | Path, volume: Volume) -> np.ndarray:
     except RuntimeError as error:  # SimpleITK's reader on a file that is not an image
         raise DeepDiagError(f"not a readable segmentation ({str(error).splitlines()[0]})", segmentation_path) from None
     if not labels.same_grid(volume):
-        raise DeepDiagError("the segmentation does not lie on the image's voxel grid (segment the same image first)", segmentation_path)
+        raise DeepDiagError(
+            "the segmentation does not lie on the image's voxel grid (segment the same image first)", segmentation_path
+        )
     if not segments:
         return labels.array > 0
     chosen = [s for s in segments if s.get("Name") == NODULE_SEGMENT] or (segments if len(segments) == 1 else [])
@@ -78,7 +80,9 @@ def from_findings(findings: list[Finding], volume: Volume, mask: np.ndarray | No
         value = _nearest_label(components[box], center) if components is not None else 0
         if value:
             whole = boxes[value - 1]
-            candidates.append(Candidate(finding, *at_half_maximum(volume, whole, components[whole] == value), "segmentation"))
+            candidates.append(
+                Candidate(finding, *at_half_maximum(volume, whole, components[whole] == value), "segmentation")
+            )
         else:
             part = _nearest_component(_local_threshold(volume, box, center, finding.diameter_mm), center)
             candidates.append(Candidate(finding, box, part, "threshold"))

@@ -54,7 +54,9 @@ def volume_probabilities(model: LoadedModel, volume: Volume, device: torch.devic
     return _probabilities(model, batch)[0]
 
 
-def saliency(model: LoadedModel, volume: Volume, centers_lps: list, classes: list[int], device: torch.device) -> np.ndarray:
+def saliency(
+    model: LoadedModel, volume: Volume, centers_lps: list, classes: list[int], device: torch.device
+) -> np.ndarray:
     """Each finding's occlusion saliency for its chosen class, mapped onto ``volume``'s grid (0
     elsewhere; overlapping patches keep the larger value)."""
     result = np.zeros(volume.array.shape, dtype=np.float32)
@@ -64,7 +66,9 @@ def saliency(model: LoadedModel, volume: Volume, centers_lps: list, classes: lis
     return result
 
 
-def saliency_peaks(model: LoadedModel, volume: Volume, centers_lps: list, classes: list[int], device: torch.device) -> list[np.ndarray]:
+def saliency_peaks(
+    model: LoadedModel, volume: Volume, centers_lps: list, classes: list[int], device: torch.device
+) -> list[np.ndarray]:
     """LPS position of each finding's saliency maximum (where its saliency volume peaks)."""
     spacing, peaks = _patch_spacing(model), []
     for center, heat in zip(centers_lps, _heat_patches(model, volume, centers_lps, classes, device)):
@@ -77,12 +81,20 @@ def _heat_patches(model: LoadedModel, volume: Volume, centers_lps: list, classes
     """Per finding, the drop of its class probability when each place of the patch is occluded,
     scaled to 0..1 (the card's ``saliency``: occluding cube side in voxels and overlap)."""
     settings = model.card.extra.get("saliency", {})
-    occlusion = OcclusionSensitivity(model.network, mask_size=int(settings.get("mask_voxels", 8)), n_batch=32,
-                                     overlap=float(settings.get("overlap", 0.5)), mode="gaussian", verbose=False)
+    occlusion = OcclusionSensitivity(
+        model.network,
+        mask_size=int(settings.get("mask_voxels", 8)),
+        n_batch=32,
+        overlap=float(settings.get("overlap", 0.5)),
+        mode="gaussian",
+        verbose=False,
+    )
     for center, class_index in zip(centers_lps, classes):
         patch = _patch_tensor(model, volume, center)[None].to(device)
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # MONAI's indexing style, deprecated by torch: not the user's concern
+            warnings.simplefilter(
+                "ignore", UserWarning
+            )  # MONAI's indexing style, deprecated by torch: not the user's concern
             baseline = torch.softmax(model.network(patch), dim=1)[0, class_index]
             occluded, _ = occlusion(patch)
         drop = (baseline - occluded[0, class_index]).clamp(min=0).cpu().numpy().astype(np.float32)

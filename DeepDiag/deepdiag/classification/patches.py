@@ -23,17 +23,23 @@ def patch_points_lps(center_lps, size: tuple[int, int, int], spacing: tuple[floa
     return np.stack([x, y, z], axis=-1).transpose(2, 1, 0, 3)
 
 
-def extract_patch(volume: Volume, center_lps, size: tuple[int, int, int], spacing: tuple[float, float, float]) -> np.ndarray:
+def extract_patch(
+    volume: Volume, center_lps, size: tuple[int, int, int], spacing: tuple[float, float, float]
+) -> np.ndarray:
     """The ``[k, j, i]`` patch of ``size`` (K, J, I) voxels of ``spacing`` mm centred on ``center_lps``."""
     ijk = volume.lps_to_ijk(patch_points_lps(center_lps, size, spacing).reshape(-1, 3))
     values = ndimage.map_coordinates(volume.array.astype(np.float32, copy=False), ijk[:, ::-1].T, order=1, cval=AIR_HU)
     return values.reshape(size).astype(np.float32)
 
 
-def patch_onto_grid(patch: np.ndarray, center_lps, spacing: tuple[float, float, float], target: Volume) -> tuple[tuple[slice, ...], np.ndarray]:
+def patch_onto_grid(
+    patch: np.ndarray, center_lps, spacing: tuple[float, float, float], target: Volume
+) -> tuple[tuple[slice, ...], np.ndarray]:
     """``patch`` resampled onto the voxels of ``target`` it covers: (their ``[k, j, i]`` box, values)."""
     half = np.array(patch.shape[::-1]) * np.array(spacing) / 2
-    corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * half + np.asarray(center_lps)
+    corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * half + np.asarray(
+        center_lps
+    )
     ijk = target.lps_to_ijk(corners)
     low = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, np.array(target.size) - 1)
     high = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 1, np.array(target.size))

@@ -20,7 +20,14 @@ def check_min_score(min_score: float | None) -> None:
         raise DeepDiagError(f"--min-score must lie in [0, 1], got {min_score}")
 
 
-def detect_files(inputs: list[str], output_dir: str, model_id: str | None, device: str, min_score: float | None, reporter: ProgressReporter) -> bool:
+def detect_files(
+    inputs: list[str],
+    output_dir: str,
+    model_id: str | None,
+    device: str,
+    min_score: float | None,
+    reporter: ProgressReporter,
+) -> bool:
     """Detect nodules in each input into ``output_dir``; report a result event; return whether all succeeded.
 
     ``min_score`` None means the model card's ``default_min_score``."""
@@ -41,4 +48,6 @@ def detect_files(inputs: list[str], output_dir: str, model_id: str | None, devic
         files = write_findings(output_dir, input_stem(path), result.findings, model.card.full_id, str(path))
         return {"input": str(path), "findings": len(result.findings), "warnings": result.warnings, **files}
 
-    return run_batch(inputs, detect_one, reporter, {"model": model.card.full_id, "device": str(torch_device), "min_score": min_score})
+    return run_batch(
+        inputs, detect_one, reporter, {"model": model.card.full_id, "device": str(torch_device), "min_score": min_score}
+    )

@@ -33,8 +33,13 @@ class DetectionResult:
     warnings: list[str]
 
 
-def detect_volume(volume: Volume, model: LoadedModel, device: torch.device, min_score: float,
-                  on_progress: Callable[[str, float], None] | None = None) -> DetectionResult:
+def detect_volume(
+    volume: Volume,
+    model: LoadedModel,
+    device: torch.device,
+    min_score: float,
+    on_progress: Callable[[str, float], None] | None = None,
+) -> DetectionResult:
     """Findings (centre in LPS mm, diameter, score >= ``min_score``) of a CT volume in HU."""
     report = on_progress or (lambda stage, fraction: None)
     report("resample", 0.0)
@@ -51,19 +56,26 @@ def detect_volume(volume: Volume, model: LoadedModel, device: torch.device, min_
     spacing = np.array(spacing_kji)
     # a finding lies in the lungs or touches them: a round spot in the heart, the liver or the
     # chest wall is no lung nodule, however sure the detector is
-    kept = [(center, diameter, score) for center, diameter, score in merged
-            if score >= min_score and chest.touches_lungs(offset + center, (diameter / 2 + _LUNG_CONTACT_MM) / spacing)]
+    kept = [
+        (center, diameter, score)
+        for center, diameter, score in merged
+        if score >= min_score and chest.touches_lungs(offset + center, (diameter / 2 + _LUNG_CONTACT_MM) / spacing)
+    ]
     candidate_filter = load_candidate_filter(model.card, device)
     if candidate_filter and kept:
         report("filter", 0.97)
         scores = nodule_probabilities(candidate_filter.model, image, [center for center, _, _ in kept], device)
-        kept = [finding for finding, filter_score in zip(kept, scores) if filter_score >= candidate_filter.min_probability]
+        kept = [
+            finding for finding, filter_score in zip(kept, scores) if filter_score >= candidate_filter.min_probability
+        ]
     findings = [(model_volume.ijk_to_lps((offset + center)[::-1]), diameter, score) for center, diameter, score in kept]
     report("done", 1.0)
     return DetectionResult(numbered(findings), warnings)
 
 
-def slice_boxes(network, image: np.ndarray, device: torch.device, on_progress=None, slice_step: int = 1) -> list[SliceBox]:
+def slice_boxes(
+    network, image: np.ndarray, device: torch.device, on_progress=None, slice_step: int = 1
+) -> list[SliceBox]:
     """The detector's boxes on every ``slice_step``-th axial slice of a normalized ``[k, j, i]`` image."""
     on_progress = on_progress or (lambda fraction: None)
     height, width = image.shape[1:]

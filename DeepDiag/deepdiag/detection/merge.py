@@ -43,7 +43,9 @@ class _Cluster:
         )
 
 
-def merge_slice_boxes(boxes: list[SliceBox], spacing_kji: tuple[float, float, float]) -> list[tuple[np.ndarray, float, float]]:
+def merge_slice_boxes(
+    boxes: list[SliceBox], spacing_kji: tuple[float, float, float]
+) -> list[tuple[np.ndarray, float, float]]:
     """``(center_kji in voxels, diameter_mm, score)`` per 3D finding, best first."""
     clusters: list[_Cluster] = []
     for candidate in sorted(boxes, key=lambda b: -b.score):

@@ -21,7 +21,9 @@ def evaluate_classification_folder(truth_dir: str | Path, pred_dir: str | Path) 
     pairs, nodules = [], 0
     for truth_file, truths, findings_file, findings in cases:
         if truths and "lung_rads" not in truths[0]:
-            raise DeepDiagError("truth has no Lung-RADS category: regenerate the phantoms with this deepdiag version", truth_file)
+            raise DeepDiagError(
+                "truth has no Lung-RADS category: regenerate the phantoms with this deepdiag version", truth_file
+            )
         if findings and "type" not in findings[0].details:
             raise DeepDiagError("findings are not classified (run deepdiag classify first)", findings_file)
         nodules += len(truths)
@@ -33,8 +35,11 @@ def _match(truths: list[dict], findings: list) -> list[tuple[dict, dict]]:
     """Each truth nodule with the nearest unused finding that hits it."""
     used, pairs = set(), []
     for truth in truths:
-        inside = [(np.linalg.norm(np.subtract(f.center_lps, truth["center_lps"])), n) for n, f in enumerate(findings)
-                  if n not in used and hits(f.center_lps, truth["center_lps"], truth["equivalent_diameter_mm"])]
+        inside = [
+            (np.linalg.norm(np.subtract(f.center_lps, truth["center_lps"])), n)
+            for n, f in enumerate(findings)
+            if n not in used and hits(f.center_lps, truth["center_lps"], truth["equivalent_diameter_mm"])
+        ]
         if inside:
             _, n = min(inside)
             used.add(n)
@@ -53,9 +58,15 @@ def _figures(pairs: list[tuple[dict, dict]], nodules: int) -> dict:
         "matched": len(pairs),
         "matched_share": round(len(pairs) / nodules, 4),
         "type_accuracy": _share(a == b for a, b in zip(truth_types, predicted)),
-        "type_accuracy_by_truth": {name: _share(p == name for t, p in zip(truth_types, predicted) if t == name) for name in NODULE_TYPES},
-        "confusion": {name: {other: sum(t == name and p == other for t, p in zip(truth_types, predicted)) for other in NODULE_TYPES}
-                      for name in NODULE_TYPES},
+        "type_accuracy_by_truth": {
+            name: _share(p == name for t, p in zip(truth_types, predicted) if t == name) for name in NODULE_TYPES
+        },
+        "confusion": {
+            name: {
+                other: sum(t == name and p == other for t, p in zip(truth_types, predicted)) for other in NODULE_TYPES
+            }
+            for name in NODULE_TYPES
+        },
         "lung_rads_agreement": _share(t["lung_rads"] == p["lung_rads"] for t, p in pairs),
         "long_axis_abs_error_mm_median_ge6mm": round(float(np.median(errors)), 3) if errors else None,
         "nodules_ge6mm": len(large),
@@ -85,5 +96,7 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     for low, high in zip(edges[:-1], edges[1:]):
         inside = (confidence > low) & (confidence <= high)
         if inside.any():
-            error += inside.mean() * abs(float((predicted[inside] == labels[inside]).mean()) - float(confidence[inside].mean()))
+            error += inside.mean() * abs(
+                float((predicted[inside] == labels[inside]).mean()) - float(confidence[inside].mean())
+            )
     return round(float(error), 4)

@@ -35,8 +35,12 @@ def operating_point(scans: list, min_score: float, smallest_mm: float = 6.0) -> 
         false_positives += sum(not any(hits(c, *truth) for truth in truths) for c in kept)
         counted = [any(hits(c, *truth) for c in kept) for truth in truths if truth[1] >= smallest_mm]
         found, nodules = found + sum(counted), nodules + len(counted)
-    return {"min_score": min_score, "false_positives_per_scan": round(false_positives / len(scans), 3),
-            "sensitivity": round(found / max(nodules, 1), 4), "nodules": nodules}
+    return {
+        "min_score": min_score,
+        "false_positives_per_scan": round(false_positives / len(scans), 3),
+        "sensitivity": round(found / max(nodules, 1), 4),
+        "nodules": nodules,
+    }
 
 
 def hits(point_lps, center_lps, diameter_mm: float) -> bool:
@@ -66,13 +70,17 @@ def in_known_lesion(point_lps, truth: dict) -> bool:
     """Whether a point lies in one of the truth's ``known_lesions``: real findings of a real
     background scan that are not the inserted truth (a mass, an opacity). Marks there count
     neither as found nor as false positives, as LUNA16 leaves its excluded annotations out."""
-    return any(hits(point_lps, lesion["center_lps"], lesion["diameter_mm"]) for lesion in truth.get("known_lesions", []))
+    return any(
+        hits(point_lps, lesion["center_lps"], lesion["diameter_mm"]) for lesion in truth.get("known_lesions", [])
+    )
 
 
 def read_scans(truth_dir: str | Path, pred_dir: str | Path) -> list:
     """Per case: the truth nodules ``(centre LPS, equivalent diameter)`` and the findings."""
-    return [([(np.array(n["center_lps"]), n["equivalent_diameter_mm"]) for n in nodules], findings)
-            for _, nodules, _, findings in read_cases(truth_dir, pred_dir)]
+    return [
+        ([(np.array(n["center_lps"]), n["equivalent_diameter_mm"]) for n in nodules], findings)
+        for _, nodules, _, findings in read_cases(truth_dir, pred_dir)
+    ]
 
 
 def froc(scans: list, smallest_mm: float, largest_mm: float) -> dict:
@@ -89,7 +97,9 @@ def froc(scans: list, smallest_mm: float, largest_mm: float) -> dict:
                 false_positive_scores.append(finding.score)
         nodules += sum(smallest_mm <= diameter < largest_mm for _, diameter in truths)
         hit_scores += list(best.values())
-    sensitivities = [_sensitivity_at(rate * len(scans), hit_scores, false_positive_scores, nodules) for rate in FP_RATES]
+    sensitivities = [
+        _sensitivity_at(rate * len(scans), hit_scores, false_positive_scores, nodules) for rate in FP_RATES
+    ]
     return {
         "nodules": nodules,
         "sensitivity_at_fp_per_scan": {str(rate): s for rate, s in zip(FP_RATES, sensitivities)},
@@ -99,7 +109,9 @@ def froc(scans: list, smallest_mm: float, largest_mm: float) -> dict:
     }
 
 
-def _sensitivity_at(allowed_false_positives: float, hit_scores: list, false_positive_scores: list, nodules: int) -> float | None:
+def _sensitivity_at(
+    allowed_false_positives: float, hit_scores: list, false_positive_scores: list, nodules: int
+) -> float | None:
     """Best sensitivity over score thresholds that keep at most ``allowed`` false positives in all."""
     if not nodules:
         return None

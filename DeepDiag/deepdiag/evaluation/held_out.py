@@ -20,8 +20,14 @@ HELD_OUT = "default-grid phantoms (512x512x300, 0.7x0.7x1.25 mm)"
 _DEFAULT_PHANTOM = PhantomConfig()  # how many nodules per case, of which diameters
 
 
-def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: int = 2, nodules: tuple[int, int] = _DEFAULT_PHANTOM.nodules,
-                            diameter_mm: tuple[float, float] = _DEFAULT_PHANTOM.diameter_mm) -> Path:
+def write_held_out_phantoms(
+    cases: int,
+    seed: int,
+    folder: str | Path,
+    workers: int = 2,
+    nodules: tuple[int, int] = _DEFAULT_PHANTOM.nodules,
+    diameter_mm: tuple[float, float] = _DEFAULT_PHANTOM.diameter_mm,
+) -> Path:
     """``cases`` default-grid phantoms of ``seed`` (``nodules`` per case, of ``diameter_mm``) in
     ``folder/truth`` (cases already there are kept)."""
     truth = Path(folder) / "truth"
@@ -32,8 +38,16 @@ def write_held_out_phantoms(cases: int, seed: int, folder: str | Path, workers: 
     return truth
 
 
-def evaluate_on_phantoms(model: LoadedModel, device: torch.device, cases: int, seed: int, folder: str | Path, workers: int = 2,
-                         nodules: tuple[int, int] = _DEFAULT_PHANTOM.nodules, diameter_mm: tuple[float, float] = _DEFAULT_PHANTOM.diameter_mm) -> dict:
+def evaluate_on_phantoms(
+    model: LoadedModel,
+    device: torch.device,
+    cases: int,
+    seed: int,
+    folder: str | Path,
+    workers: int = 2,
+    nodules: tuple[int, int] = _DEFAULT_PHANTOM.nodules,
+    diameter_mm: tuple[float, float] = _DEFAULT_PHANTOM.diameter_mm,
+) -> dict:
     """Segment held-out phantoms into ``folder/pred``; the pooled figures of :func:`evaluate_folder`
     (with per-case rows). Phantoms crowded with small nodules (``nodules``, ``diameter_mm``) make
     their sensitivity rest on dozens, not a handful."""
@@ -44,18 +58,29 @@ def evaluate_on_phantoms(model: LoadedModel, device: torch.device, cases: int, s
     started = time.perf_counter()
     for image in _images(truth, seed, cases):
         result = segment_volume(read_volume(image), model, device)
-        write_segmentation(Path(folder) / "pred" / f"{image.name[:-5]}.seg.nrrd", result.labels, model.card.segment_classes())
+        write_segmentation(
+            Path(folder) / "pred" / f"{image.name[:-5]}.seg.nrrd", result.labels, model.card.segment_classes()
+        )
     seconds = time.perf_counter() - started
     figures = evaluate_folder(truth, Path(folder) / "pred")
     figures["seconds_per_case"] = round(seconds / cases, 1)  # reading, segmenting and writing
     default = (tuple(nodules), tuple(diameter_mm)) == (_DEFAULT_PHANTOM.nodules, _DEFAULT_PHANTOM.diameter_mm)
-    crowded = "" if default else f" with {nodules[0]}-{nodules[1]} nodules of {diameter_mm[0]:g}-{diameter_mm[1]:g} mm each"
+    crowded = (
+        "" if default else f" with {nodules[0]}-{nodules[1]} nodules of {diameter_mm[0]:g}-{diameter_mm[1]:g} mm each"
+    )
     figures["held_out"] = f"{cases} {HELD_OUT}{crowded}, seed {seed}"
     return figures
 
 
-def evaluate_detection_on_phantoms(model: LoadedModel, device: torch.device, cases: int, seed: int, folder: str | Path,
-                                   min_score: float = 0.05, workers: int = 2) -> dict:
+def evaluate_detection_on_phantoms(
+    model: LoadedModel,
+    device: torch.device,
+    cases: int,
+    seed: int,
+    folder: str | Path,
+    min_score: float = 0.05,
+    workers: int = 2,
+) -> dict:
     """Detect nodules in held-out phantoms into ``folder/findings``; the FROC figures."""
     from ..detection.inference import detect_volume
     from ..findings_file import write_findings
@@ -73,15 +98,22 @@ def evaluate_detection_on_phantoms(model: LoadedModel, device: torch.device, cas
     return figures
 
 
-def evaluate_classification_on_phantoms(model: LoadedModel, segmentation: LoadedModel, device: torch.device, cases: int, seed: int,
-                                        folder: str | Path, workers: int = 2) -> dict:
+def evaluate_classification_on_phantoms(
+    model: LoadedModel,
+    segmentation: LoadedModel,
+    device: torch.device,
+    cases: int,
+    seed: int,
+    folder: str | Path,
+    workers: int = 2,
+) -> dict:
     """Classify held-out phantoms crowded with nodules (6-10 each) two ways: the nodules that
     ``segmentation`` finds, measured on its segments (as ``deepdiag classify --segmentation``),
     and every truth nodule at its true centre, measured on a local threshold (the classifier
     alone, without the segmentation's misses)."""
     from ..classification.batch import classify_candidates
-    from ..classification.classifier import class_names, saliency_peaks
     from ..classification.candidates import from_findings, from_segmentation
+    from ..classification.classifier import class_names, saliency_peaks
     from ..findings_file import numbered, write_findings
     from .classification import evaluate_classification_folder
 
@@ -93,16 +125,32 @@ def evaluate_classification_on_phantoms(model: LoadedModel, segmentation: Loaded
         found = classify_candidates(model, volume, from_segmentation(nodules, volume), device)
         write_findings(Path(folder) / "segmented", stem, found, model.card.full_id, str(image))
         truths = json.loads((truth / "truth" / f"{stem}.json").read_text())["nodules"]
-        ordered = sorted(truths, key=lambda n: -n["equivalent_diameter_mm"])  # numbered keeps this order at equal scores
-        at_truth = classify_candidates(model, volume, from_findings(numbered([(n["center_lps"], n["equivalent_diameter_mm"], 1.0) for n in ordered]), volume), device)
+        ordered = sorted(
+            truths, key=lambda n: -n["equivalent_diameter_mm"]
+        )  # numbered keeps this order at equal scores
+        at_truth = classify_candidates(
+            model,
+            volume,
+            from_findings(numbered([(n["center_lps"], n["equivalent_diameter_mm"], 1.0) for n in ordered]), volume),
+            device,
+        )
         write_findings(Path(folder) / "at_truth", stem, at_truth, model.card.full_id, str(image))
         instances = read_volume(truth / "instances" / f"{stem}.nrrd")
-        peaks = saliency_peaks(model, volume, [f.center_lps for f in at_truth], [class_names(model).index(f.details["type"]) for f in at_truth], device)
+        peaks = saliency_peaks(
+            model,
+            volume,
+            [f.center_lps for f in at_truth],
+            [class_names(model).index(f.details["type"]) for f in at_truth],
+            device,
+        )
         saliency_distances += [_distance_to_nodule(peak, instances, n["id"]) for peak, n in zip(peaks, ordered)]
     seconds = time.perf_counter() - started
     segmented = evaluate_classification_folder(truth, Path(folder) / "segmented")
     return {
-        **{key: segmented[key] for key in ("type_accuracy", "lung_rads_agreement", "long_axis_abs_error_mm_median_ge6mm")},
+        **{
+            key: segmented[key]
+            for key in ("type_accuracy", "lung_rads_agreement", "long_axis_abs_error_mm_median_ge6mm")
+        },
         "segmented": segmented,
         "at_truth_centres": evaluate_classification_folder(truth, Path(folder) / "at_truth"),
         "saliency_peak_within_5mm_share": round(float(np.mean(np.array(saliency_distances) <= 5.0)), 4),
@@ -121,7 +169,9 @@ def _segmented_nodules(volume, segmentation: LoadedModel, device: torch.device, 
     from ..segmentation_file import write_segmentation
 
     if not path.is_file():
-        write_segmentation(path, segment_volume(volume, segmentation, device).labels, segmentation.card.segment_classes())
+        write_segmentation(
+            path, segment_volume(volume, segmentation, device).labels, segmentation.card.segment_classes()
+        )
     return nodule_mask(path, volume)
 
 
@@ -135,5 +185,7 @@ def _images(truth: Path, seed: int, cases: int) -> list[Path]:
     return [truth / "images" / f"phantom_s{seed}_{i:03d}.nrrd" for i in range(cases)]
 
 
-def _write_phantom(seed: int, folder: str, nodules: tuple[int, int], diameter_mm: tuple[float, float], index: int) -> None:
+def _write_phantom(
+    seed: int, folder: str, nodules: tuple[int, int], diameter_mm: tuple[float, float], index: int
+) -> None:
     write_case(generate_case(PhantomConfig(nodules=nodules, diameter_mm=diameter_mm), seed, index), folder)

@@ -36,15 +36,21 @@ from .segmentation import evaluate_folder
 #: real findings of the shared real scans (centre in LPS mm, a diameter that holds all of it),
 #: measured on the untouched scan's segmentation
 KNOWN_LESIONS = {
-    "thorax_4dct_phase00": [{"center_lps": [-86.4, 81.7, -10.1], "diameter_mm": 32.0,
-                             "description": "right upper lobe mass (visible, not annotated), about 25 x 29 x 28 mm"}],
+    "thorax_4dct_phase00": [
+        {
+            "center_lps": [-86.4, 81.7, -10.1],
+            "diameter_mm": 32.0,
+            "description": "right upper lobe mass (visible, not annotated), about 25 x 29 x 28 mm",
+        }
+    ],
 }
 #: what is inserted into a held-out real background: every type and shape, 3-30 mm
 INSERTED = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0))
 
 
-def marks_on_untouched_scan(path: str | Path, segmentation: LoadedModel, detection: LoadedModel, device: torch.device,
-                            output_dir: str | Path) -> dict:
+def marks_on_untouched_scan(
+    path: str | Path, segmentation: LoadedModel, detection: LoadedModel, device: torch.device, output_dir: str | Path
+) -> dict:
     """Segment and detect one untouched real scan: how many nodule components and findings (at the
     detector's default score) each model marks, which of them lie on a known lesion, and a PNG."""
     volume = read_volume(path)
@@ -58,27 +64,36 @@ def marks_on_untouched_scan(path: str | Path, segmentation: LoadedModel, detecti
     detect_seconds = time.perf_counter() - started
     centres = _component_centres_lps(segmented.labels)
     on_lesion = [any(hits(c, lesion["center_lps"], lesion["diameter_mm"]) for lesion in lesions) for c in centres]
-    image = write_marks_png(volume, segmented.labels, [f.center_lps for f in findings], Path(output_dir) / f"{name}.marks.png")
+    image = write_marks_png(
+        volume, segmented.labels, [f.center_lps for f in findings], Path(output_dir) / f"{name}.marks.png"
+    )
     return {
         "scan": name,
         "segmentation_components": len(centres),
         "segmentation_components_on_known_lesions": int(sum(on_lesion)),
         "detector_findings": len(findings),
-        "detector_findings_on_known_lesions": int(sum(any(hits(f.center_lps, lesion["center_lps"], lesion["diameter_mm"])
-                                                          for lesion in lesions) for f in findings)),
+        "detector_findings_on_known_lesions": int(
+            sum(
+                any(hits(f.center_lps, lesion["center_lps"], lesion["diameter_mm"]) for lesion in lesions)
+                for f in findings
+            )
+        ),
         "known_lesions": [lesion["description"] for lesion in lesions],
-        "known_lesions_found_by_segmentation": [any(hits(c, lesion["center_lps"], lesion["diameter_mm"]) for c in centres)
-                                                for lesion in lesions],
-        "known_lesions_found_by_detector": [any(hits(f.center_lps, lesion["center_lps"], lesion["diameter_mm"]) for f in findings)
-                                            for lesion in lesions],
+        "known_lesions_found_by_segmentation": [
+            any(hits(c, lesion["center_lps"], lesion["diameter_mm"]) for c in centres) for lesion in lesions
+        ],
+        "known_lesions_found_by_detector": [
+            any(hits(f.center_lps, lesion["center_lps"], lesion["diameter_mm"]) for f in findings) for lesion in lesions
+        ],
         "warnings": segmented.warnings,
         "seconds": {"segment": round(segment_seconds, 1), "detect": round(detect_seconds, 1)},
         "png": str(image),
     }
 
 
-def write_inserted_cases(background: str | Path, cases: int, seed: int, folder: str | Path,
-                         config: PhantomConfig = INSERTED) -> Path:
+def write_inserted_cases(
+    background: str | Path, cases: int, seed: int, folder: str | Path, config: PhantomConfig = INSERTED
+) -> Path:
     """``cases`` copies of a real background scan with nodules inserted, in ``folder/truth`` as
     ``deepdiag phantom`` lays them out, with the background's known lesions in each truth."""
     background = Path(background)
@@ -91,15 +106,23 @@ def write_inserted_cases(background: str | Path, cases: int, seed: int, folder: 
     return truth_dir
 
 
-def evaluate_inserted(truth_dir: str | Path, segmentation: LoadedModel, detection: LoadedModel, device: torch.device,
-                      folder: str | Path, classification: LoadedModel | None = None) -> dict:
+def evaluate_inserted(
+    truth_dir: str | Path,
+    segmentation: LoadedModel,
+    detection: LoadedModel,
+    device: torch.device,
+    folder: str | Path,
+    classification: LoadedModel | None = None,
+) -> dict:
     """Segmentation and detection figures on the inserted cases of ``truth_dir``; with a
     ``classification`` model, its type accuracy at the inserted nodules' true centres."""
     folder = Path(folder)
     for image in sorted((Path(truth_dir) / "images").glob("*.nrrd")):
         volume = read_volume(image)
         result = segment_volume(volume, segmentation, device)
-        write_segmentation(folder / "pred" / f"{image.name[:-5]}.seg.nrrd", result.labels, segmentation.card.segment_classes())
+        write_segmentation(
+            folder / "pred" / f"{image.name[:-5]}.seg.nrrd", result.labels, segmentation.card.segment_classes()
+        )
         found = detect_volume(volume, detection, device, min_score=0.05).findings
         write_findings(folder / "findings", image.name[:-5], found, detection.card.full_id, str(image))
         if classification is not None:
@@ -117,11 +140,15 @@ def evaluate_inserted(truth_dir: str | Path, segmentation: LoadedModel, detectio
     return figures
 
 
-def _classify_at_truth(model: LoadedModel, volume: Volume, image: Path, truth_dir: Path, output: Path, device: torch.device) -> None:
+def _classify_at_truth(
+    model: LoadedModel, volume: Volume, image: Path, truth_dir: Path, output: Path, device: torch.device
+) -> None:
     nodules = json.loads((truth_dir / "truth" / f"{image.name[:-5]}.json").read_text())["nodules"]
     ordered = sorted(nodules, key=lambda n: -n["equivalent_diameter_mm"])
     candidates = from_findings(numbered([(n["center_lps"], n["equivalent_diameter_mm"], 1.0) for n in ordered]), volume)
-    write_findings(output, image.name[:-5], classify_candidates(model, volume, candidates, device), model.card.full_id, str(image))
+    write_findings(
+        output, image.name[:-5], classify_candidates(model, volume, candidates, device), model.card.full_id, str(image)
+    )
 
 
 def _component_centres_lps(labels: Volume) -> list[np.ndarray]:

@@ -23,8 +23,11 @@ MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 def check_model_id(model_id, version, source) -> None:
     """Refuse an id or version that could not be a plain folder name ``<id>@<version>``."""
     if not isinstance(model_id, str) or not MODEL_ID_PATTERN.fullmatch(model_id) or ".." in model_id:
-        raise DeepDiagError(f"refused: the model id {model_id!r} may hold only letters, digits, '-', '_' and '.' "
-                            "(no path separators, no '..')", source)
+        raise DeepDiagError(
+            f"refused: the model id {model_id!r} may hold only letters, digits, '-', '_' and '.' "
+            "(no path separators, no '..')",
+            source,
+        )
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= 1_000_000:
         raise DeepDiagError(f"refused: the model version {version!r} must be a whole number from 1", source)
 
@@ -72,8 +75,11 @@ class ModelCard:
         """The foreground classes as named, colored, coded segments."""
         return [
             SegmentClass(
-                c["name"], int(c["label_value"]), tuple(c["color"]),
-                Code(*c["category"].split("^")), Code(*c["type"].split("^")),
+                c["name"],
+                int(c["label_value"]),
+                tuple(c["color"]),
+                Code(*c["category"].split("^")),
+                Code(*c["type"].split("^")),
                 Code(*c["region"].split("^")) if c.get("region") else Code("", "", ""),
             )
             for c in self.classes
@@ -98,12 +104,16 @@ class ModelCard:
             raise DeepDiagError(f"the model card lacks {', '.join(sorted(missing))}", path)
         check_model_id(document["id"], document["version"], path)
         check_card_fields(document, path)
-        return cls(**{k: v for k, v in document.items() if k in names}, extra={k: v for k, v in document.items() if k not in names})
+        return cls(
+            **{k: v for k, v in document.items() if k in names},
+            extra={k: v for k, v in document.items() if k not in names},
+        )
 
 
 def check_card_fields(document: dict, source) -> None:
     """Refuse, naming the field, a card whose fields do not have the form the engine reads: at
     import and at every load, so that a bad card never ends in an error from deep inside."""
+
     def refuse(field: str, problem: str) -> None:
         raise DeepDiagError(f"the model card's {field} {problem}", source)
 
@@ -111,10 +121,10 @@ def check_card_fields(document: dict, source) -> None:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     if not isinstance(document["task"], str) or not document["task"]:
-        refuse("task", "must be a name such as \"segmentation\"")
+        refuse("task", 'must be a name such as "segmentation"')
     network = document["network"]
     if not isinstance(network, dict) or not isinstance(network.get("name"), str):
-        refuse("network", "must be an object with a \"name\"")
+        refuse("network", 'must be an object with a "name"')
     if not isinstance(network.get("parameters", {}), dict):
         refuse("network.parameters", "must be an object of parameter names and values")
     model_input = document["input"]
@@ -124,22 +134,36 @@ def check_card_fields(document: dict, source) -> None:
     if not isinstance(spacing, list) or len(spacing) not in (2, 3) or not all(number(v) and v > 0 for v in spacing):
         refuse("input.spacing_mm", f"must be 3 positive numbers, not {spacing!r}")
     window = model_input.get("intensity", {})
-    if not isinstance(window, dict) or ("min_hu" in window and not (number(window["min_hu"]) and number(window.get("max_hu"))
-                                                                     and window["min_hu"] < window["max_hu"])):
+    if not isinstance(window, dict) or (
+        "min_hu" in window
+        and not (number(window["min_hu"]) and number(window.get("max_hu")) and window["min_hu"] < window["max_hu"])
+    ):
         refuse("input.intensity", f"must give min_hu below max_hu, not {window!r}")
     patch = document["patch_size"]
-    if not isinstance(patch, list) or len(patch) not in (2, 3) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                                                           for v in patch):
+    if (
+        not isinstance(patch, list)
+        or len(patch) not in (2, 3)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in patch)
+    ):
         refuse("patch_size", f"must be 2 or 3 positive whole numbers, not {patch!r}")
     classes = document["classes"]
     if not isinstance(classes, list):
         refuse("classes", f"must be a list of classes, not {classes!r}")
     for index, item in enumerate(classes):
         color = item.get("color", [0, 0, 0]) if isinstance(item, dict) else None
-        if not (isinstance(item, dict) and isinstance(item.get("name"), str)
-                and isinstance(item.get("label_value", 0), int) and not isinstance(item.get("label_value", 0), bool)
-                and isinstance(color, list) and len(color) == 3 and all(number(c) for c in color)):
-            refuse(f"classes[{index}]", "must have a name, and a whole-number label_value and an RGB color of 3 numbers where given")
-    for field in ("postprocessing", "training", "metrics"):
-        if not isinstance(document.get(field, {}), dict):
-            refuse(field, "must be an object")
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and isinstance(item.get("label_value", 0), int)
+            and not isinstance(item.get("label_value", 0), bool)
+            and isinstance(color, list)
+            and len(color) == 3
+            and all(number(c) for c in color)
+        ):
+            refuse(
+                f"classes[{index}]",
+                "must have a name, and a whole-number label_value and an RGB color of 3 numbers where given",
+            )
+    for section in ("postprocessing", "training", "metrics"):
+        if not isinstance(document.get(section, {}), dict):
+            refuse(section, "must be an object")

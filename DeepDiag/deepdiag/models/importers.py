@@ -70,7 +70,9 @@ def extract_zip_safely(archive: Path, target: Path) -> Path:
         for entry in bundle.infolist():
             path = PurePosixPath(entry.filename.replace("\\", "/"))
             if path.is_absolute() or ".." in path.parts or (entry.filename[1:2] == ":"):
-                raise DeepDiagError(f"refused: the archive entry {entry.filename!r} would be written outside the import folder", archive)
+                raise DeepDiagError(
+                    f"refused: the archive entry {entry.filename!r} would be written outside the import folder", archive
+                )
             if stat.S_ISLNK(entry.external_attr >> 16):
                 raise DeepDiagError(f"refused: the archive entry {entry.filename!r} is a link", archive)
         bundle.extractall(target)
@@ -87,12 +89,19 @@ def _refuse_zip_bomb(entries: list[zipfile.ZipInfo], archive: Path) -> None:
     """Check the sizes the archive declares before anything is extracted."""
     total = sum(entry.file_size for entry in entries)
     if total > MAX_UNPACKED_BYTES:
-        raise DeepDiagError(f"refused: the archive would unpack to {total / 1024**3:.1f} GB (at most "
-                            f"{MAX_UNPACKED_BYTES / 1024**3:.0f} GB)", archive)
+        raise DeepDiagError(
+            f"refused: the archive would unpack to {total / 1024**3:.1f} GB (at most "
+            f"{MAX_UNPACKED_BYTES / 1024**3:.0f} GB)",
+            archive,
+        )
     for entry in entries:
         if entry.file_size > 1024**2 and entry.file_size > MAX_COMPRESSION_RATIO * max(entry.compress_size, 1):
-            raise DeepDiagError(f"refused: the archive entry {entry.filename!r} expands {entry.file_size // max(entry.compress_size, 1)} "
-                                f"times (a zip bomb; at most {MAX_COMPRESSION_RATIO})", archive)
+            raise DeepDiagError(
+                f"refused: the archive entry {entry.filename!r} expands "
+                f"{entry.file_size // max(entry.compress_size, 1)} "
+                f"times (a zip bomb; at most {MAX_COMPRESSION_RATIO})",
+                archive,
+            )
 
 
 def _model_root(extracted: Path, archive: Path) -> Path:
@@ -129,19 +138,29 @@ def _stage_bundle(bundle: Path, staged: Path, model_id: str | None, version: int
         raise DeepDiagError("is a MONAI bundle without models/model.pt", bundle)
     network_def = _bundle_network(bundle)
     state = _read_state_dict(weights)
-    metadata = _read_json(bundle / "configs" / "metadata.json") if (bundle / "configs" / "metadata.json").is_file() else {}
+    metadata = (
+        _read_json(bundle / "configs" / "metadata.json") if (bundle / "configs" / "metadata.json").is_file() else {}
+    )
     name = network_def["_target_"].rsplit(".", 1)[-1]
     parameters = {k: v for k, v in network_def.items() if k != "_target_"}
     card = ModelCard(
-        id=model_id or _slug(metadata.get("name") or bundle.name), version=version or 1,
+        id=model_id or _slug(metadata.get("name") or bundle.name),
+        version=version or 1,
         task=str(metadata.get("task", "segmentation")).lower().split()[0] if metadata.get("task") else "segmentation",
         network={"name": name, "parameters": parameters},
-        input={"channels": parameters.get("in_channels", 1), "modality": "CT", "spacing_mm": [1.0, 1.0, 1.0],
-               "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
-        patch_size=[96, 96, 96], classes=[],
+        input={
+            "channels": parameters.get("in_channels", 1),
+            "modality": "CT",
+            "spacing_mm": [1.0, 1.0, 1.0],
+            "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0},
+        },
+        patch_size=[96, 96, 96],
+        classes=[],
         description=str(metadata.get("description", "")),
-        extra={"imported_from": f"MONAI bundle {bundle.name} (version {metadata.get('version', 'unknown')})",
-               "to_complete": ["input.spacing_mm", "input.intensity", "patch_size", "classes", "task"]},
+        extra={
+            "imported_from": f"MONAI bundle {bundle.name} (version {metadata.get('version', 'unknown')})",
+            "to_complete": ["input.spacing_mm", "input.intensity", "patch_size", "classes", "task"],
+        },
     )
     network = network_class(name)(**parameters)
     try:
@@ -158,11 +177,17 @@ def _bundle_network(bundle: Path) -> dict:
             network_def = _read_json(config).get("network_def")
             break
     else:
-        raise DeepDiagError(f"is a MONAI bundle without a JSON network config ({' or '.join('configs/' + n for n in _BUNDLE_CONFIGS)})", bundle)
+        raise DeepDiagError(
+            f"is a MONAI bundle without a JSON network config ({' or '.join('configs/' + n for n in _BUNDLE_CONFIGS)})",
+            bundle,
+        )
     if not isinstance(network_def, dict) or network_class(network_def.get("_target_")) is None:
         raise DeepDiagError("refused: network_def must name a class of monai.networks.nets in _target_", config)
     if any(isinstance(value, str) and value[:1] in "$@%" for value in _literals(network_def)):
-        raise DeepDiagError("refused: network_def holds expressions or references ($, @, %); only literal parameters are imported", config)
+        raise DeepDiagError(
+            "refused: network_def holds expressions or references ($, @, %); only literal parameters are imported",
+            config,
+        )
     return network_def
 
 
@@ -171,12 +196,23 @@ def _stage_torchscript(archive: Path, staged: Path, model_id: str | None, versio
     folder.mkdir(parents=True)
     shutil.copyfile(archive, folder / TORCHSCRIPT_FILE)
     card = ModelCard(
-        id=model_id or _slug(archive.stem), version=version or 1, task="segmentation",
-        network={"name": TORCHSCRIPT}, input={"channels": 1, "modality": "CT", "spacing_mm": [1.0, 1.0, 1.0],
-                                               "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}},
-        patch_size=[96, 96, 96], classes=[], weights_sha256=sha256_of(folder / TORCHSCRIPT_FILE),
-        extra={"imported_from": f"TorchScript file {archive.name}",
-               "to_complete": ["input.spacing_mm", "input.intensity", "patch_size", "classes", "task"]},
+        id=model_id or _slug(archive.stem),
+        version=version or 1,
+        task="segmentation",
+        network={"name": TORCHSCRIPT},
+        input={
+            "channels": 1,
+            "modality": "CT",
+            "spacing_mm": [1.0, 1.0, 1.0],
+            "intensity": {"type": "window", "min_hu": -1000.0, "max_hu": 400.0},
+        },
+        patch_size=[96, 96, 96],
+        classes=[],
+        weights_sha256=sha256_of(folder / TORCHSCRIPT_FILE),
+        extra={
+            "imported_from": f"TorchScript file {archive.name}",
+            "to_complete": ["input.spacing_mm", "input.intensity", "patch_size", "classes", "task"],
+        },
     )
     (folder / CARD_FILE).write_text(json.dumps(card.to_json(), indent=2) + "\n")
     return folder
@@ -191,8 +227,10 @@ def _read_state_dict(weights: Path) -> dict:
         # torch's own message ends with advice to load with weights_only=False: the very thing refused here
         found = re.search(r"GLOBAL ([\w.]+)", str(error))
         what = f" ({found.group(1)})" if found else ""
-        raise DeepDiagError(f"refused: the file holds Python objects other than tensors{what}, which could run code when loaded",
-                            weights) from None
+        raise DeepDiagError(
+            f"refused: the file holds Python objects other than tensors{what}, which could run code when loaded",
+            weights,
+        ) from None
     except (RuntimeError, EOFError, OSError) as error:
         raise DeepDiagError(f"cannot read the weights ({str(error).splitlines()[0]})", weights) from None
     state = loaded.get("model", loaded) if isinstance(loaded, dict) else None

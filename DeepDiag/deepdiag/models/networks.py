@@ -53,8 +53,10 @@ def build_network(card) -> torch.nn.Module:
             with torch.device("meta"):
                 parameter_count = sum(p.numel() for p in network(**parameters).parameters())
             if parameter_count > MAX_PARAMETERS:
-                raise DeepDiagError(f"model {card.full_id}: {name} with these parameters has {parameter_count:,} weights; "
-                                    f"DeepDiag builds at most {MAX_PARAMETERS:,}")
+                raise DeepDiagError(
+                    f"model {card.full_id}: {name} with these parameters has {parameter_count:,} weights; "
+                    f"DeepDiag builds at most {MAX_PARAMETERS:,}"
+                )
             return network(**parameters)
     except (TypeError, ValueError, AttributeError, RuntimeError) as error:
         raise DeepDiagError(f"model {card.full_id}: cannot build {name} from the card's parameters ({error})") from None
@@ -71,16 +73,23 @@ def _refuse_downloads(full_id: str, parameters: dict) -> None:
         asks = _DOWNLOAD_NAMES.search(key) and value not in (None, False, "", 0)
         names_a_place = isinstance(value, str) and _URL_OR_PATH.search(value)
         if asks or names_a_place:
-            raise DeepDiagError(f"model {full_id}: refused: the network parameter {key}={value!r} would load weights from "
-                                "the network or a file; a model's weights come from its own folder only")
+            raise DeepDiagError(
+                f"model {full_id}: refused: the network parameter {key}={value!r} would load weights from "
+                "the network or a file; a model's weights come from its own folder only"
+            )
 
 
 @contextlib.contextmanager
 def _no_network_access() -> Iterator[None]:
     """Constructors that fetch weights call torch.hub or urllib: make both fail at once."""
+
     def refuse(*args, **kwargs):
         raise RuntimeError("a network constructor tried to download (refused)")
 
-    with mock.patch.object(torch.hub, "load_state_dict_from_url", refuse), mock.patch.object(torch.hub, "download_url_to_file", refuse), \
-            mock.patch.object(urllib.request, "urlopen", refuse), mock.patch.object(urllib.request, "urlretrieve", refuse):
+    with (
+        mock.patch.object(torch.hub, "load_state_dict_from_url", refuse),
+        mock.patch.object(torch.hub, "download_url_to_file", refuse),
+        mock.patch.object(urllib.request, "urlopen", refuse),
+        mock.patch.object(urllib.request, "urlretrieve", refuse),
+    ):
         yield

@@ -26,7 +26,9 @@ def model_folders() -> list[Path]:
     folders = []
     for root in (BUILTIN_MODELS, user_models_dir()):
         if root.is_dir():
-            folders += sorted(p for p in root.iterdir() if (p / CARD_FILE).is_file() and "@" in p.name and not p.name.startswith("."))
+            folders += sorted(
+                p for p in root.iterdir() if (p / CARD_FILE).is_file() and "@" in p.name and not p.name.startswith(".")
+            )
     return folders
 
 
@@ -37,13 +39,26 @@ def describe_models() -> list[dict]:
         try:
             card = ModelCard.read(folder)
         except DeepDiagError as error:
-            rows.append({"id": folder.name, "task": "?", "source": _source(folder), "folder": str(folder), "problem": str(error)})
+            rows.append(
+                {
+                    "id": folder.name,
+                    "task": "?",
+                    "source": _source(folder),
+                    "folder": str(folder),
+                    "problem": str(error),
+                }
+            )
             continue
-        rows.append({
-            "id": card.full_id, "task": card.task, "source": _source(folder), "folder": str(folder),
-            "trained_on": card.training.get("data", card.extra.get("imported_from", "")),
-            "metrics": {k: v for k, v in card.metrics.items() if isinstance(v, (int, float))},
-        })
+        rows.append(
+            {
+                "id": card.full_id,
+                "task": card.task,
+                "source": _source(folder),
+                "folder": str(folder),
+                "trained_on": card.training.get("data", card.extra.get("imported_from", "")),
+                "metrics": {k: v for k, v in card.metrics.items() if isinstance(v, (int, float))},
+            }
+        )
     return rows
 
 
@@ -88,7 +103,9 @@ def install_folder(staged: Path) -> Path:
     card = ModelCard.read(staged)
     if any(folder.name == card.full_id for folder in model_folders()):
         newest = max(split_id(f.name)[1] for f in model_folders() if split_id(f.name)[0] == card.id)
-        raise DeepDiagError(f"model {card.full_id} is already installed; import it as another version (e.g. --version {newest + 1})")
+        raise DeepDiagError(
+            f"model {card.full_id} is already installed; import it as another version (e.g. --version {newest + 1})"
+        )
     root = user_models_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = _inside(root, card.full_id)
@@ -118,7 +135,12 @@ def remove_model(full_id: str) -> Path:
     folder = user_models_dir() / full_id
     if not (folder / CARD_FILE).is_file():
         builtin = (BUILTIN_MODELS / full_id / CARD_FILE).is_file()
-        raise DeepDiagError(f"model {full_id} is built into DeepDiag and cannot be removed" if builtin else f"no user model {full_id} is installed", user_models_dir())
+        raise DeepDiagError(
+            f"model {full_id} is built into DeepDiag and cannot be removed"
+            if builtin
+            else f"no user model {full_id} is installed",
+            user_models_dir(),
+        )
     doomed = folder.with_name(f".removing-{full_id}")
     os.replace(folder, doomed)  # disappears from listings at once, even if deleting is interrupted
     shutil.rmtree(doomed)

@@ -45,7 +45,9 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Loaded
     if not weights.is_file():
         raise DeepDiagError(f"model {card.full_id} has no {card.weights_file}", folder)
     if sha256_of(weights) != card.weights_sha256:
-        raise DeepDiagError(f"model {card.full_id}: the weights' SHA-256 does not match its card (altered or corrupt file)", weights)
+        raise DeepDiagError(
+            f"model {card.full_id}: the weights' SHA-256 does not match its card (altered or corrupt file)", weights
+        )
     network = _read_torchscript(card, weights) if card.is_torchscript else _read_safetensors(card, weights)
     return LoadedModel(card, network.to(device).eval(), folder)
 
@@ -59,7 +61,9 @@ def _read_safetensors(card: ModelCard, weights: Path) -> torch.nn.Module:
     try:
         network.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError:
-        raise DeepDiagError(f"model {card.full_id}: the weights do not fit the network its card describes", weights) from None
+        raise DeepDiagError(
+            f"model {card.full_id}: the weights do not fit the network its card describes", weights
+        ) from None
     return network
 
 
@@ -71,7 +75,9 @@ def _read_torchscript(card: ModelCard, archive: Path) -> torch.nn.Module:
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(archive), map_location="cpu").float()
     except (RuntimeError, ValueError) as error:
-        raise DeepDiagError(f"model {card.full_id}: not a readable TorchScript archive ({str(error).splitlines()[0]})", archive) from None
+        raise DeepDiagError(
+            f"model {card.full_id}: not a readable TorchScript archive ({str(error).splitlines()[0]})", archive
+        ) from None
 
 
 def record_in_card(folder: str | Path, **entries) -> ModelCard:
@@ -96,7 +102,10 @@ def save_model(network: torch.nn.Module, card: ModelCard, folder: str | Path, ha
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         dtype = torch.float16 if half else torch.float32  # half precision halves the download; inference casts back
-        state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in network.state_dict().items()}
+        state = {
+            k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
+            for k, v in network.state_dict().items()
+        }
         save_file(state, str(staging / WEIGHTS_FILE))
         card.weights_sha256 = sha256_of(staging / WEIGHTS_FILE)
         (staging / CARD_FILE).write_text(json.dumps(card.to_json(), indent=2) + "\n")

@@ -37,8 +37,16 @@ def procedural_anatomy(grid: Grid, rng: np.random.Generator) -> Anatomy:
 
     tissue, cavity, vertebra = chest_wall(grid, cavity_a, cavity_b, rng)
     spine_y = cavity_b * 0.72
-    heart = _ellipsoid(x, y, z, (cavity_a * 0.12, -cavity_b * 0.3, lung_base + 0.22 * lung_height), (cavity_a * 0.42, cavity_b * 0.45, lung_height * 0.24))
-    aorta = np.broadcast_to(_ellipse(x, y, cavity_a * 0.16, spine_y - 26, 12, 12), grid.shape) & (z < lung_base + 0.8 * lung_height)
+    heart = _ellipsoid(
+        x,
+        y,
+        z,
+        (cavity_a * 0.12, -cavity_b * 0.3, lung_base + 0.22 * lung_height),
+        (cavity_a * 0.42, cavity_b * 0.45, lung_height * 0.24),
+    )
+    aorta = np.broadcast_to(_ellipse(x, y, cavity_a * 0.16, spine_y - 26, 12, 12), grid.shape) & (
+        z < lung_base + 0.8 * lung_height
+    )
     tissue[heart | aorta] = Tissue.BLOOD
 
     lungs = _lungs(x, y, z, cavity_a, cavity_b, lung_base, lung_height, rng) & cavity & ~heart & ~aorta & ~vertebra
@@ -74,7 +82,9 @@ def chest_wall(grid: Grid, cavity_a: float, cavity_b: float, rng: np.random.Gene
     return tissue, cavity, vertebra
 
 
-def sample_vessel_points(grid: Grid, vessels: np.ndarray, rng: np.random.Generator, count: int = 4000, radius_mm: float = 1.0):
+def sample_vessel_points(
+    grid: Grid, vessels: np.ndarray, rng: np.random.Generator, count: int = 4000, radius_mm: float = 1.0
+):
     """A random sample of vessel voxels (mm) with a nominal radius: where juxtavascular nodules are tried."""
     flat = np.flatnonzero(vessels)
     if flat.size == 0:
@@ -90,7 +100,9 @@ def _ellipse(x, y, cx, cy, a, b):
 
 
 def _ellipsoid(x, y, z, center, semi_axes):
-    return ((x - center[0]) / semi_axes[0]) ** 2 + ((y - center[1]) / semi_axes[1]) ** 2 + ((z - center[2]) / semi_axes[2]) ** 2 <= 1.0
+    return ((x - center[0]) / semi_axes[0]) ** 2 + ((y - center[1]) / semi_axes[1]) ** 2 + (
+        (z - center[2]) / semi_axes[2]
+    ) ** 2 <= 1.0
 
 
 def _ribs(x, y, z, cavity_a, cavity_b):
@@ -135,7 +147,15 @@ def _draw_airways(grid, tissue, lungs, cavity, cavity_b, base, height, rng) -> N
     allowed = lungs | (np.asarray(cavity) & (np.abs(x) < 35) & (z > carina[2] - 30))  # lungs, or around the trachea
     inside = partial(grid.contains, allowed)
     for side in (-1, 1):
-        segments += grow_tree(carina, np.array([side, 0.1, -0.7]), 6.5, rng, inside, min_radius=max(1.0, 0.5 * min(grid.spacing)), max_depth=7)
+        segments += grow_tree(
+            carina,
+            np.array([side, 0.1, -0.7]),
+            6.5,
+            rng,
+            inside,
+            min_radius=max(1.0, 0.5 * min(grid.spacing)),
+            max_depth=7,
+        )
     wall = draw_segments(grid, segments, radius_scale=1.3) & allowed
     lumen = draw_segments(grid, segments) & allowed
     tissue[wall & ~lumen] = Tissue.AIRWAY_WALL

@@ -40,7 +40,9 @@ def generate_case(config: PhantomConfig, seed: int, index: int) -> PhantomCase:
     else:
         anatomy = procedural_anatomy(grid, rng)
     instances, nodules = place_nodules(grid, anatomy, design_nodules(config, rng), rng, instances, nodules)
-    labels = np.where(instances > 0, LUNG_NODULES.label_value, np.where(anatomy.lungs, LUNGS.label_value, 0)).astype(np.uint8)
+    labels = np.where(instances > 0, LUNG_NODULES.label_value, np.where(anatomy.lungs, LUNGS.label_value, 0)).astype(
+        np.uint8
+    )
     ct = render_ct(grid, anatomy.tissue, config.noise_hu, config.blur_mm, rng, (config.hu_scale, config.hu_offset))
     name = f"phantom_s{seed}_{index:03d}"
     truth = case_truth(name, config, seed, index, anatomy.source, nodules)

@@ -56,11 +56,16 @@ class PhantomConfig:
             raise DeepDiagError(f"--diameter needs 1 <= smallest <= largest <= 60 mm, got {small} {large}")
         unknown = set(self.types) - set(NODULE_TYPES)
         if unknown or not self.types:
-            raise DeepDiagError(f"--types must be among {', '.join(NODULE_TYPES)}, got {', '.join(self.types) or 'none'}")
+            raise DeepDiagError(
+                f"--types must be among {', '.join(NODULE_TYPES)}, got {', '.join(self.types) or 'none'}"
+            )
         if not 0 <= self.blur_mm <= 5:
             raise DeepDiagError(f"--blur must lie in 0..5 mm, got {self.blur_mm}")
         if not 0.5 <= self.hu_scale <= 2 or not -500 <= self.hu_offset <= 500:
-            raise DeepDiagError(f"--hu-scale must lie in 0.5..2 and --hu-offset in -500..500 HU, got {self.hu_scale} and {self.hu_offset}")
+            raise DeepDiagError(
+                f"--hu-scale must lie in 0.5..2 and --hu-offset in -500..500 HU, got {self.hu_scale} and "
+                f"{self.hu_offset}"
+            )
 
     @property
     def field_of_view_mm(self) -> tuple[float, float, float]:

@@ -39,7 +39,9 @@ class Grid:
         x, y, z = (self.axis_mm(a).astype(np.float32) for a in range(3))
         return x[None, None, :], y[None, :, None], z[:, None, None]
 
-    def box(self, low_mm: np.ndarray, high_mm: np.ndarray) -> tuple[tuple[slice, slice, slice], tuple[np.ndarray, ...]] | None:
+    def box(
+        self, low_mm: np.ndarray, high_mm: np.ndarray
+    ) -> tuple[tuple[slice, slice, slice], tuple[np.ndarray, ...]] | None:
         """Index slices of the voxels within an mm box, with their broadcastable coordinates; None if outside."""
         slices, coords = [], []
         for axis in (2, 1, 0):

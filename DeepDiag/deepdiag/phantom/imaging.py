@@ -13,7 +13,12 @@ _NOISE_CORRELATION_VOXELS = 0.7  # in-plane correlation of noise after reconstru
 
 
 def render_ct(
-    grid: Grid, tissue: np.ndarray, noise_hu: float, blur_mm: float, rng: np.random.Generator, calibration: tuple[float, float] = (1.0, 0.0)
+    grid: Grid,
+    tissue: np.ndarray,
+    noise_hu: float,
+    blur_mm: float,
+    rng: np.random.Generator,
+    calibration: tuple[float, float] = (1.0, 0.0),
 ) -> np.ndarray:
     """An int16 image of the tissue map: HU, or ``scale × HU + offset`` for a miscalibrated scanner."""
     means, texture_amplitude = appearance_tables(rng)

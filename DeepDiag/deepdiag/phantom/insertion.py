@@ -23,7 +23,6 @@ from .nodules import design_nodules, place_nodules
 from .tissues import appearance_tables
 
 
-
 def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, index: int):
     """A PhantomCase made of ``ct`` with nodules added; see the module docstring."""
     from .case import PhantomCase, case_truth  # case.py imports this module
@@ -34,7 +33,13 @@ def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, inde
         raise DeepDiagError("no lungs found (no air-filled region of 100 mL or more between -950 and -500 HU)", source)
     grid = Grid(ct.size, ct.spacing, fixed_origin=ct.origin)
     vessels = lungs & (ct.array > -400)
-    anatomy = Anatomy(np.zeros(grid.shape, np.uint8), lungs, vessels, *sample_vessel_points(grid, vessels, rng), source=f"ct:{source.name}")
+    anatomy = Anatomy(
+        np.zeros(grid.shape, np.uint8),
+        lungs,
+        vessels,
+        *sample_vessel_points(grid, vessels, rng),
+        source=f"ct:{source.name}",
+    )
     instances, nodules = place_nodules(grid, anatomy, design_nodules(config, rng), rng)
     for nodule in nodules:  # the grid frame ignores the scan's direction; truth is in true LPS
         ijk = (np.array(nodule["center_lps"]) - grid.origin) / np.array(grid.spacing)

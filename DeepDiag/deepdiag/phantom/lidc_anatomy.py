@@ -41,7 +41,9 @@ def anatomy_from_masks(grid: Grid, folder: Path, rng: np.random.Generator) -> tu
     masks = _resampled_masks(grid, folder)
     lungs = masks["lungs"]
     if not lungs.any():
-        raise DeepDiagError("the lung mask is empty or lies outside the phantom's field of view", folder / REQUIRED_MASK)
+        raise DeepDiagError(
+            "the lung mask is empty or lies outside the phantom's field of view", folder / REQUIRED_MASK
+        )
     x, y, _ = grid.coordinates()
     cavity_a = float(np.abs(np.broadcast_to(x, grid.shape)[lungs]).max()) + 3.0
     cavity_b = float(np.abs(np.broadcast_to(y, grid.shape)[lungs]).max()) + 3.0

@@ -127,8 +127,9 @@ def _location_class(mask: np.ndarray, anatomy: Anatomy) -> str:
     return "juxtavascular" if anatomy.vessels[ring].any() else "isolated"
 
 
-def measure_nodule(grid: Grid, instances: np.ndarray, nodule_id: int, design: NoduleDesign, center: np.ndarray,
-                   tissue: np.ndarray) -> dict:
+def measure_nodule(
+    grid: Grid, instances: np.ndarray, nodule_id: int, design: NoduleDesign, center: np.ndarray, tissue: np.ndarray
+) -> dict:
     """Truth of one nodule, measured on its voxel mask; its solid component is the nodule's
     solid tissue as drawn (exact, where a reader of the image would threshold HU)."""
     box = ndimage.find_objects((instances == nodule_id).astype(np.uint8))[0]

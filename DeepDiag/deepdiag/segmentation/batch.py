@@ -18,15 +18,25 @@ DEFAULT_MODEL = "lung-nodules-seg"
 
 
 def segment_files(
-    inputs: list[str], output_dir: str, model_id: str | None, device: str, with_probabilities: bool, reporter: ProgressReporter, preview: bool = False
+    inputs: list[str],
+    output_dir: str,
+    model_id: str | None,
+    device: str,
+    with_probabilities: bool,
+    reporter: ProgressReporter,
+    preview: bool = False,
 ) -> bool:
     """Segment each input into ``output_dir``; report a result event; return whether all succeeded."""
     refuse_duplicate_stems(inputs, ".seg.nrrd")
     torch_device = pick_device(device)
     model = load_model(find_model(model_id, "segmentation", DEFAULT_MODEL), torch_device)
     return run_batch(
-        inputs, lambda path, progress: _segment_one(path, output_dir, model, torch_device, with_probabilities, preview, progress),
-        reporter, {"model": model.card.full_id, "device": str(torch_device)},
+        inputs,
+        lambda path, progress: _segment_one(
+            path, output_dir, model, torch_device, with_probabilities, preview, progress
+        ),
+        reporter,
+        {"model": model.card.full_id, "device": str(torch_device)},
     )
 
 
@@ -38,9 +48,13 @@ def _segment_one(path, output_dir, model, device, with_probabilities, preview, p
     result = segment_volume(volume, model, device, with_probabilities, progress)
     stem = input_stem(path)
     output = {"input": str(path), "nodules": result.nodule_count, "warnings": result.warnings}
-    output["segmentation"] = str(write_segmentation(Path(output_dir) / f"{stem}.seg.nrrd", result.labels, model.card.segment_classes()))
+    output["segmentation"] = str(
+        write_segmentation(Path(output_dir) / f"{stem}.seg.nrrd", result.labels, model.card.segment_classes())
+    )
     if result.nodule_probability is not None:
-        output["nodule_probabilities"] = str(write_volume(result.nodule_probability, Path(output_dir) / f"{stem}.nodule_prob.nrrd"))
+        output["nodule_probabilities"] = str(
+            write_volume(result.nodule_probability, Path(output_dir) / f"{stem}.nodule_prob.nrrd")
+        )
     if preview:
         center = largest_component_center(result.labels.array == 2) or tuple(n // 2 for n in volume.array.shape)
         output["preview"] = str(write_preview(volume, result.labels, center, Path(output_dir) / f"{stem}.preview.png"))

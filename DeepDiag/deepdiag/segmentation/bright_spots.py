@@ -64,8 +64,13 @@ class Spot:
     voxels: tuple[np.ndarray, np.ndarray, np.ndarray]  # the spot's extent, as numpy index arrays
 
 
-def bright_spots(image: np.ndarray, lungs: np.ndarray, spacing_kji, excluded: np.ndarray | None = None,
-                 search: SpotSearch = SpotSearch()) -> list[Spot]:
+def bright_spots(
+    image: np.ndarray,
+    lungs: np.ndarray,
+    spacing_kji,
+    excluded: np.ndarray | None = None,
+    search: SpotSearch = SpotSearch(),
+) -> list[Spot]:
     """Round spots brighter than their surroundings inside (or on the edge of) ``lungs``, away
     from ``excluded`` voxels; ``image`` is the normalized model-grid crop."""
     if search.without_chest_wall and lungs.any():
@@ -82,7 +87,7 @@ def bright_spots(image: np.ndarray, lungs: np.ndarray, spacing_kji, excluded: np
     spots = []
     for index, scale in enumerate(SCALES_MM):
         at_scale = points[best_scale[tuple(points.T)] == index]
-        blobness = _least_curvature(smoothed[index], at_scale, spacing_kji) * scale ** 2
+        blobness = _least_curvature(smoothed[index], at_scale, spacing_kji) * scale**2
         strong = blobness > min_blobness
         for point, value in zip(at_scale[strong], blobness[strong]):
             spots.append(Spot(point, scale, float(value), _extent(image, smoothed[index], point, scale, spacing_kji)))
@@ -102,7 +107,7 @@ def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.nda
     response = best_scale = None
     for index, (blurred, scale) in enumerate(zip(smoothed, SCALES_MM)):
         at_scale = _laplacian(blurred, spacing_kji)
-        at_scale *= -scale ** 2
+        at_scale *= -(scale**2)
         if response is None:
             response, best_scale = at_scale, np.zeros(at_scale.shape, np.uint8)
             continue
@@ -116,9 +121,13 @@ def _laplacian(smoothed: np.ndarray, spacing_kji) -> np.ndarray:
     """Sum of the central second differences (zero on the crop's faces)."""
     result = np.zeros_like(smoothed)
     for axis, step in enumerate(spacing_kji):
+
         def along(start, stop):
             return tuple(slice(start, stop) if a == axis else slice(None) for a in range(3))
-        result[along(1, -1)] += (smoothed[along(2, None)] - 2 * smoothed[along(1, -1)] + smoothed[along(0, -2)]) / step ** 2
+
+        result[along(1, -1)] += (
+            smoothed[along(2, None)] - 2 * smoothed[along(1, -1)] + smoothed[along(0, -2)]
+        ) / step**2
     return result
 
 
@@ -140,7 +149,12 @@ def _least_curvature(smoothed: np.ndarray, points: np.ndarray, spacing_kji) -> n
             if a == b:
                 second = value(unit[a]) - 2 * value(0 * unit[a]) + value(-unit[a])
             else:
-                second = (value(unit[a] + unit[b]) - value(unit[a] - unit[b]) - value(unit[b] - unit[a]) + value(-unit[a] - unit[b])) / 4
+                second = (
+                    value(unit[a] + unit[b])
+                    - value(unit[a] - unit[b])
+                    - value(unit[b] - unit[a])
+                    + value(-unit[a] - unit[b])
+                ) / 4
             hessian[:, a, b] = hessian[:, b, a] = second / (spacing_kji[a] * spacing_kji[b])
     return -np.linalg.eigvalsh(hessian)[:, 2]
 
@@ -153,9 +167,11 @@ def _extent(image: np.ndarray, smoothed: np.ndarray, point: np.ndarray, scale_mm
     low = np.maximum(point - reach, 0)
     high = np.minimum(point + reach + 1, image.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(low, high))
-    grid = np.meshgrid(*[(np.arange(lo, hi) - p) * s for lo, hi, p, s in zip(low, high, point, spacing_kji)], indexing="ij")
-    distance_mm2 = sum(g ** 2 for g in grid)
-    ball = distance_mm2 <= radius_mm ** 2
+    grid = np.meshgrid(
+        *[(np.arange(lo, hi) - p) * s for lo, hi, p, s in zip(low, high, point, spacing_kji)], indexing="ij"
+    )
+    distance_mm2 = sum(g**2 for g in grid)
+    ball = distance_mm2 <= radius_mm**2
     region = image[box]
     level = (smoothed[tuple(point)] + np.percentile(region[ball], _BACKGROUND_PERCENTILE)) / 2
     bright, _ = ndimage.label(ball & (region >= level))

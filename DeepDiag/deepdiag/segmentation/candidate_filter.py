@@ -63,8 +63,9 @@ class CandidateFilter:
         cleaned[2][rejected] = 0.0
         return cleaned
 
-    def add_spot_nodules(self, probabilities: np.ndarray, lungs: np.ndarray, image: np.ndarray, spacing_kji,
-                         device: torch.device) -> np.ndarray:
+    def add_spot_nodules(
+        self, probabilities: np.ndarray, lungs: np.ndarray, image: np.ndarray, spacing_kji, device: torch.device
+    ) -> np.ndarray:
         """Mark as nodule the bright spots in ``lungs`` (nodules included), away from every nodule
         component still in ``probabilities``, that the filter scores at least
         ``spot_min_probability``; returns a copy."""
@@ -98,12 +99,18 @@ def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFil
 
     model = load_model(find_model(named["model"], "candidate-classification", named["model"]), device)
     if model.card.spacing_mm != card.spacing_mm or model.card.input.get("intensity") != card.input.get("intensity"):
-        raise DeepDiagError(f"the candidate filter {model.card.full_id} does not see the image as {card.full_id} "
-                            "does (grid spacing or intensity window differ)", model.folder)
+        raise DeepDiagError(
+            f"the candidate filter {model.card.full_id} does not see the image as {card.full_id} "
+            "does (grid spacing or intensity window differ)",
+            model.folder,
+        )
     spot_min_probability = named.get("spot_min_probability")
-    return CandidateFilter(model, float(named.get("min_probability", 0.5)),
-                           None if spot_min_probability is None else float(spot_min_probability),
-                           float(named.get("spot_max_slice_mm", float("inf"))))
+    return CandidateFilter(
+        model,
+        float(named.get("min_probability", 0.5)),
+        None if spot_min_probability is None else float(spot_min_probability),
+        float(named.get("spot_max_slice_mm", float("inf"))),
+    )
 
 
 def patch_around(image: np.ndarray, centre_kji, size: tuple[int, int, int]) -> np.ndarray:
@@ -128,7 +135,9 @@ def with_zoomed_centre(patches: torch.Tensor, zoom: int) -> torch.Tensor:
         return patches
     size = patches.shape[2:]
     middle = tuple(slice((n - n // zoom) // 2, (n - n // zoom) // 2 + n // zoom) for n in size)
-    zoomed = F.interpolate(patches[(slice(None), slice(None), *middle)], size=size, mode="trilinear", align_corners=False)
+    zoomed = F.interpolate(
+        patches[(slice(None), slice(None), *middle)], size=size, mode="trilinear", align_corners=False
+    )
     return torch.cat([patches, zoomed], dim=1)
 
 
@@ -141,10 +150,12 @@ def network_input(card: ModelCard):
 def nodule_probabilities(model: LoadedModel, image: np.ndarray, centres, device: torch.device) -> np.ndarray:
     """The filter's nodule probability for a patch around each centre."""
     size, to_input = tuple(model.card.patch_size), network_input(model.card)
-    patches = np.stack([patch_around(image, c, size) for c in centres]) if len(centres) else np.zeros((0, *size), np.float32)
+    patches = (
+        np.stack([patch_around(image, c, size) for c in centres]) if len(centres) else np.zeros((0, *size), np.float32)
+    )
     scores = []
     with torch.inference_mode():
         for start in range(0, len(patches), _BATCH):
-            batch = to_input(torch.from_numpy(patches[start:start + _BATCH, None]).to(device))
+            batch = to_input(torch.from_numpy(patches[start : start + _BATCH, None]).to(device))
             scores.append(torch.softmax(model.network(batch).float(), dim=1)[:, NODULE_CLASS].cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)

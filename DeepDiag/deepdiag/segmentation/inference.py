@@ -19,9 +19,13 @@ def pick_device(device: str) -> torch.device:
         from ..errors import DeepDiagError
 
         if torch.version.cuda:  # a CUDA build of torch that finds no usable GPU: no GPU, or a driver too old for it
-            raise DeepDiagError(f"--device cuda was asked for, but this torch (built for CUDA {torch.version.cuda}) finds no usable "
-                                "GPU: check the NVIDIA driver (nvidia-smi), install the torch build that fits it, or use --device cpu")
-        raise DeepDiagError("--device cuda was asked for, but this torch is a CPU-only build: install a CUDA build, or use --device cpu")
+            raise DeepDiagError(
+                f"--device cuda was asked for, but this torch (built for CUDA {torch.version.cuda}) finds no usable "
+                "GPU: check the NVIDIA driver (nvidia-smi), install the torch build that fits it, or use --device cpu"
+            )
+        raise DeepDiagError(
+            "--device cuda was asked for, but this torch is a CPU-only build: install a CUDA build, or use --device cpu"
+        )
     return torch.device(device)
 
 
@@ -33,7 +37,14 @@ def predict_probabilities(
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """Class probabilities (softmax) of shape ``(classes, *image.shape)`` for a normalized image."""
-    windows = int(np.prod([max(1, int(np.ceil((n - p) / (p * (1 - _OVERLAP)))) + 1) if n > p else 1 for n, p in zip(image.shape, patch_size)]))
+    windows = int(
+        np.prod(
+            [
+                max(1, int(np.ceil((n - p) / (p * (1 - _OVERLAP)))) + 1) if n > p else 1
+                for n, p in zip(image.shape, patch_size)
+            ]
+        )
+    )
     done = [0]
 
     def predictor(batch: torch.Tensor) -> torch.Tensor:
@@ -47,7 +58,13 @@ def predict_probabilities(
     tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
     with torch.inference_mode():
         logits = sliding_window_inference(
-            tensor, roi_size=patch_size, sw_batch_size=4, predictor=predictor, overlap=_OVERLAP, mode="gaussian",
-            sw_device=device, device=torch.device("cpu"),
+            tensor,
+            roi_size=patch_size,
+            sw_batch_size=4,
+            predictor=predictor,
+            overlap=_OVERLAP,
+            mode="gaussian",
+            sw_device=device,
+            device=torch.device("cpu"),
         )
         return torch.softmax(logits[0], dim=0).numpy()

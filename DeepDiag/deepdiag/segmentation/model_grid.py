@@ -39,11 +39,21 @@ def to_model_grid(volume: Volume, spacing: tuple[float, float, float], labels: b
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (np.array(volume.size) - 1)
     lps = volume.ijk_to_lps(corners)
     low, high = lps.min(axis=0), lps.max(axis=0)
-    size = [int(np.floor((h - l) / s)) + 1 for l, h, s in zip(low, high, spacing)]
+    size = [int(np.floor((top - bottom) / s)) + 1 for bottom, top, s in zip(low, high, spacing)]
     source = volume if labels else volume.with_array(padding_as_air(volume.array))
-    interpolator, outside, pixel = (sitk.sitkNearestNeighbor, 0.0, sitk.sitkUInt8) if labels else (sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+    interpolator, outside, pixel = (
+        (sitk.sitkNearestNeighbor, 0.0, sitk.sitkUInt8) if labels else (sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+    )
     image = sitk.Resample(
-        image_from_volume(source), size, sitk.Transform(), interpolator, tuple(low), tuple(spacing), tuple(np.eye(3).ravel()), outside, pixel
+        image_from_volume(source),
+        size,
+        sitk.Transform(),
+        interpolator,
+        tuple(low),
+        tuple(spacing),
+        tuple(np.eye(3).ravel()),
+        outside,
+        pixel,
     )
     return volume_from_image(image)
 
@@ -56,7 +66,6 @@ class Chest:
     lungs: np.ndarray
     crop: Crop
     lung_litres: float
-
 
     def touches_lungs(self, centre_kji, radius_voxels) -> bool:
         """Whether a sphere-like box of ``radius_voxels`` (per axis) around ``centre_kji`` (model
@@ -98,14 +107,16 @@ def normalize(array: np.ndarray, window: dict) -> np.ndarray:
     return np.clip((array.astype(np.float32) - low) / (high - low), 0.0, 1.0)
 
 
-def back_to_input(probabilities: list[np.ndarray], model_volume: Volume, crop: Crop, target: Volume) -> list[np.ndarray]:
+def back_to_input(
+    probabilities: list[np.ndarray], model_volume: Volume, crop: Crop, target: Volume
+) -> list[np.ndarray]:
     """Resample crop-sized probability maps (linear) onto the input grid; zero outside the crop."""
     ijk = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     box = np.array(crop.start)[::-1] + ijk * (np.array(crop.stop)[::-1] - 1 - np.array(crop.start)[::-1])
     in_target = target.lps_to_ijk(model_volume.ijk_to_lps(box))
     low = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.size) - 1)
     high = np.clip(np.ceil(in_target.max(axis=0)).astype(int) + 1, 0, np.array(target.size) - 1)
-    region_size = [int(h - l + 1) for l, h in zip(low, high)]
+    region_size = [int(top - bottom + 1) for bottom, top in zip(low, high)]
     reference = sitk.Image(region_size, sitk.sitkFloat32)
     reference.SetSpacing(target.spacing)
     reference.SetDirection(tuple(target.direction.ravel()))

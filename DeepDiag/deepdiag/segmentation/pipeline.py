@@ -33,7 +33,12 @@ class SegmentationResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_memory(size: tuple[int, int, int], spacing: tuple[float, float, float], model_spacing: tuple[float, float, float], source: str) -> None:
+def check_memory(
+    size: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    model_spacing: tuple[float, float, float],
+    source: str,
+) -> None:
     """Refuse, before reading any voxel, a volume whose segmentation would not fit in memory."""
     input_voxels = float(np.prod(size))
     model_voxels = float(np.prod([n * s / m for n, s, m in zip(size, spacing, model_spacing)]))
@@ -42,7 +47,8 @@ def check_memory(size: tuple[int, int, int], spacing: tuple[float, float, float]
     if available and needed > available:
         raise DeepDiagError(
             f"too large to segment here: {'x'.join(map(str, size))} voxels need about {needed / 1e9:.1f} GB, "
-            f"{available / 1e9:.1f} GB are free", source
+            f"{available / 1e9:.1f} GB are free",
+            source,
         )
 
 
@@ -63,20 +69,33 @@ def segment_volume(
     warnings = input_warnings(volume, chest.lung_litres)
     image = normalize(model_volume.array[crop.slices], card.input["intensity"])
     report("infer", 0.1)
-    probabilities = predict_probabilities(model.network, image, tuple(card.patch_size), device, lambda f: report("infer", 0.1 + 0.75 * f))
+    probabilities = predict_probabilities(
+        model.network, image, tuple(card.patch_size), device, lambda f: report("infer", 0.1 + 0.75 * f)
+    )
     report("postprocess", 0.85)
     rules = card.postprocessing
     spacing_kji = model_volume.spacing[::-1]
     candidate_filter = load_candidate_filter(card, device)
     searches_spots = candidate_filter is not None and candidate_filter.searches_spots(max(volume.spacing))
-    min_volume, min_peak = float(rules.get("min_nodule_volume_mm3", 0.0)), float(rules.get("min_nodule_peak_probability", 0.0))
+    min_volume, min_peak = (
+        float(rules.get("min_nodule_volume_mm3", 0.0)),
+        float(rules.get("min_nodule_peak_probability", 0.0)),
+    )
     # a scan with hardly any lung (an abdomen with the lung bases) gives the threshold nothing to
     # check the network's lungs and nodules against: then only the body bounds them
     threshold_lungs = chest.lungs[crop.slices] if chest.lungs.any() else None
     probabilities = keep_inside_chest(probabilities, chest.body[crop.slices], threshold_lungs)
-    lungs = np.argmax(probabilities, axis=0) >= 1 if searches_spots else None  # before the rules drop components to background
-    probabilities = keep_plausible_nodules(probabilities, spacing_kji, min_volume, min_peak, threshold_lungs,
-                                           float(rules.get("min_nodule_thickness_ratio", 0.0)))
+    lungs = (
+        np.argmax(probabilities, axis=0) >= 1 if searches_spots else None
+    )  # before the rules drop components to background
+    probabilities = keep_plausible_nodules(
+        probabilities,
+        spacing_kji,
+        min_volume,
+        min_peak,
+        threshold_lungs,
+        float(rules.get("min_nodule_thickness_ratio", 0.0)),
+    )
     if candidate_filter:
         probabilities = candidate_filter.keep_nodules(probabilities, image, device)
     maps = [probabilities[1], probabilities[2]]
@@ -85,10 +104,20 @@ def segment_volume(
         before = np.argmax(probabilities, axis=0) == 2
         probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device)
         # spot nodules passed their own rule (the filter's score), not the U-Net components' volume rule
-        maps = [probabilities[1], probabilities[2], ((np.argmax(probabilities, axis=0) == 2) & ~before).astype(np.float32)]
+        maps = [
+            probabilities[1],
+            probabilities[2],
+            ((np.argmax(probabilities, axis=0) == 2) & ~before).astype(np.float32),
+        ]
     lung_map, nodule_map, *spot_map = back_to_input(maps, model_volume, crop, volume)
-    labels = keep_nodules_on_output_grid(_labels(lung_map, nodule_map), nodule_map, volume.spacing[::-1], min_volume, min_peak,
-                                         spot_map[0] > 0.5 if spot_map else None)
+    labels = keep_nodules_on_output_grid(
+        _labels(lung_map, nodule_map),
+        nodule_map,
+        volume.spacing[::-1],
+        min_volume,
+        min_peak,
+        spot_map[0] > 0.5 if spot_map else None,
+    )
     nodule_count = int(ndimage.label(labels == 2)[1])
     report("done", 1.0)
     probability = volume.with_array(nodule_map) if with_probabilities else None
@@ -109,9 +138,14 @@ def input_warnings(volume: Volume, lung_litres: float) -> list[str]:
     warnings = []
     modality = guess_modality(volume.array)
     if modality == "MR":
-        warnings.append("this looks like an MR scan (no Hounsfield air values); the model was trained on chest CT, results are unreliable")
+        warnings.append(
+            "this looks like an MR scan (no Hounsfield air values); the model was trained on chest CT, results are "
+            "unreliable"
+        )
     elif modality != "CT":
         warnings.append("intensities do not look like CT Hounsfield units; results are unreliable")
     if lung_litres < _MIN_CHEST_LUNG_LITRES:
-        warnings.append(f"found only {lung_litres:.2f} L of air-filled lung; this may not be a chest CT, results are unreliable")
+        warnings.append(
+            f"found only {lung_litres:.2f} L of air-filled lung; this may not be a chest CT, results are unreliable"
+        )
     return warnings

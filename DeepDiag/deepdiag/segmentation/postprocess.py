@@ -34,8 +34,12 @@ def keep_inside_chest(probabilities: np.ndarray, body: np.ndarray, lungs: np.nda
 
 
 def keep_plausible_nodules(
-    probabilities: np.ndarray, spacing_kji: tuple[float, ...], min_volume_mm3: float, min_peak_probability: float = 0.0,
-    lungs: np.ndarray | None = None, min_thickness_ratio: float = 0.0,
+    probabilities: np.ndarray,
+    spacing_kji: tuple[float, ...],
+    min_volume_mm3: float,
+    min_peak_probability: float = 0.0,
+    lungs: np.ndarray | None = None,
+    min_thickness_ratio: float = 0.0,
 ) -> np.ndarray:
     """Move the probability of implausible nodule components to background; returns a cleaned copy.
 
@@ -91,8 +95,14 @@ def thickness_ratio(component: np.ndarray, spacing_kji: tuple[float, ...]) -> fl
     return float(np.sqrt(max(eigenvalues[0], 0.0) / max(eigenvalues[-1], 1e-9)))
 
 
-def keep_nodules_on_output_grid(labels: np.ndarray, nodule_map: np.ndarray, spacing_kji: tuple[float, ...], min_volume_mm3: float,
-                                min_peak_probability: float = 0.0, spots: np.ndarray | None = None) -> np.ndarray:
+def keep_nodules_on_output_grid(
+    labels: np.ndarray,
+    nodule_map: np.ndarray,
+    spacing_kji: tuple[float, ...],
+    min_volume_mm3: float,
+    min_peak_probability: float = 0.0,
+    spots: np.ndarray | None = None,
+) -> np.ndarray:
     """Apply the volume and peak rules again on the scan's own grid, in place: resampling a
     component back onto thick slices can leave slivers of a few mm³ that the model grid never had.
     Components that hold a voxel of ``spots`` (nodules added from the bright-spot search, which

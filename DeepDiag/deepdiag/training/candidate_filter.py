@@ -43,8 +43,14 @@ def stored_size(patch: tuple[int, int, int]) -> tuple[int, int, int]:
     return tuple(n + 2 * JITTER_VOXELS for n in patch)
 
 
-def case_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng: np.random.Generator,
-                 segmentation: LoadedModel | None = None, device: torch.device = torch.device("cpu")) -> NodulePatches:
+def case_patches(
+    example: Example,
+    patch: tuple[int, int, int],
+    spacing_kji,
+    rng: np.random.Generator,
+    segmentation: LoadedModel | None = None,
+    device: torch.device = torch.device("cpu"),
+) -> NodulePatches:
     """Labelled patches of one prepared training case: 1 nodule, 0 not a nodule. With a
     segmentation model, its components on a nodule are positives too, centred where the model
     puts them (a partly segmented nodule's component is off the nodule's centre)."""
@@ -60,9 +66,15 @@ def case_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
     return _labelled_patches(example.image.astype(np.float32), positives, negatives, stored_size(patch))
 
 
-def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng: np.random.Generator,
-                 scorer: LoadedModel | None = None, device: torch.device = torch.device("cpu"),
-                 search: SpotSearch = SpotSearch()) -> NodulePatches:
+def spot_patches(
+    example: Example,
+    patch: tuple[int, int, int],
+    spacing_kji,
+    rng: np.random.Generator,
+    scorer: LoadedModel | None = None,
+    device: torch.device = torch.device("cpu"),
+    search: SpotSearch = SpotSearch(),
+) -> NodulePatches:
     """Patches centred on the bright spots of one prepared training case: spots touching a nodule
     (its strongest few) are positives; spots away from every nodule are negatives, the ones
     ``scorer`` (an earlier filter) takes most for nodules first, then some drawn at random."""
@@ -83,12 +95,16 @@ def spot_patches(example: Example, patch: tuple[int, int, int], spacing_kji, rng
             hardest = np.argsort(-scores)[:HARD_SPOTS_PER_CASE]
             first = set(hardest.tolist())
             order = np.concatenate([hardest, [n for n in order if n not in first]])
-        negatives = [away[n] for n in order[:HARD_SPOTS_PER_CASE + RANDOM_SPOTS_PER_CASE]]
+        negatives = [away[n] for n in order[: HARD_SPOTS_PER_CASE + RANDOM_SPOTS_PER_CASE]]
     return _labelled_patches(image, positives, negatives, stored_size(patch))
 
 
-def _labelled_patches(image: np.ndarray, positives: list[tuple[np.ndarray, float]], negatives: list[np.ndarray],
-                      size: tuple[int, int, int]) -> NodulePatches:
+def _labelled_patches(
+    image: np.ndarray,
+    positives: list[tuple[np.ndarray, float]],
+    negatives: list[np.ndarray],
+    size: tuple[int, int, int],
+) -> NodulePatches:
     """Patches around (centre, nodule diameter) positives and around negative centres."""
     centres = [c for c, _ in positives] + negatives
     images = [patch_around(image, c, size).astype(np.float16) for c in centres]
@@ -118,8 +134,14 @@ def vessel_points(example: Example, near_nodule: np.ndarray, rng: np.random.Gene
     return [dense[n].astype(np.float64) for n in chosen]
 
 
-def predicted_components(example: Example, instances: np.ndarray, near_nodule: np.ndarray, segmentation: LoadedModel,
-                         spacing_kji, device: torch.device) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
+def predicted_components(
+    example: Example,
+    instances: np.ndarray,
+    near_nodule: np.ndarray,
+    segmentation: LoadedModel,
+    spacing_kji,
+    device: torch.device,
+) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
     """The segmentation model's nodule components under permissive rules: (centre, nodule number)
     of those on a nodule, and the centres of those away from every nodule (the ones merely
     near a nodule are neither)."""

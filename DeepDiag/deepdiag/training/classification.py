@@ -10,8 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.transforms import (Compose, RandFlip, RandGaussianNoise, RandRotate90, RandScaleIntensity, RandShiftIntensity,
-                              RandSpatialCrop)
+from monai.transforms import (
+    Compose,
+    RandFlip,
+    RandGaussianNoise,
+    RandRotate90,
+    RandScaleIntensity,
+    RandShiftIntensity,
+    RandSpatialCrop,
+)
 
 from ..classification.patches import extract_patch
 from ..phantom import generate_case
@@ -34,11 +41,21 @@ class NodulePatches:
 
     @classmethod
     def concatenate(cls, parts: list[NodulePatches]) -> NodulePatches:
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in ("images", "labels", "diameters_mm")))
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in ("images", "labels", "diameters_mm"))
+        )
 
 
-def case_patches(seed: int, index: int, classes: list[str], patch: list[int], spacing, window, nodules=(6, 12),
-                 cache: str | None = None) -> NodulePatches:
+def case_patches(
+    seed: int,
+    index: int,
+    classes: list[str],
+    patch: list[int],
+    spacing,
+    window,
+    nodules=(6, 12),
+    cache: str | None = None,
+) -> NodulePatches:
     """Patches around every truth nodule of phantom ``index`` of ``seed`` (varied scanner settings)."""
     name = f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}-patch{patch[0]}at{spacing[0]}mm.npz"
 
@@ -46,10 +63,14 @@ def case_patches(seed: int, index: int, classes: list[str], patch: list[int], sp
         case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
         size = tuple(n + 2 * JITTER_VOXELS for n in patch)
         truths = case.truth["nodules"]
-        images = [normalize(extract_patch(case.ct, n["center_lps"], size, spacing), window).astype(np.float16) for n in truths]
-        return NodulePatches(np.stack(images) if images else np.zeros((0, *size), np.float16),
-                             np.array([classes.index(n["type"]) for n in truths], dtype=np.int64),
-                             np.array([n["mean_diameter_mm"] for n in truths], dtype=np.float32))
+        images = [
+            normalize(extract_patch(case.ct, n["center_lps"], size, spacing), window).astype(np.float16) for n in truths
+        ]
+        return NodulePatches(
+            np.stack(images) if images else np.zeros((0, *size), np.float16),
+            np.array([classes.index(n["type"]) for n in truths], dtype=np.int64),
+            np.array([n["mean_diameter_mm"] for n in truths], dtype=np.float32),
+        )
 
     return cached_patches(Path(cache) / name if cache else None, make)
 
@@ -70,13 +91,18 @@ def cached_patches(cached: Path | None, make: Callable[[], NodulePatches]) -> No
 
 def augmentation(patch: list[int], seed: int) -> Compose:
     """Off-centre crops, flips, axial quarter turns, intensity scale/shift and noise (on [0, 1] data)."""
-    transforms = Compose([
-        RandSpatialCrop(patch, random_center=True, random_size=False),
-        RandFlip(prob=0.5, spatial_axis=0), RandFlip(prob=0.5, spatial_axis=1), RandFlip(prob=0.5, spatial_axis=2),
-        RandRotate90(prob=0.75, spatial_axes=(1, 2)),
-        RandScaleIntensity(factors=0.05, prob=1.0), RandShiftIntensity(offsets=0.02, prob=1.0),
-        RandGaussianNoise(prob=0.5, std=0.015),
-    ])
+    transforms = Compose(
+        [
+            RandSpatialCrop(patch, random_center=True, random_size=False),
+            RandFlip(prob=0.5, spatial_axis=0),
+            RandFlip(prob=0.5, spatial_axis=1),
+            RandFlip(prob=0.5, spatial_axis=2),
+            RandRotate90(prob=0.75, spatial_axes=(1, 2)),
+            RandScaleIntensity(factors=0.05, prob=1.0),
+            RandShiftIntensity(offsets=0.02, prob=1.0),
+            RandGaussianNoise(prob=0.5, std=0.015),
+        ]
+    )
     transforms.set_random_state(seed)
     return transforms
 
@@ -85,10 +111,19 @@ def _as_is(patches: torch.Tensor) -> torch.Tensor:
     return patches
 
 
-def train_classifier(network: torch.nn.Module, data: NodulePatches, patch: list[int], iterations: int, batch: int,
-                     learning_rate: float, device: torch.device, seed: int,
-                     on_progress: Callable[[int, float], None] | None = None, small_nodule_share: float | None = None,
-                     network_input: Callable[[torch.Tensor], torch.Tensor] = _as_is) -> dict:
+def train_classifier(
+    network: torch.nn.Module,
+    data: NodulePatches,
+    patch: list[int],
+    iterations: int,
+    batch: int,
+    learning_rate: float,
+    device: torch.device,
+    seed: int,
+    on_progress: Callable[[int, float], None] | None = None,
+    small_nodule_share: float | None = None,
+    network_input: Callable[[torch.Tensor], torch.Tensor] = _as_is,
+) -> dict:
     """Cross-entropy training on class-balanced batches (each class drawn equally often, since
     part-solid nodules are rarer; small nodules drawn more often within a class, or, with
     ``small_nodule_share``, making that share of the draws of every class that has both sizes);
@@ -105,7 +140,9 @@ def train_classifier(network: torch.nn.Module, data: NodulePatches, patch: list[
     for step in range(1, iterations + 1):
         classes = rng.integers(len(by_class), size=batch)
         chosen = [rng.choice(by_class[c], p=weights[c]) for c in classes]
-        images = torch.stack([torch.as_tensor(augment(data.images[n][None].astype(np.float32))) for n in chosen]).to(device)
+        images = torch.stack([torch.as_tensor(augment(data.images[n][None].astype(np.float32))) for n in chosen]).to(
+            device
+        )
         labels = torch.from_numpy(data.labels[chosen]).to(device)
         loss = torch.nn.functional.cross_entropy(network(network_input(images.float())), labels)
         optimizer.zero_grad()
@@ -127,14 +164,23 @@ def draw_weights(small: np.ndarray, small_share: float | None) -> np.ndarray:
     return np.where(small, small_share / small.sum(), (1.0 - small_share) / (~small).sum())
 
 
-def centre_logits(network: torch.nn.Module, data: NodulePatches, patch: list[int], device: torch.device,
-                  network_input: Callable[[torch.Tensor], torch.Tensor] = _as_is) -> torch.Tensor:
+def centre_logits(
+    network: torch.nn.Module,
+    data: NodulePatches,
+    patch: list[int],
+    device: torch.device,
+    network_input: Callable[[torch.Tensor], torch.Tensor] = _as_is,
+) -> torch.Tensor:
     """Logits of the centred patches, as inference sees a well-placed finding."""
     m = JITTER_VOXELS
-    centred = data.images[:, m:m + patch[0], m:m + patch[1], m:m + patch[2]].astype(np.float32)
+    centred = data.images[:, m : m + patch[0], m : m + patch[1], m : m + patch[2]].astype(np.float32)
     with torch.no_grad():  # not inference mode: calibration differentiates through these logits
-        return torch.cat([network(network_input(torch.from_numpy(centred[s:s + 32, None]).to(device))).cpu()
-                          for s in range(0, len(centred), 32)])
+        return torch.cat(
+            [
+                network(network_input(torch.from_numpy(centred[s : s + 32, None]).to(device))).cpu()
+                for s in range(0, len(centred), 32)
+            ]
+        )
 
 
 def fit_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:

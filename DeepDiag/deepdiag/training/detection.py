@@ -13,8 +13,15 @@ from ..detection.slices import boxes_in_slice, slice_stack
 from .segmentation_data import SMALL_NODULE_VOXELS, Example, draw_nodule
 
 
-def sample_slice_patch(example: Example, size: int, rng: np.random.Generator, nodule_share: float = 0.7, small_nodule_boost: float = 1.0,
-                       hard_negatives: np.ndarray | None = None, hard_negative_share: float = 0.0):
+def sample_slice_patch(
+    example: Example,
+    size: int,
+    rng: np.random.Generator,
+    nodule_share: float = 0.7,
+    small_nodule_boost: float = 1.0,
+    hard_negatives: np.ndarray | None = None,
+    hard_negative_share: float = 0.0,
+):
     """A ``(3, size, size)`` 2.5D patch and its nodule boxes: around a nodule (drawn first, those
     under 6 mm ``small_nodule_boost`` times as often, then one of its voxels) with probability
     ``nodule_share``, around one of the ``hard_negatives`` (``(N, 3)`` voxel positions) with
@@ -62,7 +69,9 @@ def train_detector(
     network.to(device).train()
     network.transform.min_size, network.transform.max_size = (patch_size,), patch_size
     optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=iterations, pct_start=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=learning_rate, total_steps=iterations, pct_start=0.05
+    )
     sampling = {"small_nodule_boost": small_nodule_boost, "hard_negative_share": hard_negative_share}
     started, recent = time.perf_counter(), []
     for step in range(iterations):
@@ -85,13 +94,24 @@ def _batch(examples, size, batch_size, rng, device, sampling: dict, hard_negativ
     images, targets = [], []
     for _ in range(batch_size):
         index = int(rng.integers(len(examples)))
-        patch, boxes = sample_slice_patch(examples[index], size, rng, hard_negatives=hard_negatives[index] if hard_negatives else None, **sampling)
+        patch, boxes = sample_slice_patch(
+            examples[index], size, rng, hard_negatives=hard_negatives[index] if hard_negatives else None, **sampling
+        )
         if rng.uniform() < 0.5:  # left-right flip
             patch = patch[:, :, ::-1].copy()
-            boxes = np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=1) if len(boxes) else boxes
+            boxes = (
+                np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=1)
+                if len(boxes)
+                else boxes
+            )
         patch = patch * rng.uniform(0.9, 1.1) + rng.uniform(-0.05, 0.05)  # scanner calibration varies
         images.append(torch.from_numpy(patch.astype(np.float32)).to(device))
-        targets.append({"boxes": torch.from_numpy(boxes.reshape(-1, 4)).to(device), "labels": torch.ones(len(boxes), dtype=torch.int64, device=device)})
+        targets.append(
+            {
+                "boxes": torch.from_numpy(boxes.reshape(-1, 4)).to(device),
+                "labels": torch.ones(len(boxes), dtype=torch.int64, device=device),
+            }
+        )
     return images, targets
 
 

@@ -42,7 +42,10 @@ class FineTuneOptions:
 
     def check(self) -> None:
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch < 1:
-            raise DeepDiagError(f"--epochs, --steps-per-epoch and --batch must be at least 1, got {self.epochs}, {self.steps_per_epoch}, {self.batch}")
+            raise DeepDiagError(
+                f"--epochs, --steps-per-epoch and --batch must be at least 1, got {self.epochs}, "
+                f"{self.steps_per_epoch}, {self.batch}"
+            )
         if not 0 < self.learning_rate < 1:
             raise DeepDiagError(f"--lr must lie in (0, 1), got {self.learning_rate}")
         if not 0 <= self.val_fraction < 1:
@@ -70,7 +73,9 @@ def fine_tune(
     """Train ``base`` further on image/label pairs; returns what was saved and measured."""
     options.check()
     if len(images) != len(labels) or not images:
-        raise DeepDiagError(f"give as many --labels as --images (got {len(images)} images and {len(labels)} label files)")
+        raise DeepDiagError(
+            f"give as many --labels as --images (got {len(images)} images and {len(labels)} label files)"
+        )
     model = load_model(find_model(base, "segmentation", base), device)
     if model.card.task != "segmentation" or model.card.is_torchscript:
         raise DeepDiagError(f"model {model.card.full_id} is not a trainable segmentation model")
@@ -82,8 +87,15 @@ def fine_tune(
     started = time.perf_counter()
     before = _validate(model, validation, device)
     trainer = PatchTrainer(
-        model.network.float(), training, tuple(model.card.patch_size), options.batch, device, options.seed,
-        options.learning_rate, options.epochs * options.steps_per_epoch, affine=True,
+        model.network.float(),
+        training,
+        tuple(model.card.patch_size),
+        options.batch,
+        device,
+        options.seed,
+        options.learning_rate,
+        options.epochs * options.steps_per_epoch,
+        affine=True,
     )
     best, history, interrupted = None, [], False
     try:
@@ -106,8 +118,15 @@ def fine_tune(
     card = _new_card(model, images, labels, options, before, best, history, time.perf_counter() - started, held_out)
     folder = save_model(model.network, card, user_models_dir() / card.full_id)
     on_stage("done", 1.0, f"saved {card.full_id}")
-    return {"model": card.full_id, "folder": str(folder), "best_epoch": best["epoch"], "before": before,
-            "after": best["validation"], "epochs_completed": len(history), "interrupted": interrupted}
+    return {
+        "model": card.full_id,
+        "folder": str(folder),
+        "best_epoch": best["epoch"],
+        "before": before,
+        "after": best["validation"],
+        "epochs_completed": len(history),
+        "interrupted": interrupted,
+    }
 
 
 def _prepare_pair(image_path: str, label_path: str, model: LoadedModel) -> Example:
@@ -116,7 +135,10 @@ def _prepare_pair(image_path: str, label_path: str, model: LoadedModel) -> Examp
     if not labels.same_grid(ct):
         labels = _resample_onto(labels, ct, label_path)
     if not (labels.array == 2).any():
-        raise DeepDiagError("has no nodule voxels (label 2 or a segment named 'Lung nodules'); nothing to learn nodules from", label_path)
+        raise DeepDiagError(
+            "has no nodule voxels (label 2 or a segment named 'Lung nodules'); nothing to learn nodules from",
+            label_path,
+        )
     return prepare_example(ct, labels, model.card.spacing_mm, model.card.input["intensity"])
 
 
@@ -129,20 +151,30 @@ def _read_labels(path: str, model: LoadedModel) -> Volume:
         for segment in segments:
             name = segment.get("Name", "")
             if name.lower() not in classes:
-                raise DeepDiagError(f"segment {name!r} is not one of the model's classes ({', '.join(c.name for c in model.card.segment_classes())})", path)
+                raise DeepDiagError(
+                    f"segment {name!r} is not one of the model's classes "
+                    f"({', '.join(c.name for c in model.card.segment_classes())})",
+                    path,
+                )
             mapped[volume.array == int(segment.get("LabelValue", 1))] = classes[name.lower()]
         return volume.with_array(mapped)
     volume = read_volume(path)
     unknown = set(np.unique(volume.array).tolist()) - {0, *classes.values()}
     if unknown:
-        raise DeepDiagError(f"holds label values {sorted(unknown)[:5]} the model does not know (it knows 0 and {sorted(classes.values())})", path)
+        raise DeepDiagError(
+            f"holds label values {sorted(unknown)[:5]} the model does not know (it knows 0 and "
+            f"{sorted(classes.values())})",
+            path,
+        )
     return volume.with_array(volume.array.astype(np.uint8))
 
 
 def _resample_onto(labels: Volume, ct: Volume, label_path: str) -> Volume:
     """Labels saved on a sub-box (as Slicer saves segmentations) or another grid, onto the CT's grid."""
     reference = image_from_volume(ct.with_array(np.zeros(ct.array.shape, np.uint8)))
-    resampled = sitk.Resample(image_from_volume(labels), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    resampled = sitk.Resample(
+        image_from_volume(labels), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8
+    )
     result = volume_from_image(resampled)
     if labels.array.any() and not result.array.any():
         raise DeepDiagError("does not overlap its image", label_path)
@@ -168,12 +200,20 @@ def _validate(model: LoadedModel, examples: list[Example], device: torch.device)
     """
     totals = np.zeros((2, 3))  # per class: intersection, predicted, truth
     for example in examples:
-        probabilities = predict_probabilities(model.network, example.image.astype(np.float32), tuple(model.card.patch_size), device)
+        probabilities = predict_probabilities(
+            model.network, example.image.astype(np.float32), tuple(model.card.patch_size), device
+        )
         predicted = np.argmax(probabilities, axis=0)
-        for row, (mine, truth) in enumerate([(predicted == 2, example.labels == 2), (predicted > 0, example.labels > 0)]):
+        for row, (mine, truth) in enumerate(
+            [(predicted == 2, example.labels == 2), (predicted > 0, example.labels > 0)]
+        ):
             totals[row] += [(mine & truth).sum(), mine.sum(), truth.sum()]
     dice = [2 * i / (p + t) if p + t else 1.0 for i, p, t in totals]
-    return {"nodule_dice": round(float(dice[0]), 4), "lungs_dice": round(float(dice[1]), 4), "mean_dice": round(float(np.mean(dice)), 4)}
+    return {
+        "nodule_dice": round(float(dice[0]), 4),
+        "lungs_dice": round(float(dice[1]), 4),
+        "mean_dice": round(float(np.mean(dice)), 4),
+    }
 
 
 def _new_card(model, images, labels, options, before, best, history, seconds, validation_cases):
@@ -185,10 +225,24 @@ def _new_card(model, images, labels, options, before, best, history, seconds, va
     card.training = {
         "base_model": model.card.full_id,
         "base_training": model.card.training,
-        "data": [{"image": str(i), "labels": str(l), "sha256": _fingerprint(i), "labels_sha256": _fingerprint(l)} for i, l in zip(images, labels)],
-        "validation_cases": validation_cases, "epochs": options.epochs, "epochs_completed": len(history),
-        "best_epoch": best["epoch"], "steps_per_epoch": options.steps_per_epoch, "batch": options.batch,
-        "learning_rate": options.learning_rate, "seed": options.seed, "seconds": round(seconds, 1),
+        "data": [
+            {
+                "image": str(image),
+                "labels": str(label),
+                "sha256": _fingerprint(image),
+                "labels_sha256": _fingerprint(label),
+            }
+            for image, label in zip(images, labels)
+        ],
+        "validation_cases": validation_cases,
+        "epochs": options.epochs,
+        "epochs_completed": len(history),
+        "best_epoch": best["epoch"],
+        "steps_per_epoch": options.steps_per_epoch,
+        "batch": options.batch,
+        "learning_rate": options.learning_rate,
+        "seed": options.seed,
+        "seconds": round(seconds, 1),
         "augmentation": "flips, small rotations and zooms, intensity scale/shift, contrast, Gaussian noise (MONAI)",
         "history": history,
     }

@@ -23,22 +23,39 @@ _NODULE = 2
 MIN_SCORE = 0.1
 
 
-def mine_hard_negatives(network: torch.nn.Module, example: Example, device: torch.device, min_score: float = MIN_SCORE,
-                        slice_step: int = 2, margin_voxels: int = 3) -> np.ndarray:
+def mine_hard_negatives(
+    network: torch.nn.Module,
+    example: Example,
+    device: torch.device,
+    min_score: float = MIN_SCORE,
+    slice_step: int = 2,
+    margin_voxels: int = 3,
+) -> np.ndarray:
     """``(N, 3)`` voxel positions ``(k, j, i)`` of the detector's boxes scoring at least
     ``min_score`` whose centre is more than ``margin_voxels`` face-to-face steps from every nodule voxel
     (every ``slice_step``-th slice: a false positive spans several)."""
     network.to(device).eval()
-    boxes = [b for b in slice_boxes(network, example.image.astype(np.float32), device, slice_step=slice_step) if b.score >= min_score]
+    boxes = [
+        b
+        for b in slice_boxes(network, example.image.astype(np.float32), device, slice_step=slice_step)
+        if b.score >= min_score
+    ]
     near_nodule = ndimage.binary_dilation(example.labels == _NODULE, iterations=margin_voxels)
     positions = np.array([[b.k, *np.round(b.center_ji).astype(int)] for b in boxes], dtype=np.int32).reshape(-1, 3)
     positions = np.clip(positions, 0, np.array(example.image.shape) - 1)
     return positions[~near_nodule[tuple(positions.T)]]
 
 
-def cached_hard_negatives(network: torch.nn.Module, model_name: str, examples: list[Example], names: list[str], cache: str | Path,
-                          device: torch.device, min_score: float = MIN_SCORE,
-                          on_case: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+def cached_hard_negatives(
+    network: torch.nn.Module,
+    model_name: str,
+    examples: list[Example],
+    names: list[str],
+    cache: str | Path,
+    device: torch.device,
+    min_score: float = MIN_SCORE,
+    on_case: Callable[[int, int], None] | None = None,
+) -> list[np.ndarray]:
     """:func:`mine_hard_negatives` per example, kept in ``cache`` under the model's and the case's
     names; ``on_case(done, total)`` after each case (mining takes seconds per case)."""
     mined = []

@@ -18,8 +18,15 @@ from .segmentation_data import Example, prepare_example
 TRAINING_INSERTIONS = PhantomConfig(nodules=(6, 10), diameter_mm=(3.0, 25.0))
 
 
-def real_background_examples(background: str | Path, cases: int, seed: int, spacing, window, cache: str | Path | None = None,
-                             config: PhantomConfig = TRAINING_INSERTIONS) -> list[Example]:
+def real_background_examples(
+    background: str | Path,
+    cases: int,
+    seed: int,
+    spacing,
+    window,
+    cache: str | Path | None = None,
+    config: PhantomConfig = TRAINING_INSERTIONS,
+) -> list[Example]:
     """``cases`` copies of the real CT ``background``, each with its own inserted nodules, prepared
     on the model grid; read from / written to ``cache`` when given."""
     background = Path(background)

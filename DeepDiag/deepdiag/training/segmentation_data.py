@@ -36,8 +36,9 @@ class Example:
             return cls(stored["image"], stored["labels"], voxels)
 
 
-def make_example(seed: int, index: int, spacing, window, nodules=(2, 6), cache: str | None = None,
-                 diameter_mm=DEFAULT_DIAMETER_MM) -> Example:
+def make_example(
+    seed: int, index: int, spacing, window, nodules=(2, 6), cache: str | None = None, diameter_mm=DEFAULT_DIAMETER_MM
+) -> Example:
     """Phantom case ``index`` of ``seed`` with varied scanner settings, prepared for training;
     read from / written to ``cache`` when given, since making one takes about 30 s."""
     cached = Path(cache) / f"{example_name(seed, index, nodules, diameter_mm)}.npz" if cache else None
@@ -76,7 +77,11 @@ def prepare_example(ct: Volume, labels: Volume, spacing, window, instances: Volu
     else as connected components."""
     model_ct = to_model_grid(ct, spacing)
     model_labels = to_model_grid(labels, spacing, labels=True).array
-    nodules = to_model_grid(instances, spacing, labels=True).array if instances is not None else ndimage.label(model_labels == 2)[0]
+    nodules = (
+        to_model_grid(instances, spacing, labels=True).array
+        if instances is not None
+        else ndimage.label(model_labels == 2)[0]
+    )
     crop, _ = lung_crop(model_ct)
     nodules = np.where(model_labels == 2, nodules, 0)[crop.slices]
     return Example(
@@ -96,8 +101,14 @@ def _voxels_per_nodule(instances: np.ndarray) -> list[np.ndarray]:
     return voxels
 
 
-def sample_patch(example: Example, patch: tuple[int, int, int], rng: np.random.Generator, nodule_share: float = 0.5,
-                 small_nodule_voxels: int = 0, small_nodule_boost: float = 1.0):
+def sample_patch(
+    example: Example,
+    patch: tuple[int, int, int],
+    rng: np.random.Generator,
+    nodule_share: float = 0.5,
+    small_nodule_voxels: int = 0,
+    small_nodule_boost: float = 1.0,
+):
     """A patch around a nodule with probability ``nodule_share``, else anywhere; padded with air.
 
     The nodule is drawn first, then one of its voxels: drawing voxels directly would let a
@@ -120,7 +131,9 @@ def sample_patch(example: Example, patch: tuple[int, int, int], rng: np.random.G
     return image, labels
 
 
-def draw_nodule(nodule_voxels: list[np.ndarray], rng: np.random.Generator, small_nodule_voxels: int, small_nodule_boost: float) -> int:
+def draw_nodule(
+    nodule_voxels: list[np.ndarray], rng: np.random.Generator, small_nodule_voxels: int, small_nodule_boost: float
+) -> int:
     """Index of a nodule drawn at random, those under ``small_nodule_voxels`` ``small_nodule_boost`` times as likely."""
     if small_nodule_boost == 1.0:  # the draw versions 1 and 2 were trained with (same random stream)
         return int(rng.integers(len(nodule_voxels)))
