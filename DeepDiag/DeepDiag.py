@@ -18,25 +18,9 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-from DeepDiagGUI import EngineModuleWidget, preferred_device, set_preferred_device
-from DeepDiagLib import EngineTask
-from DeepDiagLib.classification_logic import (
-    ClassificationTask,
-    add_classification_result,
-    available_classification_models,
-    classify_findings,
-    show_saliency,
-)
-from DeepDiagLib.dependencies import check_python_version, install_engine_packages, missing_engine_packages
-from DeepDiagLib.fine_tuning_logic import (
-    fine_tune_from_scene,
-    fine_tuning_task,
-    folder_pairs,
-    record_epoch,
-    training_plot,
-)
-from DeepDiagLib.model_logic import model_import_task, model_rows
-from DeepDiagLib.segmentation_logic import available_segmentation_models
+from DeepDiagGUI import EngineModuleWidget, preferredDevice, setPreferredDevice
+from DeepDiagLib import ClassificationLogic, ClassificationTask, EngineTask, FineTuningLogic, ModelLogic
+from DeepDiagLib.dependencies import checkPythonVersion, installEnginePackages, missingEnginePackages
 
 
 class DeepDiag(ScriptedLoadableModule):
@@ -77,7 +61,6 @@ class DeepDiagParameterNode:
 class DeepDiagWidget(EngineModuleWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.trainingPairs = []  # (volume node ID, segmentation node ID)
         self.missingPackages = []
         self.figuresTable = None
 
@@ -90,8 +73,8 @@ class DeepDiagWidget(EngineModuleWidget):
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
         self.ui.importModelButton.connect("clicked(bool)", self.onImportModelButton)
         self.ui.deviceSelector.addItems(["auto", "cpu", "cuda"])
-        self.ui.deviceSelector.currentText = preferred_device()
-        self.ui.deviceSelector.connect("currentTextChanged(QString)", set_preferred_device)
+        self.ui.deviceSelector.currentText = preferredDevice()
+        self.ui.deviceSelector.connect("currentTextChanged(QString)", setPreferredDevice)
         self.ui.addCaseButton.connect("clicked(bool)", self.onAddCaseButton)
         self.ui.removeCaseButton.connect("clicked(bool)", self.onRemoveCaseButton)
         self.ui.trainingFolderEdit.connect("currentPathChanged(QString)", self.updateButtons)
@@ -109,7 +92,7 @@ class DeepDiagWidget(EngineModuleWidget):
     def updateButtons(self, caller=None, event=None) -> None:
         super().updateButtons(caller, event)
         idle = not (self.runner and self.runner.busy) and not self.missingPackages
-        hasCases = bool(self.trainingPairs or self.ui.trainingFolderEdit.currentPath)
+        hasCases = bool(self._trainingPairs() or self.ui.trainingFolderEdit.currentPath)
         self.ui.fineTuneButton.enabled = idle and hasCases and bool(self.ui.baseModelSelector.currentText)
         self.ui.importModelButton.enabled = idle
         p = self._parameterNode
@@ -118,7 +101,7 @@ class DeepDiagWidget(EngineModuleWidget):
         self.ui.classifyButton.enabled = idle and hasFindings and bool(self.ui.classifierSelector.currentText)
 
     def refreshModels(self) -> None:
-        rows = model_rows()
+        rows = self.logic.models()
         table = self.ui.modelTable
         headers = [_("Model"), _("Task"), _("Source"), _("Trained on"), _("Key figures")]
         table.setColumnCount(len(headers))
@@ -133,9 +116,9 @@ class DeepDiagWidget(EngineModuleWidget):
                 item.setToolTip(str(text))
                 table.setItem(index, column, item)
         self.ui.baseModelSelector.clear()
-        self.ui.baseModelSelector.addItems(available_segmentation_models())
+        self.ui.baseModelSelector.addItems(self.logic.availableBaseModels())
         self.ui.classifierSelector.clear()
-        self.ui.classifierSelector.addItems(available_classification_models())
+        self.ui.classifierSelector.addItems(self.logic.availableClassifiers())
         self.updateButtons()
 
     def onImportModelButton(self) -> None:
@@ -149,7 +132,7 @@ class DeepDiagWidget(EngineModuleWidget):
             return
         source = str(Path(path).parent) if Path(path).name == "model.json" else path
         with slicer.util.tryWithErrorDisplay(_("Importing the model failed."), waitCursor=True):
-            self.runner.start(model_import_task(source), lambda task, result: self._afterImport(result))
+            self.runner.start(self.logic.modelImportTask(source), lambda task, result: self._afterImport(result))
 
     def _afterImport(self, result) -> None:
         self.refreshModels()
@@ -157,42 +140,51 @@ class DeepDiagWidget(EngineModuleWidget):
             _("Imported {model}. Complete its card where it lists fields to complete.").format(model=result["imported"])
         )
 
+    def _trainingPairs(self) -> list:
+        # the wrapper's MRML node is its ``parameterNode`` (verified in
+        # Base/Python/slicer/parameterNodeWrapper/wrapper.py, _initMethod)
+        return self.logic.trainingPairs(self._parameterNode.parameterNode) if self._parameterNode else []
+
+    def setParameterNode(self, parameterNode) -> None:
+        super().setParameterNode(parameterNode)
+        self._showTrainingPairs()
+
+    def _showTrainingPairs(self) -> None:
+        """The cases list shows the pairs kept on the parameter node (saved with the scene)."""
+        self.ui.trainingCasesList.clear()
+        for volumeNode, segmentationNode in self._trainingPairs():
+            self.ui.trainingCasesList.addItem(f"{volumeNode.GetName()} + {segmentationNode.GetName()}")
+
     def onAddCaseButton(self) -> None:
         p = self._parameterNode
-        pair = (p.trainingVolume.GetID(), p.trainingSegmentation.GetID())
-        if pair not in self.trainingPairs:
-            self.trainingPairs.append(pair)
-            self.ui.trainingCasesList.addItem(f"{p.trainingVolume.GetName()} + {p.trainingSegmentation.GetName()}")
+        self.logic.addTrainingPair(p.parameterNode, p.trainingVolume, p.trainingSegmentation)
+        self._showTrainingPairs()
         self.updateButtons()
 
     def onRemoveCaseButton(self) -> None:
-        row = self.ui.trainingCasesList.currentRow
-        if 0 <= row < len(self.trainingPairs):
-            del self.trainingPairs[row]
-            self.ui.trainingCasesList.takeItem(row)
+        self.logic.removeTrainingPair(self._parameterNode.parameterNode, self.ui.trainingCasesList.currentRow)
+        self._showTrainingPairs()
         self.updateButtons()
 
     def onFineTuneButton(self) -> None:
         p = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not start fine-tuning."), waitCursor=True):
-            pairs = [(slicer.mrmlScene.GetNodeByID(v), slicer.mrmlScene.GetNodeByID(s)) for v, s in self.trainingPairs]
-            folder = self.ui.trainingFolderEdit.currentPath
-            task = fine_tuning_task(
-                pairs,
+            task = self.logic.fineTuningTask(
+                self._trainingPairs(),
                 self.ui.baseModelSelector.currentText,
                 p.epochs,
                 p.learningRate,
                 newName=p.newModelName or None,
-                device=preferred_device(),
-                filePairs=folder_pairs(folder) if folder else (),
+                device=preferredDevice(),
+                folder=self.ui.trainingFolderEdit.currentPath or None,
             )
-            self.figuresTable, chart = training_plot(slicer.mrmlScene)
+            self.figuresTable, chart = self.logic.trainingPlot()
             slicer.modules.plots.logic().ShowChartInLayout(chart)
             self.runner.start(task, lambda task, result: self._afterFineTuning(result), self._onTrainingEvent)
 
     def _onTrainingEvent(self, event) -> None:
         if event.get("event") == "epoch" and self.figuresTable is not None:
-            record_epoch(self.figuresTable, event)
+            self.logic.recordEpoch(self.figuresTable, event)
 
     def _afterFineTuning(self, result) -> None:
         self.refreshModels()
@@ -217,24 +209,24 @@ class DeepDiagWidget(EngineModuleWidget):
                 p.findingsMarkups,
                 p.findingsSegmentation,
                 self.ui.classifierSelector.currentText,
-                preferred_device(),
+                preferredDevice(),
                 p.explain,
             )
             nodes = (p.findingsVolume, p.findingsMarkups)
             self.runner.start(task, lambda task, result: self._afterClassification(result, *nodes))
 
     def _afterClassification(self, result, volumeNode, markupsNode) -> None:
-        added = add_classification_result(slicer.mrmlScene, result, volumeNode, markupsNode)
+        added = self.logic.addClassification(result, volumeNode, markupsNode)
         self.ui.classifiedTableView.setMRMLTableNode(added["table"])
         if "saliency" in added:
-            show_saliency(volumeNode, added["saliency"])
+            self.logic.showSaliency(volumeNode, added["saliency"])
 
     def _updateDependencyStatus(self) -> None:
         """Probe the engine's packages once (at set-up and after an install), not on every
         parameter change: finding six packages takes a noticeable moment."""
-        self.missingPackages = missing = missing_engine_packages()
+        self.missingPackages = missing = missingEnginePackages()
         try:
-            check_python_version()
+            checkPythonVersion()
         except RuntimeError as error:  # Slicer 5.6: the pinned torch does not exist for its Python
             self.ui.installButton.visible = False
             self.ui.dependencyLabel.text = str(error)
@@ -254,7 +246,7 @@ class DeepDiagWidget(EngineModuleWidget):
         if not slicer.util.confirmOkCancelDisplay(question.format(packages="\n".join(missing))):
             return
         with slicer.util.tryWithErrorDisplay(_("Installing the engine's packages failed."), waitCursor=True):
-            install_engine_packages(missing)
+            installEnginePackages(missing)
         self._updateDependencyStatus()
 
     def onDescribeButton(self) -> None:
@@ -266,14 +258,17 @@ class DeepDiagWidget(EngineModuleWidget):
         self.ui.infoText.plainText = json.dumps(_description(result), indent=2)
 
 
-class DeepDiagLogic(ScriptedLoadableModuleLogic):
+class DeepDiagLogic(ScriptedLoadableModuleLogic, ClassificationLogic, FineTuningLogic, ModelLogic):
     """Console use::
 
-    logic = slicer.util.getModuleLogic("DeepDiag")
-    logic.describeVolume(volumeNode)
-    logic.models()                                    # the model table as dictionaries
-    result, figures = logic.fineTune([(volumeNode, segmentationNode)], "lung-nodules-seg", epochs=5)
-    nodes = logic.classifyFindings(volumeNode, markupsNode=findingsNode, explain=True)  # {"table", "saliency", ...}
+        logic = slicer.util.getModuleLogic("DeepDiag")
+        logic.describeVolume(volumeNode)
+        logic.models()                                    # the model table as dictionaries
+        result, figures = logic.fineTune([(volumeNode, segmentationNode)], "lung-nodules-seg", epochs=5)
+        nodes = logic.classifyFindings(volumeNode, markupsNode=findingsNode, explain=True)  # {"table", "saliency", ...}
+
+    Classification, fine-tuning and the model table are the bridge's ``ClassificationLogic``,
+    ``FineTuningLogic`` and ``ModelLogic`` on Slicer's scene; describing a volume is this module's own.
     """
 
     def getParameterNode(self):
@@ -290,41 +285,6 @@ class DeepDiagLogic(ScriptedLoadableModuleLogic):
         with self.describeTask(volumeNode) as task:
             result = task.run(onEvent=lambda event: logging.info(event.get("message", "")))
         return _description(result)
-
-    def models(self) -> list:
-        return model_rows()
-
-    def fineTune(self, pairs, baseModel, epochs=10, learningRate=1e-3, newName=None, device="auto", folder=None):
-        """Blocking: fine-tune on (volume node, segmentation node) pairs and/or a folder of
-        images/ + labels/; returns the engine's result and the table of epoch figures."""
-        filePairs = folder_pairs(folder) if folder else ()
-        return fine_tune_from_scene(
-            slicer.mrmlScene,
-            pairs,
-            baseModel,
-            epochs,
-            learningRate,
-            newName=newName,
-            device=device,
-            filePairs=filePairs,
-            onEvent=lambda event: logging.info(event.get("message", "")),
-        )
-
-    def classifyFindings(
-        self, volumeNode, markupsNode=None, segmentationNode=None, modelId=None, device="auto", explain=False
-    ):
-        """Blocking: classify the findings of a fiducial and/or segmentation node; returns the new
-        nodes by role: ``table``, ``markups`` (findings from a segmentation alone), ``saliency``."""
-        return classify_findings(
-            slicer.mrmlScene,
-            volumeNode,
-            markupsNode,
-            segmentationNode,
-            modelId,
-            device,
-            explain,
-            onEvent=lambda event: logging.info(event.get("message", "")),
-        )
 
 
 def _description(result: dict) -> dict:

@@ -14,14 +14,7 @@ from slicer.ScriptedLoadableModule import (
 )
 
 from DeepDiagGUI import ModelModuleWidget
-from DeepDiagLib import EngineTask
-from DeepDiagLib.detection_logic import (
-    add_detection_result,
-    available_detection_models,
-    default_min_score,
-    detect_volume_node,
-    detection_task,
-)
+from DeepDiagLib import DetectionLogic
 
 
 class DeepDiagDetect(ScriptedLoadableModule):
@@ -101,32 +94,15 @@ class DeepDiagDetectWidget(ModelModuleWidget):
         return view.tableModel().mrmlTableRowIndex(sourceIndex)
 
 
-class DeepDiagDetectLogic(ScriptedLoadableModuleLogic):
+class DeepDiagDetectLogic(ScriptedLoadableModuleLogic, DetectionLogic):
     """Console use: ``markupsNode, tableNode = slicer.util.getModuleLogic("DeepDiagDetect").process(volumeNode)``.
 
-    The work is done by ``DeepDiagLib.detection_logic``, which the test suite runs on a real
-    MRML scene outside Slicer.
+    The work is ``DeepDiagLib.DetectionLogic``'s (availableModels, defaultMinScore, detectionTask,
+    addFindings, process) on Slicer's scene; the test suite runs it on a real MRML scene outside Slicer.
     """
 
     def getParameterNode(self):
         return DeepDiagDetectParameterNode(super().getParameterNode())
-
-    def availableModels(self) -> list:
-        return available_detection_models()
-
-    def defaultMinScore(self, modelId=None) -> float:
-        return default_min_score(modelId)
-
-    def detectionTask(self, volumeNode, modelId=None, device="auto", minScore=None) -> EngineTask:
-        return detection_task(volumeNode, modelId, device, minScore)
-
-    def addFindings(self, result: dict, volumeNode):
-        """A new fiducial node (one control point per finding) and its findings table node."""
-        return add_detection_result(slicer.mrmlScene, result, volumeNode)
-
-    def process(self, volumeNode, modelId=None, device="auto", minScore=None):
-        """Blocking: detect nodules in ``volumeNode``; returns (markups node, table node)."""
-        return detect_volume_node(slicer.mrmlScene, volumeNode, modelId, device, minScore)
 
 
 class DeepDiagDetectTest(ScriptedLoadableModuleTest):

@@ -15,13 +15,7 @@ from slicer.ScriptedLoadableModule import (
 )
 
 from DeepDiagGUI import ModelModuleWidget
-from DeepDiagLib import EngineTask
-from DeepDiagLib.segmentation_logic import (
-    add_segmentation_result,
-    available_segmentation_models,
-    segment_volume_node,
-    segmentation_task,
-)
+from DeepDiagLib import SegmentationLogic
 
 
 class DeepDiagSegment(ScriptedLoadableModule):
@@ -71,28 +65,16 @@ class DeepDiagSegmentWidget(ModelModuleWidget):
             slicer.util.warningDisplay(warnings, windowTitle=_("Segmentation finished with warnings"))
 
 
-class DeepDiagSegmentLogic(ScriptedLoadableModuleLogic):
+class DeepDiagSegmentLogic(ScriptedLoadableModuleLogic, SegmentationLogic):
     """Console use: ``slicer.util.getModuleLogic("DeepDiagSegment").process(volumeNode)``.
 
-    The work is done by ``DeepDiagLib.segmentation_logic``, which the test suite runs on a
-    real MRML scene outside Slicer.
+    The work is ``DeepDiagLib.SegmentationLogic``'s (availableModels, segmentationTask,
+    addSegmentation, process) on Slicer's scene; the test suite runs it on a real MRML scene
+    outside Slicer.
     """
 
     def getParameterNode(self):
         return DeepDiagSegmentParameterNode(super().getParameterNode())
-
-    def availableModels(self) -> list:
-        return available_segmentation_models()
-
-    def segmentationTask(self, volumeNode, modelId=None, device="auto") -> EngineTask:
-        return segmentation_task(volumeNode, modelId, device)
-
-    def addSegmentation(self, result: dict, volumeNode):
-        return add_segmentation_result(slicer.mrmlScene, result, volumeNode)
-
-    def process(self, volumeNode, modelId=None, device="auto"):
-        """Blocking: segment ``volumeNode`` and return the new segmentation node."""
-        return segment_volume_node(slicer.mrmlScene, volumeNode, modelId, device)
 
 
 class DeepDiagSegmentTest(ScriptedLoadableModuleTest):

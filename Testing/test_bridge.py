@@ -62,14 +62,14 @@ def test_engine_failure_reaches_the_caller_as_one_clear_message(scene):
 
 
 def test_a_missing_result_file_adds_no_node(tmp_path, scene):
-    from DeepDiagLib import add_fiducials_from_file, add_segmentation_from_file
+    from DeepDiagLib import addFiducialsFromFile, addSegmentationFromFile
 
     count = scene.GetNumberOfNodes()
     (tmp_path / "broken.seg.nrrd").write_text("not an image")
     with pytest.raises(OSError, match="broken.seg.nrrd"):
-        add_segmentation_from_file(scene, tmp_path / "broken.seg.nrrd")
+        addSegmentationFromFile(scene, tmp_path / "broken.seg.nrrd")
     with pytest.raises(OSError, match="missing.mrk.json"):
-        add_fiducials_from_file(scene, tmp_path / "missing.mrk.json")
+        addFiducialsFromFile(scene, tmp_path / "missing.mrk.json")
     assert scene.GetNumberOfNodes() == count
 
 

@@ -172,8 +172,7 @@ def test_evaluation_scores_types_categories_and_sizes_against_truth(tmp_path, sm
 def test_logic_on_a_real_scene_classifies_fiducials_without_changing_them(scene, small_image, truth_findings):
     from conftest import load_volume_node
 
-    from DeepDiagLib import EngineError
-    from DeepDiagLib.classification_logic import TABLE_COLUMNS, classify_findings
+    from DeepDiagLib import ClassificationLogic, EngineError
 
     _, nodules = truth_findings
     volume_node = load_volume_node(scene, small_image)
@@ -183,11 +182,11 @@ def test_logic_on_a_real_scene_classifies_fiducials_without_changing_them(scene,
         index = markups.AddControlPoint(-lps[0], -lps[1], lps[2], f"N{n['id']}")
         markups.SetNthControlPointDescription(index, f"score 0.80, diameter {n['equivalent_diameter_mm']:.1f} mm")
     modified = markups.GetMTime()
-    added = classify_findings(scene, volume_node, markups, device="cpu", explain=True, timeout=600)
+    added = ClassificationLogic(scene).classifyFindings(volume_node, markups, device="cpu", explain=True, timeout=600)
     assert set(added) == {"table", "saliency"}  # the user's fiducials are the findings: no new fiducial node
     table = added["table"].GetTable()
     assert table.GetNumberOfRows() == len(nodules)
-    column = {title: c for c, title in enumerate(TABLE_COLUMNS)}
+    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
     for row, n in enumerate(nodules):
         assert table.GetValue(row, column["Finding"]).ToString() == f"N{n['id']}"
         assert table.GetValue(row, column["Type"]).ToString() in NODULE_TYPES
@@ -198,7 +197,9 @@ def test_logic_on_a_real_scene_classifies_fiducials_without_changing_them(scene,
     assert markups.GetMTime() == modified and markups.GetNumberOfControlPoints() == len(nodules)
     count = scene.GetNumberOfNodes()
     with pytest.raises(EngineError, match="no-such-model"):
-        classify_findings(scene, volume_node, markups, modelId="no-such-model", device="cpu", timeout=600)
+        ClassificationLogic(scene).classifyFindings(
+            volume_node, markups, modelId="no-such-model", device="cpu", timeout=600
+        )
     assert scene.GetNumberOfNodes() == count
 
 
@@ -207,14 +208,15 @@ def test_logic_turns_a_segmentation_node_into_classified_fiducials(scene, small_
 
     from deepdiag.segmentation_file import write_segmentation
     from deepdiag.terminology import LUNG_NODULES, LUNGS
-    from DeepDiagLib.classification_logic import classify_findings
-    from DeepDiagLib.result_nodes import add_segmentation_from_file
+    from DeepDiagLib import ClassificationLogic, addSegmentationFromFile
 
     labels = read_volume(next((small_case / "labels").iterdir()))
     path = write_segmentation(small_case.parent / "truth.seg.nrrd", labels, [LUNGS, LUNG_NODULES])
     volume_node = load_volume_node(scene, small_image)
-    segmentation = add_segmentation_from_file(scene, path, volume_node)
-    added = classify_findings(scene, volume_node, segmentationNode=segmentation, device="cpu", timeout=600)
+    segmentation = addSegmentationFromFile(scene, path, volume_node)
+    added = ClassificationLogic(scene).classifyFindings(
+        volume_node, segmentationNode=segmentation, device="cpu", timeout=600
+    )
     truths = json.loads(next((small_case / "truth").iterdir()).read_text())["nodules"]
     assert added["markups"].GetNumberOfControlPoints() == added["table"].GetNumberOfRows() == len(truths)
     assert added["table"].GetNodeReference("findings") is added["markups"]

@@ -10,7 +10,7 @@ from conftest import PROJECT_ROOT
 
 
 def test_pip_and_the_slicer_installer_read_the_same_engine_list():
-    from DeepDiagLib.dependencies import REQUIREMENTS_FILE, engine_requirements
+    from DeepDiagLib.dependencies import REQUIREMENTS_FILE, engineRequirements
 
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     assert "dependencies" not in pyproject["project"] and "dependencies" in pyproject["project"]["dynamic"]
@@ -20,15 +20,15 @@ def test_pip_and_the_slicer_installer_read_the_same_engine_list():
         f"-r {REQUIREMENTS_FILE.relative_to(PROJECT_ROOT).as_posix()}"
         in (PROJECT_ROOT / "requirements.txt").read_text()
     )
-    requirements = engine_requirements()
+    requirements = engineRequirements()
     assert {"torch==2.14.1", "torchvision==0.29.1"} <= set(requirements)
     assert "deepdiag/requirements.txt" in (PROJECT_ROOT / "DeepDiag" / "CMakeLists.txt").read_text()
 
 
 def test_every_package_the_engine_imports_is_on_the_list():
-    from DeepDiagLib.dependencies import engine_requirements, import_name
+    from DeepDiagLib.dependencies import engineRequirements, importName
 
-    listed = {import_name(r) for r in engine_requirements()}
+    listed = {importName(r) for r in engineRequirements()}
     imported = set()
     for path in (PROJECT_ROOT / "DeepDiag" / "deepdiag").rglob("*.py"):
         imported |= set(re.findall(r"^\s*(?:from|import) (\w+)", path.read_text(), re.MULTILINE))
@@ -42,8 +42,8 @@ def test_every_package_the_engine_imports_is_on_the_list():
 
 
 def test_the_installer_refuses_slicer_5_6s_python_with_what_to_do():
-    from DeepDiagLib.dependencies import check_python_version
+    from DeepDiagLib.dependencies import checkPythonVersion
 
     with pytest.raises(RuntimeError, match=r"Slicer 5.8 or later.*3\.9"):
-        check_python_version((3, 9))
-    check_python_version((3, 12))
+        checkPythonVersion((3, 9))
+    checkPythonVersion((3, 12))

@@ -72,12 +72,11 @@ def test_a_segmentation_model_or_a_bad_score_is_refused_clearly(tmp_path, small_
 def test_logic_on_a_real_scene_adds_fiducials_and_a_matching_table_or_nothing(scene, small_image, tiny_detector):
     from conftest import load_volume_node
 
-    from DeepDiagLib import EngineError
-    from DeepDiagLib.detection_logic import detect_volume_node
+    from DeepDiagLib import DetectionLogic, EngineError
 
     volume_node = load_volume_node(scene, small_image)
-    markups, table = detect_volume_node(
-        scene, volume_node, modelId=str(tiny_detector), device="cpu", minScore=0.0, timeout=600
+    markups, table = DetectionLogic(scene).process(
+        volume_node, modelId=str(tiny_detector), device="cpu", minScore=0.0, timeout=600
     )
     assert markups.GetNumberOfControlPoints() == table.GetNumberOfRows() > 0
     assert markups.GetNthControlPointLabel(0) == table.GetTable().GetValue(0, 0).ToString() == "N1"
@@ -87,15 +86,17 @@ def test_logic_on_a_real_scene_adds_fiducials_and_a_matching_table_or_nothing(sc
     )  # table in RAS too
     count = scene.GetNumberOfNodes()
     with pytest.raises(EngineError, match="no-such-model"):
-        detect_volume_node(scene, volume_node, modelId="no-such-model", device="cpu", timeout=600)
+        DetectionLogic(scene).process(volume_node, modelId="no-such-model", device="cpu", timeout=600)
     assert scene.GetNumberOfNodes() == count
 
 
 def test_the_panel_threshold_is_the_chosen_detectors_own(tiny_detector):
     from deepdiag.models import find_model
     from deepdiag.models.card import ModelCard
-    from DeepDiagLib.detection_logic import default_min_score
+    from DeepDiagLib import DetectionLogic
 
     newest = ModelCard.read(find_model(None, "detection", "lung-nodules-det"))
-    assert default_min_score() == newest.postprocessing["default_min_score"]  # chosen on its validation cases
-    assert default_min_score(str(tiny_detector)) == 0.5  # a card that names none
+    assert (
+        DetectionLogic().defaultMinScore() == newest.postprocessing["default_min_score"]
+    )  # chosen on its validation cases
+    assert DetectionLogic().defaultMinScore(str(tiny_detector)) == 0.5  # a card that names none

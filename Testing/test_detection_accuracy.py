@@ -80,12 +80,12 @@ def test_shipped_detector_meets_a_smaller_bar_on_held_out_cases(held_out):
 
 def test_detect_logic_on_a_real_scene_puts_true_findings_inside_their_nodules(scene, held_out):
     from deepdiag.image_io import read_volume
-    from DeepDiagLib.detection_logic import detect_volume_node
+    from DeepDiagLib import DetectionLogic
 
     image = sorted((held_out / "truth" / "images").iterdir())[0]
     truth = read_volume(held_out / "truth" / "instances" / image.name)
     volume_node = load_volume_node(scene, image)
-    markups, table = detect_volume_node(scene, volume_node, device="cpu", minScore=0.5, timeout=900)
+    markups, table = DetectionLogic(scene).process(volume_node, device="cpu", minScore=0.5, timeout=900)
     assert markups.GetNumberOfControlPoints() == table.GetNumberOfRows() >= 1
     inside = 0
     for n in range(markups.GetNumberOfControlPoints()):

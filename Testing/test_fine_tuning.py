@@ -189,25 +189,25 @@ def _scene_pair(scene, labeled_cases, tmp_path, index=0):
     from deepdiag.image_io import read_volume
     from deepdiag.segmentation_file import write_segmentation
     from deepdiag.terminology import LUNG_NODULES, LUNGS
-    from DeepDiagLib.result_nodes import add_segmentation_from_file
+    from DeepDiagLib import addSegmentationFromFile
 
     images, labels = labeled_cases
     volume_node = load_volume_node(scene, images[index])
     truth = read_volume(labels[index])
     seg_file = write_segmentation(tmp_path / f"truth{index}.seg.nrrd", truth, [LUNGS, LUNG_NODULES])
-    return volume_node, add_segmentation_from_file(scene, seg_file, volume_node, name=f"truth {index}"), truth
+    return volume_node, addSegmentationFromFile(scene, seg_file, volume_node, name=f"truth {index}"), truth
 
 
 def test_scene_segmentations_export_as_the_models_label_values_on_the_volume_grid(
     scene, tmp_path, labeled_cases, tiny_model
 ):
     from deepdiag.image_io import read_volume
-    from DeepDiagLib.fine_tuning_logic import model_class_names, write_labels
+    from DeepDiagLib.fine_tuning_logic import modelClassNames, writeLabels
 
     volume_node, segmentation_node, truth = _scene_pair(scene, labeled_cases, tmp_path)
     nodes = scene.GetNumberOfNodes()
     exported = read_volume(
-        write_labels(segmentation_node, volume_node, model_class_names(str(tiny_model)), tmp_path / "labels.nrrd")
+        writeLabels(segmentation_node, volume_node, modelClassNames(str(tiny_model)), tmp_path / "labels.nrrd")
     )
     assert exported.same_grid(truth)
     assert (exported.array == truth.array).mean() > 0.999  # surface conversions may move a few border voxels
@@ -218,13 +218,13 @@ def test_scene_segmentations_export_as_the_models_label_values_on_the_volume_gri
 def test_fine_tuning_from_the_scene_registers_a_model_and_plots_each_epoch(
     scene, tmp_path, labeled_cases, tiny_model, monkeypatch
 ):
-    from DeepDiagLib.fine_tuning_logic import FineTuningTask, fine_tune_from_scene
+    from DeepDiagLib import FineTuningLogic, FineTuningTask
 
     monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
     pairs = [_scene_pair(scene, labeled_cases, tmp_path, i)[:2] for i in range(2)]
     modified = [node.GetMTime() for pair in pairs for node in pair]
-    result, table = fine_tune_from_scene(
-        scene, pairs, str(tiny_model), epochs=2, stepsPerEpoch=2, learningRate=3e-3, device="cpu", timeout=600
+    result, table = FineTuningLogic(scene).fineTune(
+        pairs, str(tiny_model), epochs=2, stepsPerEpoch=2, learningRate=3e-3, device="cpu", timeout=600
     )
     assert result["model"] == "tiny-test-seg@2"
     assert (tmp_path / "models" / "tiny-test-seg@2" / "weights.safetensors").is_file()

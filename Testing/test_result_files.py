@@ -18,11 +18,11 @@ def _labelmap(oblique_volume: Volume) -> Volume:
 
 
 def test_seg_nrrd_loads_in_slicer_with_names_colors_and_voxel_counts(tmp_path, oblique_volume, scene):
-    from DeepDiagLib import add_segmentation_from_file
+    from DeepDiagLib import addSegmentationFromFile
 
     labelmap = _labelmap(oblique_volume)
     path = write_segmentation(tmp_path / "case.seg.nrrd", labelmap, [LUNGS, LUNG_NODULES])
-    node = add_segmentation_from_file(scene, path, name="case segmentation")
+    node = addSegmentationFromFile(scene, path, name="case segmentation")
     segmentation = node.GetSegmentation()
 
     assert segmentation.GetNumberOfSegments() == 2
@@ -55,14 +55,14 @@ def test_seg_nrrd_lies_on_the_input_grid(tmp_path, oblique_volume):
 
 
 def test_mrk_json_loads_in_slicer_at_the_right_ras_positions(tmp_path, scene):
-    from DeepDiagLib import add_fiducials_from_file
+    from DeepDiagLib import addFiducialsFromFile
 
     points = [
         ControlPoint("N1", (10.5, -20.25, 30.0), "score 0.97, 8.1 mm"),
         ControlPoint("N2", (-5.0, 7.0, -12.0), "score 0.51"),
     ]
     path = write_fiducials(tmp_path / "case.mrk.json", points)
-    node = add_fiducials_from_file(scene, path, name="case findings")
+    node = addFiducialsFromFile(scene, path, name="case findings")
 
     assert node.GetNumberOfControlPoints() == 2
     for index, point in enumerate(points):

@@ -126,12 +126,11 @@ def test_unknown_model_names_what_is_installed(tmp_path, small_case):
 def test_logic_on_a_real_scene_adds_one_segmentation_node_or_nothing(scene, small_case, tiny_model):
     from conftest import load_volume_node
 
-    from DeepDiagLib import EngineError
-    from DeepDiagLib.segmentation_logic import segment_volume_node
+    from DeepDiagLib import EngineError, SegmentationLogic
 
     volume_node = load_volume_node(scene, next((small_case / "images").iterdir()))
     count = scene.GetNumberOfNodes()
-    node = segment_volume_node(scene, volume_node, modelId=str(tiny_model), device="cpu", timeout=600)
+    node = SegmentationLogic(scene).process(volume_node, modelId=str(tiny_model), device="cpu", timeout=600)
     segmentation = node.GetSegmentation()
     assert [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())] == [
         "Lungs",
@@ -142,5 +141,5 @@ def test_logic_on_a_real_scene_adds_one_segmentation_node_or_nothing(scene, smal
     added = scene.GetNumberOfNodes()
     assert added > count
     with pytest.raises(EngineError, match="no-such-model"):
-        segment_volume_node(scene, volume_node, modelId="no-such-model", device="cpu", timeout=600)
+        SegmentationLogic(scene).process(volume_node, modelId="no-such-model", device="cpu", timeout=600)
     assert scene.GetNumberOfNodes() == added

@@ -100,13 +100,13 @@ def test_segment_logic_on_a_real_scene_puts_nodules_where_the_truth_has_them(sce
     import slicer
     from vtkmodules.util.numpy_support import vtk_to_numpy
 
-    from DeepDiagLib.segmentation_logic import segment_volume_node
+    from DeepDiagLib import SegmentationLogic
 
     image = max(sorted((held_out / "truth" / "images").iterdir()), key=lambda path: _engine_hits(held_out, path.name))
     truth = json.loads((held_out / "truth" / "truth" / f"{image.name[:-5]}.json").read_text())
     instances = read_volume(held_out / "truth" / "instances" / image.name).array
     volume_node = load_volume_node(scene, image)
-    node = segment_volume_node(scene, volume_node, device="cpu", timeout=900)
+    node = SegmentationLogic(scene).process(volume_node, device="cpu", timeout=900)
 
     segmentation = node.GetSegmentation()
     nodule_id = segmentation.GetSegmentIdBySegmentName("Lung nodules")

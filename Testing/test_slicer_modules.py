@@ -148,3 +148,52 @@ def test_no_function_of_the_modules_the_bridge_or_the_widgets_is_longer_than_60_
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60
     ]
     assert not long, long
+
+
+def _logic_class(module: str) -> ast.ClassDef:
+    tree = ast.parse(_module_source(module))
+    return next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == f"{module}Logic")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_logic_method_a_panel_calls_is_one_its_logic_has(module):
+    import DeepDiagLib
+
+    logic = _logic_class(module)
+    bases = [getattr(DeepDiagLib, base.id) for base in logic.bases if base.id != "ScriptedLoadableModuleLogic"]
+    known = {item.name for item in logic.body if isinstance(item, ast.FunctionDef)} | {"getParameterNode"}
+    known |= {name for base in bases for name in dir(base)}
+    called = set(re.findall(r"self\.logic\.(\w+)", _module_source(module)))
+    assert called <= known, f"{module}Logic lacks {sorted(called - known)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_modules_logic_holds_no_method_that_only_forwards_to_a_bridge_function(module):
+    tree = ast.parse(_module_source(module))
+    from_bridge = {
+        alias.asname or alias.name
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("DeepDiagLib")
+        for alias in node.names
+    }
+    forwarding = []
+    for method in (item for item in _logic_class(module).body if isinstance(item, ast.FunctionDef)):
+        body = [s for s in method.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+        if len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Call):
+            target = body[0].value.func
+            if isinstance(target, ast.Name) and target.id in from_bridge:
+                forwarding.append(method.name)
+    assert not forwarding, f"{module}Logic methods that only call the bridge: {forwarding}"
+
+
+def test_the_bridge_and_the_widgets_speak_slicers_camel_case():
+    """Public functions, methods and their arguments of DeepDiagLib and DeepDiagGUI are camelCase
+    (``segmentationTask(volumeNode, modelId)``), as Slicer's own Python API is."""
+    folders = [PROJECT_ROOT / "DeepDiag" / "DeepDiagLib", PROJECT_ROOT / "DeepDiag" / "DeepDiagGUI"]
+    snake = []
+    for path in (p for folder in folders for p in sorted(folder.glob("*.py"))):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                arguments = [a.arg for a in node.args.args + node.args.kwonlyargs]
+                snake += [f"{path.name}:{name}" for name in [node.name, *arguments] if "_" in name.strip("_")]
+    assert not snake, snake

@@ -77,3 +77,31 @@ def test_events_queued_after_the_last_poll_still_reach_the_widget(tmp_path, scen
     assert [e for e in events if e["event"] == "progress"][-1]["fraction"] == 1.0
     assert progress_bar.value == 100 and status.text == "Done."
     assert not runner.busy
+
+
+def test_closing_the_scene_stops_a_run_and_adds_nothing_to_the_next_scene(
+    tmp_path, scene, oblique_volume, runner_module
+):
+    from deepdiag.image_io import write_volume
+    from DeepDiagLib import EngineTask
+
+    volume_node = load_volume_node(scene, write_volume(oblique_volume, tmp_path / "oblique.nrrd"))
+    status, busy = _Widget(), []
+    runner = runner_module.EngineTaskRunner(_Widget(), status, _Widget(), busy.append, scene)
+    delivered = []
+    # a segmentation takes seconds to start: the scene closes while it runs
+    task = EngineTask("segment", [volume_node], ["--device", "cpu"], writesFiles=True)
+    runner.start(task, lambda task, result: delivered.append(scene.AddNewNodeByClass("vtkMRMLTableNode")))
+    runner._timer.callback()
+    assert runner.busy and task.process.running
+
+    scene.Clear(0)  # File / Close Scene: StartCloseEvent, then the nodes go
+    nodes_after_close = scene.GetNumberOfNodes()
+    assert not runner.busy and busy[-1] is False
+    assert not task.process.running and not task.workDir.exists()  # engine stopped, its files deleted
+    assert status.text == "Cancelled: the scene was closed."
+    assert not runner._timer.running
+    assert delivered == [] and scene.GetNumberOfNodes() == nodes_after_close
+
+    runner.close()  # the widget goes away: no observer of the scene is left behind
+    assert scene.HasObserver(scene.StartCloseEvent) == 0

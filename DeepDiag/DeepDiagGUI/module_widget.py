@@ -7,24 +7,8 @@ import vtk
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
+from .device_preference import devicePreferenceToAdopt, preferredDevice
 from .task_runner import EngineTaskRunner
-
-_DEVICE_SETTING = "DeepDiag/Device"
-_DEVICE_SEEN_ATTRIBUTE = "DeepDiag.DevicePreferenceSeen"
-
-
-def preferred_device() -> str:
-    """The processing device chosen in the DeepDiag hub: auto, cpu or cuda."""
-    import qt
-
-    value = str(qt.QSettings().value(_DEVICE_SETTING, "auto"))
-    return value if value in ("auto", "cpu", "cuda") else "auto"
-
-
-def set_preferred_device(device: str) -> None:
-    import qt
-
-    qt.QSettings().setValue(_DEVICE_SETTING, device)
 
 
 class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -50,8 +34,9 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.createLogic()
+        # the runner cancels a run when the scene closes, so that nothing is added to the next scene
         self.runner = EngineTaskRunner(
-            self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton, self._onBusyChanged
+            self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton, self._onBusyChanged, slicer.mrmlScene
         )
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -80,7 +65,7 @@ class EngineModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         self.removeObservers()
         if self.runner is not None:
-            self.runner.cancel()
+            self.runner.close()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -176,11 +161,9 @@ class ModelModuleWidget(EngineModuleWidget):
         parameter node last saw it becomes its device; a device the user picked in this module
         stays until the preference changes again."""
         super().initializeParameterNode()
-        node = self._parameterNode.parameterNode
-        preference = preferred_device()
-        if node.GetAttribute(_DEVICE_SEEN_ATTRIBUTE) != preference:
-            self._parameterNode.device = preference
-            node.SetAttribute(_DEVICE_SEEN_ATTRIBUTE, preference)
+        device = devicePreferenceToAdopt(self._parameterNode.parameterNode, preferredDevice())
+        if device:
+            self._parameterNode.device = device
 
     def canRun(self) -> bool:
         return super().canRun() and bool(self._models)

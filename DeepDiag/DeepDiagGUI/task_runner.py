@@ -19,9 +19,14 @@ class EngineTaskRunner:
     The task's events are drained by a QTimer on the main thread, so widgets are only ever
     touched from there. ``onSuccess(task, result)`` runs before the task's temporary files
     are removed, so it can load the result files into nodes.
+
+    Given the ``scene``, a run still going when the scene starts to close is stopped there and
+    then and its results are dropped: they belong to the scene that is going away.
     """
 
-    def __init__(self, progressBar, statusLabel, cancelButton, onBusyChanged: Callable[[bool], None]) -> None:
+    def __init__(
+        self, progressBar, statusLabel, cancelButton, onBusyChanged: Callable[[bool], None], scene=None
+    ) -> None:
         self.progressBar = progressBar
         self.statusLabel = statusLabel
         self.cancelButton = cancelButton
@@ -35,6 +40,10 @@ class EngineTaskRunner:
         self.cancelButton.connect("clicked()", self.cancel)
         self.progressBar.visible = False
         self.cancelButton.visible = False
+        self._scene = scene
+        self._sceneObservation = (
+            scene.AddObserver(scene.StartCloseEvent, self._onSceneStartClose) if scene is not None else None
+        )
 
     @property
     def busy(self) -> bool:
@@ -61,6 +70,23 @@ class EngineTaskRunner:
         if self.task is not None:
             self.task.cancel()
 
+    def close(self) -> None:
+        """Stop any run and stop watching the scene (the widget is going away)."""
+        self._dropRun("Cancelled.")
+        if self._sceneObservation is not None:
+            self._scene.RemoveObserver(self._sceneObservation)
+            self._sceneObservation = None
+
+    def _onSceneStartClose(self, caller=None, event=None) -> None:
+        self._dropRun("Cancelled: the scene was closed.")
+
+    def _dropRun(self, message: str) -> None:
+        if self.task is None:
+            return
+        self._timer.stop()
+        self._show(0.0, message)
+        self._finish()  # cleanup kills the engine and deletes its files: nothing is loaded
+
     def _poll(self) -> None:
         for event in self.task.process.poll():
             self._handleEvent(event)
@@ -71,7 +97,7 @@ class EngineTaskRunner:
         try:
             # the events the reader thread queued after this poll (the last progress, the last
             # training epoch) come with the wait: pass them on as well
-            result = task.process.wait(on_event=self._handleEvent)
+            result = task.process.wait(onEvent=self._handleEvent)
             self._onSuccess(task, result)
             self._show(1.0, "Done.")
         except EngineError as error:

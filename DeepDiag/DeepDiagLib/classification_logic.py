@@ -14,37 +14,16 @@ import re
 from pathlib import Path
 
 import slicer
-import vtk
 
 from .engine_task import EngineTask
-from .fine_tuning_logic import write_labels
-from .result_nodes import add_fiducials_from_file, add_volume_from_file
-from .volume_files import write_volume_node
+from .findings_table import findingsTableNode
+from .fine_tuning_logic import writeLabels
+from .result_nodes import addFiducialsFromFile, addVolumeFromFile
+from .scene_logic import SceneLogic
+from .volume_files import writeVolumeNode
 
 NODULE_SEGMENT = "Lung nodules"
-TABLE_COLUMNS = (
-    "Finding",
-    "R (mm)",
-    "A (mm)",
-    "S (mm)",
-    "Type",
-    "P solid",
-    "P part-solid",
-    "P ground-glass",
-    "Long axis (mm)",
-    "Short axis (mm)",
-    "Mean diameter (mm)",
-    "Volume (mm3)",
-    "Mean HU",
-    "Lung-RADS",
-)
 _NUMBER_AFTER = {"diameter_mm": re.compile(r"diameter ([0-9.]+) mm"), "score": re.compile(r"score ([0-9.]+)")}
-
-
-def available_classification_models() -> list[str]:
-    from deepdiag.models.registry import models_for_task
-
-    return models_for_task("classification")
 
 
 class ClassificationTask(EngineTask):
@@ -73,18 +52,79 @@ class ClassificationTask(EngineTask):
 
     def exportInputs(self) -> list[str]:
         volumeNode = self.volumeNodes[0]
-        arguments = [str(write_volume_node(volumeNode, self.workDir / "input0.nrrd"))]
+        arguments = [str(writeVolumeNode(volumeNode, self.workDir / "input0.nrrd"))]
         if self.markupsNode is not None:
-            arguments += ["--findings", str(write_findings_of(self.markupsNode, self.workDir / "input0.findings.json"))]
+            arguments += ["--findings", str(writeFindingsFile(self.markupsNode, self.workDir / "input0.findings.json"))]
         if self.segmentationNode is not None:
-            labels = write_labels(
+            labels = writeLabels(
                 self.segmentationNode, volumeNode, [NODULE_SEGMENT], self.workDir / "input0.nodules.nrrd"
             )
             arguments += ["--segmentation", str(labels)]
         return arguments
 
 
-def write_findings_of(markupsNode, path: Path) -> Path:
+class ClassificationLogic(SceneLogic):
+    """Classifies findings (type, size, Lung-RADS category) and explains them with a saliency map."""
+
+    def availableClassifiers(self) -> list[str]:
+        """Installed classification models (``id@version``); reads model cards only."""
+        from deepdiag.models.registry import models_for_task
+
+        return models_for_task("classification")
+
+    def addClassification(self, result: dict, volumeNode, markupsNode=None) -> dict:
+        """New nodes for a classify result: ``table``, ``markups`` (when the findings came from a
+        segmentation alone) and ``saliency`` (when explained). All or none are added."""
+        findings = json.loads(Path(result["findings"]).read_text())["findings"]
+        added = {"table": findingsTableNode(self.scene, findings, f"{volumeNode.GetName()} classified findings")}
+        try:
+            if markupsNode is None:
+                added["markups"] = addFiducialsFromFile(
+                    self.scene, result["markups"], volumeNode, name=f"{volumeNode.GetName()} findings"
+                )
+            if result.get("saliency"):
+                added["saliency"] = addVolumeFromFile(
+                    self.scene, result["saliency"], name=f"{volumeNode.GetName()} saliency"
+                )
+        except Exception:
+            for node in added.values():
+                self.scene.RemoveNode(node)
+            raise
+        markups = added.get("markups", markupsNode)
+        if markups is not None:
+            added["table"].SetNodeReferenceID("findings", markups.GetID())
+        added["table"].SetAttribute("DeepDiag.Model", result.get("model", ""))
+        added["table"].SetAttribute("DeepDiag.LungRADS", result.get("lung_rads", ""))
+        return added
+
+    def classifyFindings(
+        self,
+        volumeNode,
+        markupsNode=None,
+        segmentationNode=None,
+        modelId: str | None = None,
+        device: str = "auto",
+        explain: bool = False,
+        onEvent=None,
+        timeout: float | None = None,
+    ) -> dict:
+        """Blocking: classify the findings; returns the new nodes by role (see ``addClassification``)."""
+        with ClassificationTask(volumeNode, markupsNode, segmentationNode, modelId, device, explain) as task:
+            result = task.run(onEvent=onEvent, timeout=timeout)
+            return self.addClassification(result, volumeNode, markupsNode)
+
+    def showSaliency(self, volumeNode, saliencyNode, opacity: float = 0.4) -> None:
+        """Show the saliency as a colored overlay over the CT in the slice views (Slicer only)."""
+        colorNode = self.scene.GetFirstNodeByName("ColdToHotRainbow")
+        display = saliencyNode.GetDisplayNode()
+        if colorNode is not None and display is not None:
+            display.SetAndObserveColorNodeID(colorNode.GetID())
+            display.SetAutoWindowLevel(False)
+            display.SetWindowLevelMinMax(0.0, 1.0)
+        slicer.util.setSliceViewerLayers(background=volumeNode, foreground=saliencyNode, foregroundOpacity=opacity)
+
+
+def writeFindingsFile(markupsNode, path: Path) -> Path:
     """The control points as a findings file (LPS); diameter and score are read back from the
     descriptions DeepDiagDetect writes, else 10 mm and 1."""
     findings = []
@@ -105,86 +145,3 @@ def write_findings_of(markupsNode, path: Path) -> Path:
         )
     path.write_text(json.dumps({"input": markupsNode.GetName(), "findings": findings}))
     return path
-
-
-def add_classification_result(scene, result: dict, volumeNode, markupsNode=None) -> dict:
-    """New nodes for a classify result: ``table``, ``markups`` (when the findings came from a
-    segmentation alone) and ``saliency`` (when explained). All or none are added."""
-    findings = json.loads(Path(result["findings"]).read_text())["findings"]
-    added = {"table": findings_table(scene, findings, f"{volumeNode.GetName()} classified findings")}
-    try:
-        if markupsNode is None:
-            added["markups"] = add_fiducials_from_file(
-                scene, result["markups"], volumeNode, name=f"{volumeNode.GetName()} findings"
-            )
-        if result.get("saliency"):
-            added["saliency"] = add_volume_from_file(scene, result["saliency"], name=f"{volumeNode.GetName()} saliency")
-    except Exception:
-        for node in added.values():
-            scene.RemoveNode(node)
-        raise
-    markups = added.get("markups", markupsNode)
-    if markups is not None:
-        added["table"].SetNodeReferenceID("findings", markups.GetID())
-    added["table"].SetAttribute("DeepDiag.Model", result.get("model", ""))
-    added["table"].SetAttribute("DeepDiag.LungRADS", result.get("lung_rads", ""))
-    return added
-
-
-def classify_findings(
-    scene,
-    volumeNode,
-    markupsNode=None,
-    segmentationNode=None,
-    modelId: str | None = None,
-    device: str = "auto",
-    explain: bool = False,
-    onEvent=None,
-    timeout: float | None = None,
-) -> dict:
-    """Blocking: classify the findings; returns the new nodes by role (see add_classification_result)."""
-    with ClassificationTask(volumeNode, markupsNode, segmentationNode, modelId, device, explain) as task:
-        result = task.run(onEvent=onEvent, timeout=timeout)
-        return add_classification_result(scene, result, volumeNode, markupsNode)
-
-
-def findings_table(scene, findings: list[dict], name: str):
-    table = scene.AddNewNodeByClass("vtkMRMLTableNode", scene.GenerateUniqueName(name))
-    textColumns = {"Finding", "Type", "Lung-RADS"}
-    for title in TABLE_COLUMNS:
-        column = vtk.vtkStringArray() if title in textColumns else vtk.vtkDoubleArray()
-        column.SetName(title)
-        table.AddColumn(column)
-    data = table.GetTable()
-    for finding in findings:
-        p = finding.get("probabilities", {})
-        values = [
-            finding["id"],
-            *finding["center_ras"],
-            finding.get("type", ""),
-            p.get("solid", 0.0),
-            p.get("part-solid", 0.0),
-            p.get("ground-glass", 0.0),
-            finding.get("long_axis_mm", 0.0),
-            finding.get("short_axis_mm", 0.0),
-            finding.get("mean_diameter_mm", 0.0),
-            finding.get("volume_mm3", 0.0),
-            finding.get("mean_hu") or 0.0,
-            finding.get("lung_rads", ""),
-        ]
-        row = data.InsertNextBlankRow()
-        for column, value in enumerate(values):
-            data.SetValue(row, column, vtk.vtkVariant(value))
-    table.Modified()
-    return table
-
-
-def show_saliency(volumeNode, saliencyNode, opacity: float = 0.4) -> None:
-    """Show the saliency as a colored overlay over the CT in the slice views (Slicer only)."""
-    colorNode = slicer.mrmlScene.GetFirstNodeByName("ColdToHotRainbow")
-    display = saliencyNode.GetDisplayNode()
-    if colorNode is not None and display is not None:
-        display.SetAndObserveColorNodeID(colorNode.GetID())
-        display.SetAutoWindowLevel(False)
-        display.SetWindowLevelMinMax(0.0, 1.0)
-    slicer.util.setSliceViewerLayers(background=volumeNode, foreground=saliencyNode, foregroundOpacity=opacity)

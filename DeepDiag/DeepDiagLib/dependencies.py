@@ -22,43 +22,43 @@ MIN_PYTHON = (3, 10)
 _IMPORT_NAMES = {"pillow": "PIL", "simpleitk": "SimpleITK"}
 
 
-def engine_requirements(path: Path = REQUIREMENTS_FILE) -> list[str]:
+def engineRequirements(path: Path = REQUIREMENTS_FILE) -> list[str]:
     """The pip requirements of the engine, in the order of its list."""
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
     return [line for line in lines if line]
 
 
-def import_name(requirement: str) -> str:
+def importName(requirement: str) -> str:
     name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
     return _IMPORT_NAMES.get(name.lower(), name)
 
 
-def missing_engine_packages() -> list[str]:
+def missingEnginePackages() -> list[str]:
     """pip requirements of the engine that this Python cannot import."""
-    return [r for r in engine_requirements() if importlib.util.find_spec(import_name(r)) is None]
+    return [r for r in engineRequirements() if importlib.util.find_spec(importName(r)) is None]
 
 
-def check_python_version(version: tuple[int, ...] = sys.version_info[:2]) -> None:
+def checkPythonVersion(version: tuple[int, ...] = sys.version_info[:2]) -> None:
     """Refuse a Python the engine's pinned packages are not built for (Slicer 5.6's 3.9)."""
     if tuple(version) < MIN_PYTHON:
         raise RuntimeError(
             f"DeepDiag needs Slicer 5.8 or later: this Slicer's Python is {version[0]}.{version[1]}, and the engine's "
-            f"{pinned('torch')} is built for Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} and later."
+            f"{pinnedRequirement('torch')} is built for Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} and later."
         )
 
 
-def pinned(package: str) -> str:
+def pinnedRequirement(package: str) -> str:
     """The engine's requirement for ``package`` (e.g. ``torch==2.14.1``)."""
-    return next(r for r in engine_requirements() if import_name(r) == package)
+    return next(r for r in engineRequirements() if importName(r) == package)
 
 
-def install_engine_packages(requirements: list[str]) -> None:
+def installEnginePackages(requirements: list[str]) -> None:
     """Install into Slicer's Python: torch and torchvision through the PyTorch Utils extension
     when present (it picks the CUDA build that fits the machine), the rest with pip."""
     import slicer
 
-    check_python_version()
-    others = [r for r in requirements if import_name(r) not in ("torch", "torchvision")]
+    checkPythonVersion()
+    others = [r for r in requirements if importName(r) not in ("torch", "torchvision")]
     if len(others) < len(requirements):
         try:
             import PyTorchUtils
@@ -67,10 +67,10 @@ def install_engine_packages(requirements: list[str]) -> None:
             # torchvisionVersionRequirement): verified in SlicerPyTorch's PyTorchUtils/PyTorchUtils.py
             PyTorchUtils.PyTorchUtilsLogic().installTorch(
                 askConfirmation=False,
-                torchVersionRequirement=pinned("torch")[len("torch") :],
-                torchvisionVersionRequirement=pinned("torchvision")[len("torchvision") :],
+                torchVersionRequirement=pinnedRequirement("torch")[len("torch") :],
+                torchvisionVersionRequirement=pinnedRequirement("torchvision")[len("torchvision") :],
             )
         except ImportError:
-            others[:0] = [pinned("torch"), pinned("torchvision")]
+            others[:0] = [pinnedRequirement("torch"), pinnedRequirement("torchvision")]
     if others:
         slicer.util.pip_install(others)

@@ -34,17 +34,17 @@ class EngineError(RuntimeError):
         self.cancelled = cancelled
 
 
-def engine_command(arguments: Sequence[str]) -> list[str]:
+def engineCommand(arguments: Sequence[str]) -> list[str]:
     """Full command line that runs ``deepdiag ARGUMENTS`` in a Python that has the engine's dependencies.
 
     Inside Slicer that is ``PythonSlicer`` (Slicer's own interpreter as a plain program);
     elsewhere the interpreter running this code.
     """
-    python = shutil.which("PythonSlicer") if _in_slicer_app() else None
+    python = shutil.which("PythonSlicer") if _inSlicerApp() else None
     return [python or sys.executable, "-m", "deepdiag", *arguments]
 
 
-def _in_slicer_app() -> bool:
+def _inSlicerApp() -> bool:
     slicer = sys.modules.get("slicer")
     return slicer is not None and hasattr(slicer, "app")
 
@@ -59,32 +59,32 @@ class EngineProcess:
 
     def __init__(self, arguments: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.arguments = [*arguments, "--progress", "json"]
-        self._extra_env = dict(env or {})
+        self._extraEnv = dict(env or {})
         self._events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES_KEPT)
+        self._stderrTail: deque[str] = deque(maxlen=_STDERR_LINES_KEPT)
         self._process: subprocess.Popen | None = None
         self._threads: list[threading.Thread] = []
         self.cancelled = False
         self.result: dict[str, Any] | None = None
-        self.error_message: str | None = None
+        self.errorMessage: str | None = None
 
     def start(self) -> None:
-        environment = {**os.environ, **self._extra_env}
+        environment = {**os.environ, **self._extraEnv}
         environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ENGINE_PARENT), environment.get("PYTHONPATH")]))
         environment["PYTHONUNBUFFERED"] = "1"
         self._process = subprocess.Popen(
-            engine_command(self.arguments),
+            engineCommand(self.arguments),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             env=environment,
             text=True,
             bufsize=1,
-            **_new_process_group(),
+            **_newProcessGroup(),
         )
         self._threads = [
-            threading.Thread(target=self._read_stdout, daemon=True),
-            threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._readStdout, daemon=True),
+            threading.Thread(target=self._readStderr, daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -103,9 +103,9 @@ class EngineProcess:
                 return events
 
     def wait(
-        self, on_event: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None
+        self, onEvent: Callable[[dict[str, Any]], None] | None = None, timeout: float | None = None
     ) -> dict[str, Any]:
-        """Block until the command ends, passing each event to ``on_event``; return its result event.
+        """Block until the command ends, passing each event to ``onEvent``; return its result event.
 
         Raises:
             EngineError: the command failed, was cancelled or timed out.
@@ -120,8 +120,8 @@ class EngineProcess:
         for thread in self._threads:
             thread.join()
         for event in self.poll():
-            if on_event:
-                on_event(event)
+            if onEvent:
+                onEvent(event)
         return self.outcome()
 
     def outcome(self) -> dict[str, Any]:
@@ -130,7 +130,7 @@ class EngineProcess:
         if self.cancelled:
             raise EngineError("cancelled", returncode, cancelled=True)
         if returncode != 0 or self.result is None:
-            message = self.error_message or "\n".join(self._stderr_tail) or f"the engine exited with code {returncode}"
+            message = self.errorMessage or "\n".join(self._stderrTail) or f"the engine exited with code {returncode}"
             raise EngineError(message, returncode)
         return self.result
 
@@ -145,24 +145,24 @@ class EngineProcess:
             os.killpg(self._process.pid, signal.SIGKILL)
         self._process.wait()
 
-    def _read_stdout(self) -> None:
+    def _readStdout(self) -> None:
         for line in self._process.stdout:
-            event = _parse_event(line)
+            event = _parseEvent(line)
             if event is None:
                 continue
             if event.get("event") == "result":
                 self.result = event
             elif event.get("event") == "error":
-                self.error_message = event.get("message")
+                self.errorMessage = event.get("message")
             self._events.put(event)
 
-    def _read_stderr(self) -> None:
+    def _readStderr(self) -> None:
         for line in self._process.stderr:
             if line.strip():
-                self._stderr_tail.append(line.rstrip())
+                self._stderrTail.append(line.rstrip())
 
 
-def _parse_event(line: str) -> dict[str, Any] | None:
+def _parseEvent(line: str) -> dict[str, Any] | None:
     line = line.strip()
     if not line:
         return None
@@ -173,7 +173,7 @@ def _parse_event(line: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) else {"event": "log", "message": line}
 
 
-def _new_process_group() -> dict[str, Any]:
+def _newProcessGroup() -> dict[str, Any]:
     """Start the child as the leader of its own group, so that cancel reaches its children too;
     on Windows also without a console window, as Slicer's ``launchConsoleProcess`` starts its
     processes (STARTUPINFO with STARTF_USESHOWWINDOW and SW_HIDE; verified in Base/Python/slicer/util.py)."""

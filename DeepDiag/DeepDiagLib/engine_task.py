@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine_process import EngineProcess
-from .volume_files import write_volume_node
+from .volume_files import writeVolumeNode
 
 
 class EngineTask:
@@ -55,7 +55,7 @@ class EngineTask:
     def exportInputs(self) -> list[str]:
         """Write the input nodes into the work folder; returns their engine arguments."""
         return [
-            str(write_volume_node(node, self.workDir / f"input{index}.nrrd"))
+            str(writeVolumeNode(node, self.workDir / f"input{index}.nrrd"))
             for index, node in enumerate(self.volumeNodes)
         ]
 

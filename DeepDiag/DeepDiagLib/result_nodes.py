@@ -11,9 +11,9 @@ from pathlib import Path
 import slicer
 
 
-def add_segmentation_from_file(scene, path: str | Path, referenceVolumeNode=None, name: str | None = None):
+def addSegmentationFromFile(scene, path: str | Path, referenceVolumeNode=None, name: str | None = None):
     """Add a new segmentation node read from a ``.seg.nrrd`` file, shown over ``referenceVolumeNode``."""
-    segmentationNode = _add_node_from_file(
+    segmentationNode = _addNodeFromFile(
         scene, slicer.vtkMRMLSegmentationNode(), slicer.vtkMRMLSegmentationStorageNode(), path, name
     )
     if referenceVolumeNode is not None:
@@ -22,13 +22,13 @@ def add_segmentation_from_file(scene, path: str | Path, referenceVolumeNode=None
     return segmentationNode
 
 
-def add_fiducials_from_file(scene, path: str | Path, referenceVolumeNode=None, name: str | None = None):
+def addFiducialsFromFile(scene, path: str | Path, referenceVolumeNode=None, name: str | None = None):
     """Add a new fiducial markups node read from a ``.mrk.json`` file.
 
     The scene needs the Markups logic (``vtkSlicerMarkupsLogic().SetMRMLScene(scene)``),
     which Slicer sets up itself and tests do in their fixture.
     """
-    markupsNode = _add_node_from_file(
+    markupsNode = _addNodeFromFile(
         scene, slicer.vtkMRMLMarkupsFiducialNode(), slicer.vtkMRMLMarkupsJsonStorageNode(), path, name
     )
     if referenceVolumeNode is not None:
@@ -36,14 +36,14 @@ def add_fiducials_from_file(scene, path: str | Path, referenceVolumeNode=None, n
     return markupsNode
 
 
-def add_volume_from_file(scene, path: str | Path, name: str | None = None):
+def addVolumeFromFile(scene, path: str | Path, name: str | None = None):
     """Add a new scalar volume node read from an image file (a saliency or probability map)."""
-    return _add_node_from_file(
+    return _addNodeFromFile(
         scene, slicer.vtkMRMLScalarVolumeNode(), slicer.vtkMRMLVolumeArchetypeStorageNode(), path, name
     )
 
 
-def _add_node_from_file(scene, node, storageNode, path: str | Path, name: str | None):
+def _addNodeFromFile(scene, node, storageNode, path: str | Path, name: str | None):
     path = Path(path)
     if not path.is_file():
         raise OSError(f"{path}: the engine did not produce this file.")

@@ -7,7 +7,7 @@ from pathlib import Path
 import slicer
 
 
-def write_volume_node(volumeNode, path: str | Path) -> Path:
+def writeVolumeNode(volumeNode, path: str | Path) -> Path:
     """Write a scalar volume node to an NRRD file with its IJK-to-RAS geometry.
 
     A storage node of our own, never added to the scene, does the writing, so the user's
