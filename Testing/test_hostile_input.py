@@ -471,3 +471,508 @@ def test_evaluating_against_a_folder_without_truth_says_what_layout_it_expects(t
         "evaluate", "detection", "--truth", str(tmp_path / "truth"), "--pred", str(tmp_path), "--progress", "none"
     )
     _one_line_error(result, "holds no truth/*.json", "deepdiag phantom")
+
+
+# A NIfTI header holds the voxel size twice: pixdim (which ITK reads as the spacing) and the
+# lengths of the sform's axes. SimpleITK writes both alike; the offsets are NIfTI-1's.
+_PIXDIM_3, _SROW_Z_3, _QFORM_CODE, _SFORM_CODE = 88, 320, 252, 254
+
+
+def _nifti(path: Path, spacing=(1.0, 1.0, 2.0)) -> Path:
+    image = sitk.GetImageFromArray(np.full((8, 8, 8), -800, np.int16))
+    image.SetSpacing(spacing)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def _patched(path: Path, *fields: tuple[int, str, float]) -> Path:
+    """Write new values into a .nii or .nii.gz header: (offset, struct format, value) each."""
+    import gzip
+    import struct
+
+    packed = path.name.endswith(".gz")
+    raw = bytearray(gzip.decompress(path.read_bytes()) if packed else path.read_bytes())
+    for offset, form, value in fields:
+        struct.pack_into(form, raw, offset, value)
+    path.write_bytes(gzip.compress(bytes(raw)) if packed else bytes(raw))
+    return path
+
+
+def test_a_nifti_whose_pixdim_and_sform_disagree_is_refused_by_segment_naming_both(tmp_path, tiny_model):
+    # failed before: SimpleITK read it with pixdim's 2 mm and dropped the sform's 3 mm, without a word
+    path = _patched(_nifti(tmp_path / "scan.nii.gz"), (_SROW_Z_3, "<f", 3.0))
+    out = tmp_path / "out"
+    result = run_cli("segment", str(path), "-o", str(out), "--model", str(tiny_model), "--progress", "none")
+    _one_line_error(
+        result,
+        str(path),
+        "its header gives two voxel sizes, pixdim 1.0 x 1.0 x 2.0 mm and sform 1.0 x 1.0 x 3.0 mm",
+        "refusing rather than guessing",
+    )
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "name,fields,problem",
+    [
+        ("pixdim.nii.gz", [(_PIXDIM_3, "<f", 3.0)], "pixdim 1.0 x 1.0 x 3.0 mm and sform 1.0 x 1.0 x 2.0 mm"),
+        ("sform_only.nii", [(_SROW_Z_3, "<f", 2.5), (_QFORM_CODE, "<h", 0)], "and sform 1.0 x 1.0 x 2.5 mm"),
+        ("zero.nii.gz", [(_PIXDIM_3, "<f", 0.0)], "pixdim 1.0 x 1.0 x 0.0 mm and sform 1.0 x 1.0 x 2.0 mm"),
+        ("zero_no_sform.nii.gz", [(_PIXDIM_3, "<f", 0.0), (_SFORM_CODE, "<h", 0)], "not positive (pixdim 1, 1, 0"),
+        ("negative.nii.gz", [(_PIXDIM_3, "<f", -2.0), (_SFORM_CODE, "<h", 0)], "not positive (1, 1, -2 mm)"),
+    ],
+)
+def test_a_nifti_header_that_gives_no_single_voxel_size_is_refused(tmp_path, name, fields, problem):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.image_io import read_volume, volume_header
+
+    path = _patched(_nifti(tmp_path / name), *fields)
+    for read in (volume_header, read_volume):  # the header check too: segment sizes its memory from it
+        with pytest.raises(DeepDiagError, match=re.escape(problem)) as refused:
+            read(path)
+        assert str(path) in str(refused.value)
+
+
+def test_a_nifti_whose_two_voxel_sizes_agree_reads_with_its_geometry(tmp_path, oblique_volume, shared_data):
+    from deepdiag.image_io import read_volume, volume_header, write_volume
+
+    for name in ("oblique.nii.gz", "oblique.nii"):
+        volume = read_volume(write_volume(oblique_volume, tmp_path / name))
+        assert volume.spacing == pytest.approx(oblique_volume.spacing, rel=1e-6)
+        assert volume.origin == pytest.approx(oblique_volume.origin, abs=1e-3)
+        assert np.array_equal(volume.array, oblique_volume.array)
+    # a writer's rounding (0.2 %) is no second voxel size
+    rounded = _patched(_nifti(tmp_path / "rounded.nii.gz"), (_SROW_Z_3, "<f", 2.004))
+    assert read_volume(rounded).spacing == pytest.approx((1.0, 1.0, 2.0))
+    # and every real NIfTI of the shared data still reads
+    scans = sorted(shared_data.rglob("*.nii.gz"))
+    assert len(scans) > 10 and all(volume_header(scan) for scan in scans)
+
+
+def _truncated(tmp_path, name: str) -> Path:
+    """A valid 8x8x8 file with its last 200 bytes of voxel data cut off (for a .gz: cut before packing)."""
+    import gzip
+
+    path = tmp_path / name
+    whole = tmp_path / f"whole{name[name.index('.') :].replace('.gz', '')}"
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(512, dtype=np.int16).reshape(8, 8, 8)), str(whole), False)
+    cut = whole.read_bytes()[:-200]
+    path.write_bytes(gzip.compress(cut) if name.endswith(".gz") else cut)
+    return path
+
+
+@pytest.mark.parametrize("name", ["scan.nii", "scan.nii.gz", "scan.nrrd", "scan.mha"])
+def test_a_truncated_file_is_refused_not_read_with_the_missing_voxels_as_zero(tmp_path, name):
+    # failed before for NIfTI: ITK filled the missing voxels with 0 and the read succeeded
+    path = _truncated(tmp_path, name)
+    _one_line_error(run_cli("info", str(path), "--progress", "none"), str(path), "truncated")
+
+
+def test_a_nifti_cut_inside_its_gzip_stream_is_refused_saying_how_much_is_there(tmp_path):
+    whole = tmp_path / "whole.nii.gz"
+    noise = np.random.default_rng(0).integers(-1000, 1000, (8, 8, 8)).astype(np.int16)  # packs to about 1 kB
+    sitk.WriteImage(sitk.GetImageFromArray(noise), str(whole))
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(whole.read_bytes()[:-40])  # the end of the deflate stream and its trailer are gone
+    _one_line_error(run_cli("info", str(cut), "--progress", "none"), str(cut), "ends early", "of 1,376 bytes")
+
+
+def test_an_analyze_pair_whose_img_is_short_is_refused_naming_the_img(tmp_path):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.image_io import read_volume
+
+    header = tmp_path / "scan.hdr"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16)), str(header))
+    data = tmp_path / "scan.img"
+    data.write_bytes(data.read_bytes()[:-200])
+    with pytest.raises(DeepDiagError, match="voxel data in scan.img ends early"):
+        read_volume(header)
+
+
+@pytest.mark.parametrize("name", ["empty.nrrd", "empty.nii.gz", "empty.mha"])
+def test_an_empty_file_is_one_line_naming_it(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"")
+    _one_line_error(run_cli("info", str(path), "--progress", "none"), str(path), "not a readable image")
+
+
+def test_a_volume_of_one_slice_is_refused_as_a_single_slice(tmp_path):
+    path = tmp_path / "one.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((1, 16, 16), -800, np.int16)), str(path))
+    _one_line_error(run_cli("info", str(path), "--progress", "none"), str(path), "is a single slice (16x16x1 voxels)")
+
+
+def test_a_looping_or_dangling_link_is_named_as_such(tmp_path):
+    import os
+
+    os.symlink(tmp_path / "b.nrrd", tmp_path / "a.nrrd")
+    os.symlink(tmp_path / "a.nrrd", tmp_path / "b.nrrd")
+    os.symlink(tmp_path / "gone.nrrd", tmp_path / "dangling.nrrd")
+    for link in (tmp_path / "a.nrrd", tmp_path / "dangling.nrrd"):
+        _one_line_error(run_cli("info", str(link), "--progress", "none"), str(link), "symbolic link to nothing")
+
+
+def test_a_scan_with_a_unicode_name_reads_and_is_named_in_its_errors(tmp_path):
+    scan = tmp_path / "Müller_Ørsted_肺.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((8, 8, 8), -800, np.int16)), str(scan))
+    result = run_cli("info", str(scan), "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input"] == str(scan)
+    broken = tmp_path / "Ünlü_скан.nii.gz"
+    broken.write_bytes(b"not an image")
+    _one_line_error(run_cli("info", str(broken), "--progress", "none"), str(broken), "not a readable image")
+
+
+def test_a_negative_spacing_is_refused_as_not_positive(tmp_path):
+    path = tmp_path / "negative.mha"
+    header = "ObjectType = Image\nNDims = 3\nDimSize = 8 8 8\nElementSpacing = 1 -1 1\nElementType = MET_SHORT\n"
+    path.write_bytes((header + "ElementDataFile = LOCAL\n").encode() + np.zeros(512, "<i2").tobytes())
+    _one_line_error(run_cli("info", str(path), "--progress", "none"), str(path), "not positive (1, -1, 1 mm)")
+
+
+def _zip_with(path: Path, model_folder: Path, name: str, data: bytes = b"x", link: bool = False) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in model_folder.iterdir():
+            archive.write(file, f"model/{file.name}")
+        entry = zipfile.ZipInfo(name)
+        if link:
+            entry.external_attr = 0o120777 << 16  # a symbolic link, its target as the data
+        archive.writestr(entry, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "entry,link,problem",
+    [
+        ("../outside.txt", False, "would be written outside the import folder"),
+        ("{tmp}/absolute.txt", False, "would be written outside the import folder"),
+        ("..\\outside.txt", False, "would be written outside the import folder"),
+        ("C:\\outside.txt", False, "would be written outside the import folder"),
+        ("model/notes.txt", True, "is a link"),
+    ],
+)
+def test_a_zip_entry_that_would_land_outside_or_link_out_is_refused(
+    tmp_path, tiny_model, monkeypatch, entry, link, problem
+):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.importers import import_model
+
+    entry = entry.format(tmp=tmp_path)
+    archive = _zip_with(tmp_path / "model.zip", tiny_model, entry, b"/etc/passwd" if link else b"x", link)
+    models = tmp_path / "models"
+    monkeypatch.setenv("DEEPDIAG_MODELS", str(models))
+    with pytest.raises(DeepDiagError) as refused:
+        import_model(archive)
+    assert str(refused.value) == f"{archive}: refused: the archive entry {entry!r} {problem}"
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "absolute.txt").exists()
+    assert not models.exists() or not any(models.iterdir())
+
+
+class _TouchesWhenUnpickled:
+    marker = ""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _bundle_with_weights(folder: Path, write) -> Path:
+    (folder / "configs").mkdir(parents=True)
+    (folder / "models").mkdir()
+    network = {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channels": 2}
+    (folder / "configs" / "inference.json").write_text(
+        json.dumps({"network_def": {**network, "channels": [4, 8], "strides": [2]}})
+    )
+    write(folder / "models" / "model.pt")
+    return folder
+
+
+def _torchscript_with_payload(path: Path, payload) -> Path:
+    """A real TorchScript archive whose data.pkl is replaced by a pickle that runs code."""
+    import pickle
+    import warnings
+    import zipfile
+
+    import torch
+
+    scripted = path.with_name("scripted.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(torch.nn.Conv3d(1, 2, 1)), str(scripted))
+    with zipfile.ZipFile(scripted) as source, zipfile.ZipFile(path, "w") as crafted:
+        for name in source.namelist():
+            crafted.writestr(
+                name, pickle.dumps(payload, protocol=2) if name.endswith("/data.pkl") else source.read(name)
+            )
+    return path
+
+
+@pytest.mark.parametrize(
+    "wrapping",
+    ["legacy torch.save", "tensors beside the payload", "zipped bundle", "TorchScript data.pkl", "as safetensors"],
+)
+def test_a_pickle_payload_never_runs_in_any_wrapping_and_the_line_names_the_users_file(
+    tmp_path, tiny_model, monkeypatch, wrapping
+):
+    import hashlib
+    import shutil
+
+    import torch
+
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.importers import import_model
+
+    marker = tmp_path / "payload-ran"
+    payload = _TouchesWhenUnpickled()
+    monkeypatch.setattr(_TouchesWhenUnpickled, "marker", str(marker))
+    if wrapping == "legacy torch.save":
+        source = _bundle_with_weights(
+            tmp_path / "b", lambda p: torch.save({"model": payload}, p, _use_new_zipfile_serialization=False)
+        )
+    elif wrapping == "tensors beside the payload":
+        source = _bundle_with_weights(tmp_path / "b", lambda p: torch.save({"w": torch.zeros(2), "x": payload}, p))
+    elif wrapping == "zipped bundle":  # failed before: the line named the deleted temporary folder
+        _bundle_with_weights(tmp_path / "b", lambda p: torch.save({"model": payload}, p))
+        source = Path(shutil.make_archive(str(tmp_path / "bundle"), "zip", tmp_path, "b"))
+    elif wrapping == "TorchScript data.pkl":  # failed before: the reason was empty, "()"
+        source = _torchscript_with_payload(tmp_path / "model.pt", payload)
+    else:  # a model folder whose weights.safetensors is a pickle, its checksum in the card
+        import pickle
+
+        source = tmp_path / "folder"
+        shutil.copytree(tiny_model, source)
+        (source / "weights.safetensors").write_bytes(pickle.dumps({"model": payload}))
+        card = json.loads((source / "model.json").read_text())
+        card["weights_sha256"] = hashlib.sha256((source / "weights.safetensors").read_bytes()).hexdigest()
+        (source / "model.json").write_text(json.dumps(card))
+    monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
+    with pytest.raises(DeepDiagError) as refused:
+        import_model(source)
+    message = str(refused.value)
+    assert message.startswith(str(source)) and "deepdiag-import-" not in message
+    assert "()" not in message and "weights_only" not in message
+    assert not marker.exists()
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def _folder_with_weights(tmp_path: Path, model_folder: Path, weights: bytes) -> Path:
+    """A copy of a model folder with other weights, their checksum written into the card."""
+    import hashlib
+    import shutil
+
+    crafted = tmp_path / "crafted"
+    shutil.copytree(model_folder, crafted)
+    (crafted / "weights.safetensors").write_bytes(weights)
+    card = json.loads((crafted / "model.json").read_text())
+    card["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    (crafted / "model.json").write_text(json.dumps(card))
+    return crafted
+
+
+@pytest.mark.parametrize("declared", [2**62, 90_000_000])
+def test_a_safetensors_header_of_absurd_length_is_refused_before_allocating(tmp_path, tiny_model, declared):
+    import struct
+
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.store import load_model
+
+    crafted = _folder_with_weights(tmp_path, tiny_model, struct.pack("<Q", declared) + b'{"a": 1}')
+    with pytest.raises(DeepDiagError, match="cannot read the weights .*header") as refused:
+        load_model(crafted)
+    assert str(crafted / "weights.safetensors") in str(refused.value)
+
+
+def test_checksum_valid_weights_of_another_shape_are_refused_at_import_and_at_load(tmp_path, tiny_model, monkeypatch):
+    from monai.networks.nets import UNet
+    from safetensors.torch import save
+
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.importers import import_model
+    from deepdiag.models.store import load_model
+
+    wider = UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=[8, 16], strides=[2])  # the card says [4, 8]
+    crafted = _folder_with_weights(
+        tmp_path, tiny_model, save({k: v.contiguous() for k, v in wider.state_dict().items()})
+    )
+    with pytest.raises(DeepDiagError, match="the weights do not fit the network its card describes"):
+        load_model(crafted)
+    monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
+    with pytest.raises(DeepDiagError, match="the weights do not fit") as refused:
+        import_model(crafted)
+    assert str(crafted) in str(refused.value)
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["__import__", "os.system", "builtins.eval", "subprocess.Popen", "monai.networks.nets.os", "torch.nn.Module"],
+)
+def test_a_card_naming_anything_but_a_monai_network_is_refused(name):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.networks import build_network
+
+    with pytest.raises(DeepDiagError, match=f"{re.escape(repr(name))} is not a network of monai.networks.nets"):
+        build_network(_card_with({"name": name, "parameters": {}}, task="segmentation"))
+
+
+@pytest.mark.parametrize("parameter", ["act", "channels"])
+def test_an_expression_in_a_card_parameter_is_never_evaluated(tmp_path, parameter):
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.models.networks import build_network
+
+    marker = tmp_path / "expression-ran"
+    parameters = {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [4, 8], "strides": [2]}
+    parameters[parameter] = f"$__import__('os').system('touch {marker}')"
+    with pytest.raises(DeepDiagError, match="refused|cannot build UNet"):
+        build_network(_card_with({"name": "UNet", "parameters": parameters}, task="segmentation"))
+    assert not marker.exists()
+
+
+_WRITER = """
+import sys
+import numpy as np
+from deepdiag.geometry import Volume
+from deepdiag.segmentation_file import write_segmentation
+from deepdiag.terminology import LUNG_NODULES, LUNGS
+
+labels = np.full((16, 16, 16), int(sys.argv[2]), np.uint8)
+for _ in range(25):
+    write_segmentation(sys.argv[1], Volume(labels, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3)), [LUNGS, LUNG_NODULES])
+"""
+
+
+def test_two_runs_writing_the_same_output_at_once_leave_one_whole_result_and_no_partial_file(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    from deepdiag.segmentation_file import read_segmentation
+
+    output = tmp_path / "out" / "scan.seg.nrrd"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(output), str(value)],
+            env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for value in (1, 2)
+    ]
+    for run in runs:  # each run's clean-up of abandoned partial files must spare the other's live one
+        _, errors = run.communicate(timeout=120)
+        assert run.returncode == 0, errors
+    labels, segments = read_segmentation(output)
+    assert np.unique(labels.array).tolist() in ([1], [2]) and [s["Name"] for s in segments] == ["Lungs", "Lung nodules"]
+    assert [p.name for p in output.parent.iterdir()] == ["scan.seg.nrrd"]
+
+
+def test_an_empty_training_folder_is_refused_before_training(tmp_path, tiny_model, monkeypatch):
+    import torch
+
+    from deepdiag.errors import DeepDiagError
+    from deepdiag.training.fine_tune import FineTuneOptions, fine_tune
+
+    empty = tmp_path / "cases"
+    empty.mkdir()
+    monkeypatch.setenv("DEEPDIAG_MODELS", str(tmp_path / "models"))
+    with pytest.raises(DeepDiagError, match="holds no DICOM series") as refused:
+        fine_tune(str(tiny_model), [str(empty)], [str(empty)], FineTuneOptions(epochs=1), torch.device("cpu"))
+    assert str(empty) in str(refused.value)
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.fixture
+def truth_case(tmp_path):
+    """A phantom-like truth folder of one 16-voxel case, and its grid."""
+    from deepdiag.geometry import Volume
+    from deepdiag.image_io import write_volume
+
+    labels = np.zeros((16, 16, 16), np.uint8)
+    labels[2:14, 2:14, 2:14] = 1
+    labels[6:10, 6:10, 6:10] = 2
+    grid = Volume(labels, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    truth = tmp_path / "truth"
+    write_volume(grid, truth / "labels" / "c.nrrd")
+    write_volume(grid.with_array((labels == 2).astype(np.uint8)), truth / "instances" / "c.nrrd")
+    (truth / "truth").mkdir()
+    nodule = {
+        "id": 1,
+        "equivalent_diameter_mm": 5.0,
+        "center_lps": [7.5, 7.5, 7.5],
+        "long_axis_diameter_mm": 5.0,
+        "type": "solid",
+        "lung_rads": "2",
+    }
+    (truth / "truth" / "c.json").write_text(json.dumps({"nodules": [nodule]}))
+    return truth, grid
+
+
+@pytest.mark.parametrize(
+    "origin,direction,problem",
+    [
+        ((5.0, 0.0, 0.0), np.eye(3), "its origin lies 5 mm from the truth's"),
+        ((0.0, 0.0, 0.0), np.diag([-1.0, -1.0, 1.0]), "its image axes point in other directions"),
+    ],
+)
+def test_evaluating_a_prediction_on_another_grid_of_the_same_size_is_refused(
+    tmp_path, truth_case, origin, direction, problem
+):
+    # failed before: a prediction of the truth's size was compared voxel by voxel whatever its grid
+    from deepdiag.geometry import Volume
+    from deepdiag.segmentation_file import write_segmentation
+    from deepdiag.terminology import LUNG_NODULES, LUNGS
+
+    truth, grid = truth_case
+    prediction = tmp_path / "pred" / "c.seg.nrrd"
+    write_segmentation(prediction, Volume(grid.array, grid.spacing, origin, direction), [LUNGS, LUNG_NODULES])
+    result = run_cli(
+        "evaluate", "segmentation", "--truth", str(truth), "--pred", str(prediction.parent), "--progress", "none"
+    )
+    _one_line_error(result, str(prediction), "not on the truth's grid", problem)
+
+
+def test_evaluating_a_prediction_with_unknown_label_values_is_refused(tmp_path, truth_case):
+    # failed before: values 3 and 6 counted as lung and as no nodule, and the figures came out
+    from deepdiag.image_io import write_volume
+
+    truth, grid = truth_case
+    prediction = write_volume(grid.with_array(grid.array * 3), tmp_path / "pred" / "c.seg.nrrd")
+    result = run_cli(
+        "evaluate", "segmentation", "--truth", str(truth), "--pred", str(prediction.parent), "--progress", "none"
+    )
+    _one_line_error(result, str(prediction), "holds label values [3, 6]")
+
+
+@pytest.mark.parametrize("what", ["detection", "classification"])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        ("{ not json", "JSONDecodeError"),
+        ("[]", "TypeError"),
+        (json.dumps({"findings": [{"id": 1}]}), "KeyError: 'center_lps'"),
+    ],
+)
+def test_evaluating_findings_that_are_no_findings_file_is_one_line(tmp_path, truth_case, what, text, problem):
+    # failed before: "internal error: JSONDecodeError" with exit code 3
+    truth, _ = truth_case
+    findings = tmp_path / "pred" / "c.findings.json"
+    findings.parent.mkdir()
+    findings.write_text(text)
+    result = run_cli("evaluate", what, "--truth", str(truth), "--pred", str(findings.parent), "--progress", "none")
+    _one_line_error(result, str(findings), "not a findings file as deepdiag detect writes", problem)
+
+
+def test_evaluating_against_a_truth_file_that_is_not_json_names_it(tmp_path, truth_case):
+    truth, _ = truth_case
+    (truth / "truth" / "c.json").write_text("nodules: 1")
+    findings = tmp_path / "pred" / "c.findings.json"
+    findings.parent.mkdir()
+    findings.write_text(json.dumps({"findings": []}))
+    result = run_cli(
+        "evaluate", "detection", "--truth", str(truth), "--pred", str(findings.parent), "--progress", "none"
+    )
+    _one_line_error(result, str(truth / "truth" / "c.json"), "not a truth file as deepdiag phantom writes")

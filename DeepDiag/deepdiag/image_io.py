@@ -6,7 +6,15 @@ DICOM series. Every failure becomes a ``DeepDiagError`` that names the file.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import os
+import struct
+import sys
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -21,6 +29,12 @@ WRITABLE_SUFFIXES = (".nrrd", ".nii", ".nii.gz", ".mha")
 _SLICE_GAP_TOLERANCE = 0.1
 #: the image filters (Gaussian smoothing, resampling) need this many voxels along every axis
 MIN_VOXELS_PER_AXIS = 4
+#: a NIfTI's two voxel sizes (pixdim, and the lengths of the sform's axes) may differ by this share:
+#: float32 rounding and writers' own rounding stay far below it, two different grids far above
+_NIFTI_SPACING_TOLERANCE = 0.01
+_NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".hdr.gz")
+_GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_WINDOW = 16 + zlib.MAX_WBITS  # zlib's setting for a gzip stream
 _IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".dcm", ".nhdr")
 
 # ITK prints its own warnings on stderr (e.g. "No Series were found"); every problem they
@@ -35,8 +49,7 @@ def read_volume(path: str | Path) -> Volume:
         DeepDiagError: the path is missing, unreadable, not 3D or not scalar.
     """
     path = Path(path)
-    if not path.exists():
-        raise DeepDiagError("no such file or folder", path)
+    _check_exists(path)
     image = _read_dicom_series(path) if path.is_dir() else _read_image_file(path)
     volume = volume_from_image(image)
     _check_finite(volume.array, path)
@@ -47,13 +60,19 @@ def volume_header(path: str | Path) -> tuple[tuple[int, int, int], tuple[float, 
     """Size and spacing of a volume without reading its voxels (for a DICOM folder, from its first
     and last slice)."""
     path = Path(path)
-    if not path.exists():
-        raise DeepDiagError("no such file or folder", path)
+    _check_exists(path)
     if path.is_dir():
         return _dicom_series_header(path)
     reader = _image_information(path)
-    _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    _check_file_header(path, reader)
     return tuple(reader.GetSize())[:3], tuple(reader.GetSpacing())[:3]
+
+
+def _check_exists(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise DeepDiagError("is a symbolic link to nothing (its target is missing, or the links form a loop)", path)
+    if not path.exists():
+        raise DeepDiagError("no such file or folder", path)
 
 
 def _dicom_series_header(folder: Path) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
@@ -72,10 +91,27 @@ def _image_information(path: Path) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with _native_messages_hidden():
+            reader.ReadImageInformation()
     except RuntimeError:
         raise DeepDiagError("not a readable image (unknown format or corrupt header)", path) from None
     return reader
+
+
+@contextlib.contextmanager
+def _native_messages_hidden() -> Iterator[None]:
+    """Keep the C++ readers' own lines off stderr while they read (MetaIO prints "data not read
+    completely" straight to std::cerr, past ITK's warning switch): the DeepDiagError that follows
+    says it in one line that names the file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def write_volume(volume: Volume, path: str | Path, compress: bool = True) -> Path:
@@ -122,14 +158,156 @@ def input_stem(path: str | Path) -> str:
 
 def _read_image_file(path: Path) -> sitk.Image:
     reader = _image_information(path)
-    _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
-    _check_geometry(path, reader.GetSpacing(), reader.GetDirection())
+    _check_file_header(path, reader)
+    _check_nifti_data(path)
     try:
-        return reader.Execute()
+        with _native_messages_hidden():
+            return reader.Execute()
     except RuntimeError:
         raise DeepDiagError(
             "the image header is readable but its voxel data is not (truncated or corrupt file)", path
         ) from None
+
+
+def _check_file_header(path: Path, reader: sitk.ImageFileReader) -> None:
+    """Every check an image file's header allows, before any voxel is read."""
+    _check_shape(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    _check_geometry(path, reader.GetSpacing(), reader.GetDirection())
+    header = _nifti_header(path)
+    if header is not None:
+        _check_nifti_voxel_sizes(path, header)
+
+
+class _NiftiHeader(NamedTuple):
+    pixdim: np.ndarray  # pixdim[1:4]
+    sform_code: int
+    sform: np.ndarray  # the 3x3 of srow_x, srow_y, srow_z
+    data_file: Path  # the file itself, or the .img beside a .hdr
+    data_end: int  # vox_offset + the bytes of the voxels the header declares
+
+
+def _check_nifti_voxel_sizes(path: Path, header: _NiftiHeader) -> None:
+    """Refuse a NIfTI whose header gives two voxel sizes: pixdim (ITK's spacing, and the scale of the
+    qform, so a qform never disagrees with it) and the lengths of the sform's axes. ITK reads such a
+    file with pixdim and the qform and drops the sform with a warning only (ITK's warnings are
+    hidden), so one of the two geometries is silently wrong. A zero pixdim, which ITK reads as 1 mm,
+    is refused too."""
+    pixdim = header.pixdim
+    if header.sform_code > 0:
+        sform_sizes = np.linalg.norm(header.sform, axis=0)
+        if not np.all(np.abs(sform_sizes - pixdim) <= _NIFTI_SPACING_TOLERANCE * np.abs(pixdim)):
+            raise DeepDiagError(
+                f"its header gives two voxel sizes, pixdim {_mm(pixdim)} mm and sform {_mm(sform_sizes)} mm; "
+                "refusing rather than guessing which is right",
+                path,
+            )
+    if not np.all(np.isfinite(pixdim)) or np.any(pixdim == 0):
+        raise DeepDiagError(
+            f"has a voxel spacing that is not positive (pixdim {', '.join(f'{s:g}' for s in pixdim)} mm)", path
+        )
+
+
+def _check_nifti_data(path: Path) -> None:
+    """Refuse a NIfTI whose voxel data ends before the header's size: ITK reads it with the missing
+    voxels as 0 (its warning is hidden), a scan with a black end that looks whole."""
+    header = _nifti_header(path)
+    if header is None or not header.data_file.is_file():
+        return
+    found = _stored_bytes(header.data_file, header.data_end)
+    if found < header.data_end:
+        where = "" if header.data_file == path else f" in {header.data_file.name}"
+        raise DeepDiagError(
+            f"the image header is readable but its voxel data{where} ends early ({found:,} of "
+            f"{header.data_end:,} bytes; a truncated file)",
+            path,
+        )
+
+
+def _stored_bytes(path: Path, needed: int) -> int:
+    """How many bytes ``path`` holds, unpacked if gzipped, counted up to ``needed``. A whole gzip
+    file states its unpacked size in its last 4 bytes; only when that differs (a cut stream, or a
+    file of several gzip members) is it unpacked and counted."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        if file.read(2) != _GZIP_MAGIC or size < 4:
+            return size
+        file.seek(-4, 2)
+        if struct.unpack("<I", file.read(4))[0] == needed % 2**32:
+            return needed
+    count, unpack, pending = 0, zlib.decompressobj(_GZIP_WINDOW), b""
+    try:
+        with open(path, "rb") as file:
+            while count < needed:
+                pending = pending or file.read(1 << 20)
+                if not pending:
+                    break
+                count += len(unpack.decompress(pending, 1 << 24))  # bounded: a bomb never unpacks at once
+                if unpack.eof:  # the next gzip member, if any
+                    pending, unpack = unpack.unused_data, zlib.decompressobj(_GZIP_WINDOW)
+                else:
+                    pending = unpack.unconsumed_tail
+    except zlib.error:  # corrupt from here on: what came before counts
+        pass
+    return count
+
+
+def _nifti_header(path: Path) -> _NiftiHeader | None:
+    """The fields of a NIfTI-1 or NIfTI-2 header (.nii, .nii.gz, .hdr) that DeepDiag checks, read
+    at the standard's offsets in either byte order; None for any other file."""
+    name = path.name.lower()
+    if not name.endswith(_NIFTI_SUFFIXES):
+        return None
+    try:
+        with open(path, "rb") as file:
+            packed = file.read(2) == _GZIP_MAGIC
+        with gzip.open(path) if packed else open(path, "rb") as file:
+            raw = file.read(540)
+    except (OSError, EOFError, zlib.error):  # ITK read it, Python cannot: ITK has the last word on it
+        return None
+    for order in "<>":
+        if len(raw) >= 348 and struct.unpack_from(f"{order}i", raw)[0] == 348 and raw[344:347] in (b"n+1", b"ni1"):
+            dim = struct.unpack_from(f"{order}8h", raw, 40)
+            bitpix = struct.unpack_from(f"{order}h", raw, 72)[0]
+            vox_offset = struct.unpack_from(f"{order}f", raw, 108)[0]
+            pixdim = struct.unpack_from(f"{order}8f", raw, 76)
+            sform_code = struct.unpack_from(f"{order}h", raw, 254)[0]
+            sform = struct.unpack_from(f"{order}12f", raw, 280)
+            pair = raw[345:346] == b"i"
+            break
+        if len(raw) >= 540 and struct.unpack_from(f"{order}i", raw)[0] == 540 and raw[4:7] in (b"n+2", b"ni2"):
+            dim = struct.unpack_from(f"{order}8q", raw, 16)
+            bitpix = struct.unpack_from(f"{order}h", raw, 14)[0]
+            vox_offset = struct.unpack_from(f"{order}q", raw, 168)[0]
+            pixdim = struct.unpack_from(f"{order}8d", raw, 104)
+            sform_code = struct.unpack_from(f"{order}i", raw, 348)[0]
+            sform = struct.unpack_from(f"{order}12d", raw, 400)
+            pair = raw[5:6] == b"i"
+            break
+    else:
+        return None
+    voxels = int(np.prod([max(int(n), 1) for n in dim[1 : min(max(dim[0], 1), 7) + 1]]))
+    data_file = path
+    if pair:  # the voxels lie in the .img (or .img.gz) beside the .hdr
+        stem = path.name[: -len(".hdr.gz")] if name.endswith(".hdr.gz") else path.name[: -len(".hdr")]
+        images = [path.with_name(stem + suffix) for suffix in (".img", ".img.gz")]
+        data_file = next((image for image in images if image.is_file()), images[0])
+    return _NiftiHeader(
+        np.array(pixdim[1:4], dtype=float),
+        int(sform_code),
+        np.array(sform, dtype=float).reshape(3, 4)[:, :3],
+        data_file,
+        int(vox_offset) + voxels * max(int(bitpix), 0) // 8,
+    )
+
+
+def _mm(sizes) -> str:
+    """Voxel sizes as a reader writes them: 1.0 x 0.9766 x 2.5."""
+    return " x ".join(_decimal(s) for s in sizes)
+
+
+def _decimal(value: float) -> str:
+    text = f"{float(value):.4f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
@@ -138,7 +316,8 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
-        image = reader.Execute()
+        with _native_messages_hidden():
+            image = reader.Execute()
     except RuntimeError:
         raise DeepDiagError("the DICOM series could not be read (missing or inconsistent slices)", folder) from None
     _check_shape(folder, image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())

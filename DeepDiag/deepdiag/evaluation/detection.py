@@ -60,10 +60,32 @@ def read_cases(truth_dir: str | Path, pred_dir: str | Path) -> list[tuple[Path, 
         prediction = pred_dir / f"{path.stem}.findings.json"
         if not prediction.is_file():
             raise DeepDiagError(f"no findings for case {path.stem} (expected {prediction.name})", pred_dir)
-        truth = json.loads(path.read_text())
-        findings = [f for f in read_findings(prediction) if not in_known_lesion(f.center_lps, truth)]
+        truth = read_truth(path)
+        findings = [f for f in _read_predicted_findings(prediction) if not in_known_lesion(f.center_lps, truth)]
         cases.append((path, truth["nodules"], prediction, findings))
     return cases
+
+
+def read_truth(path: Path) -> dict:
+    """A truth file as deepdiag phantom writes it (a ``nodules`` list, known lesions)."""
+    try:
+        truth = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DeepDiagError(
+            f"not a truth file as deepdiag phantom writes ({type(error).__name__}: {error})", path
+        ) from None
+    if not isinstance(truth, dict) or not isinstance(truth.get("nodules"), list):
+        raise DeepDiagError("not a truth file as deepdiag phantom writes (it has no list of nodules)", path)
+    return truth
+
+
+def _read_predicted_findings(path: Path) -> list:
+    try:
+        return read_findings(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DeepDiagError(
+            f"not a findings file as deepdiag detect writes ({type(error).__name__}: {error})", path
+        ) from None
 
 
 def in_known_lesion(point_lps, truth: dict) -> bool:

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from scipy import ndimage
 from ..errors import DeepDiagError
 from ..image_io import read_volume
 from ..segmentation_file import read_segmentation
+from .detection import read_truth
 
 LARGE_MM = 6.0
 SMALL_MM = 3.0
@@ -40,12 +40,24 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
     prediction_path = pred_dir / f"{name}.seg.nrrd"
     if not prediction_path.is_file():
         raise DeepDiagError(f"no prediction for case {name} (expected {prediction_path.name})", pred_dir)
-    truth = json.loads((truth_dir / "truth" / f"{name}.json").read_text())
+    truth = read_truth(truth_dir / "truth" / f"{name}.json")
     labels = read_volume(truth_dir / "labels" / f"{name}.nrrd")
     instances = read_volume(truth_dir / "instances" / f"{name}.nrrd").array
     prediction, segments = read_segmentation(prediction_path)
-    if not prediction.same_grid(labels) and prediction.array.shape != labels.array.shape:
-        raise DeepDiagError(f"the prediction for {name} is not on the truth's grid", prediction_path)
+    off_grid = _grid_difference(prediction, labels)
+    if off_grid:
+        raise DeepDiagError(
+            f"the prediction for {name} is not on the truth's grid ({off_grid}); voxels of two grids cannot be "
+            "compared one by one",
+            prediction_path,
+        )
+    unknown = _unknown_label_values(prediction, segments)
+    if unknown:
+        raise DeepDiagError(
+            f"the prediction for {name} holds label values {unknown[:5]} that none of its segments has "
+            "(a label map without segments may hold 0, 1 lungs and 2 nodules)",
+            prediction_path,
+        )
     nodule_value = _label_value(segments, "Lung nodules", 2)
     predicted_nodules = prediction.array == nodule_value
     predicted_lungs = prediction.array > 0
@@ -114,6 +126,33 @@ def _ratio(found: int, total: int) -> float | None:
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     denominator = int(a.sum()) + int(b.sum())
     return round(2 * int((a & b).sum()) / denominator, 4) if denominator else 1.0
+
+
+def _grid_difference(prediction, truth) -> str:
+    """How the prediction's grid differs from the truth's, or "" when it lies on it (to far less
+    than a voxel: 0.1 % of the spacing, 1 % of a voxel of the origin, 1e-4 of the axes' cosines)."""
+    if prediction.array.shape != truth.array.shape:
+        return f"{'x'.join(map(str, prediction.size))} voxels, the truth {'x'.join(map(str, truth.size))}"
+    if not np.allclose(prediction.spacing, truth.spacing, rtol=1e-3, atol=0):
+        return f"spacing {_mm(prediction.spacing)} mm, the truth {_mm(truth.spacing)} mm"
+    shift = float(np.linalg.norm(np.subtract(prediction.origin, truth.origin)))
+    if shift > 0.01 * min(truth.spacing):
+        return f"its origin lies {shift:.3g} mm from the truth's"
+    if not np.allclose(prediction.direction, truth.direction, rtol=0, atol=1e-4):
+        return "its image axes point in other directions"
+    return ""
+
+
+def _mm(values) -> str:
+    return " x ".join(f"{v:g}" for v in values)
+
+
+def _unknown_label_values(prediction, segments: list[dict]) -> list[int]:
+    """Label values of the prediction that none of its segments has (0, 1 and 2 without segments)."""
+    if any("LabelValue" not in segment for segment in segments):
+        return []  # a segment of unstated value: nothing to hold the values to
+    known = {0, *(int(s["LabelValue"]) for s in segments)} if segments else {0, 1, 2}
+    return sorted(set(np.unique(prediction.array).tolist()) - known)
 
 
 def _label_value(segments: list[dict], name: str, default: int) -> int:

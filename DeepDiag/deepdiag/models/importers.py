@@ -42,23 +42,26 @@ def import_model(source: str | Path, model_id: str | None = None, version: int |
         raise DeepDiagError("does not exist", source)
     with tempfile.TemporaryDirectory(prefix="deepdiag-import-") as work:
         work = Path(work)
+        root = source
         if source.is_file() and zipfile.is_zipfile(source) and not _is_torchscript(source):
-            source = _model_root(extract_zip_safely(source, work / "extracted"), source)
+            root = _model_root(extract_zip_safely(source, work / "extracted"), source)
         try:
-            staged = _stage(source, work / "staged", model_id, version)
+            staged = _stage(root, work / "staged", model_id, version)
             load_model(staged)  # checksum, network and weights must all fit before anything is installed
         except DeepDiagError as error:
-            raise _named_after_source(error, work, source) from None
+            raise _named_after_source(error, work, root, source) from None
         return install_folder(staged)
 
 
-def _named_after_source(error: DeepDiagError, work: Path, source: Path) -> DeepDiagError:
-    """An error about a file in the import's temporary folder, named after the user's source
-    instead (the temporary folder is gone by the time the message is read)."""
-    if error.path and Path(error.path).is_relative_to(work):
-        inner = Path(error.path).relative_to(work)
-        inside = "/".join(inner.parts[2:]) if inner.parts[:1] in (("staged",), ("extracted",)) else str(inner)
-        return DeepDiagError(f"{inside}: {error.problem}" if inside else error.problem, source)
+def _named_after_source(error: DeepDiagError, work: Path, root: Path, source: Path) -> DeepDiagError:
+    """An error about a file in the import's temporary folder (the extracted zip, the staged
+    model), named after the user's source instead: the temporary folder is gone by the time the
+    message is read."""
+    if error.path:
+        for folder in (root, work / "staged" / "model", work):
+            if folder.is_relative_to(work) and Path(error.path).is_relative_to(folder):
+                inside = Path(error.path).relative_to(folder)
+                return DeepDiagError(f"{inside}: {error.problem}" if inside.parts else error.problem, source)
     return error
 
 

@@ -75,9 +75,11 @@ def _read_torchscript(card: ModelCard, archive: Path) -> torch.nn.Module:
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(archive), map_location="cpu").float()
     except (RuntimeError, ValueError) as error:
-        raise DeepDiagError(
-            f"model {card.full_id}: not a readable TorchScript archive ({str(error).splitlines()[0]})", archive
-        ) from None
+        # torch's messages may start with a blank line ("\nUnknown type name 'posix.system':\n..."): say the first words
+        reason = next(
+            (line.strip().rstrip(":") for line in str(error).splitlines() if line.strip()), type(error).__name__
+        )
+        raise DeepDiagError(f"model {card.full_id}: not a readable TorchScript archive ({reason})", archive) from None
 
 
 def record_in_card(folder: str | Path, **entries) -> ModelCard:
