@@ -250,3 +250,38 @@ def test_a_filter_trains_on_the_zoomed_channel_and_tells_a_small_nodule_from_an_
     train_classifier(network, data, [8, 8, 8], 60, 8, 1e-2, torch.device("cpu"), 0, network_input=zoom)
     logits = centre_logits(network, data, [8, 8, 8], torch.device("cpu"), zoom)
     assert (logits.argmax(1).numpy() == data.labels).all()
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        # the detector's score stays; the filter only drops the dark spot however sure the detector is
+        ("detector", [0.3, 0.4]),
+        # ranked by the filter: the brightest spot first, whatever the detector thought of it
+        ("filter", [1.0, 0.88]),
+        ("geometric_mean", [0.55, 0.59]),
+    ],
+)
+def test_a_detection_cards_score_rule_says_how_the_filter_ranks_the_findings(rule, expected):
+    from deepdiag.detection.inference import _second_stage
+
+    image = np.zeros((24, 24, 40), dtype=np.float32)
+    image[12, 12, 10], image[12, 12, 20], image[12, 12, 30] = 0.9, 0.55, 0.1
+    findings = [(np.array([12.0, 12.0, i]), 8.0, score) for i, score in ((10, 0.3), (20, 0.4), (30, 0.95))]
+    candidate_filter = _filter()
+    candidate_filter.score = rule
+    kept = _second_stage(candidate_filter, image, findings, torch.device("cpu"), min_score=0.05)
+    assert [f[0][2] for f in kept] == [10, 20]  # the dark spot is dropped under every rule
+    assert [f[2] for f in kept] == pytest.approx(expected, abs=0.01)
+    # under a ranking rule the score threshold applies to the new score (the detector's was applied before)
+    strict = _second_stage(candidate_filter, image, findings, torch.device("cpu"), min_score=0.95)
+    assert [f[0][2] for f in strict] == {"detector": [10, 20], "filter": [10], "geometric_mean": []}[rule]
+
+
+def test_a_score_rule_the_engine_does_not_know_is_refused_naming_the_field():
+    from deepdiag.models.registry import find_model
+
+    card = ModelCard.read(find_model(None, "detection", "lung-nodules-det"))
+    card.postprocessing["candidate_filter"] = {**card.postprocessing["candidate_filter"], "score": "best"}
+    with pytest.raises(DeepDiagError, match="candidate_filter.score must be one of detector, geometric_mean, filter"):
+        load_candidate_filter(card, torch.device("cpu"))

@@ -54,23 +54,36 @@ def detect_volume(
     merged = merge_slice_boxes(boxes, spacing_kji)
     offset = np.array(crop.start, dtype=float)
     spacing = np.array(spacing_kji)
+    candidate_filter = load_candidate_filter(model.card, device)
+    ranked_by_filter = candidate_filter is not None and candidate_filter.score != "detector"
     # a finding lies in the lungs or touches them: a round spot in the heart, the liver or the
     # chest wall is no lung nodule, however sure the detector is
     kept = [
         (center, diameter, score)
         for center, diameter, score in merged
-        if score >= min_score and chest.touches_lungs(offset + center, (diameter / 2 + _LUNG_CONTACT_MM) / spacing)
+        if (ranked_by_filter or score >= min_score)
+        and chest.touches_lungs(offset + center, (diameter / 2 + _LUNG_CONTACT_MM) / spacing)
     ]
-    candidate_filter = load_candidate_filter(model.card, device)
     if candidate_filter and kept:
         report("filter", 0.97)
-        scores = nodule_probabilities(candidate_filter.model, image, [center for center, _, _ in kept], device)
-        kept = [
-            finding for finding, filter_score in zip(kept, scores) if filter_score >= candidate_filter.min_probability
-        ]
+        kept = _second_stage(candidate_filter, image, kept, device, min_score)
     findings = [(model_volume.ijk_to_lps((offset + center)[::-1]), diameter, score) for center, diameter, score in kept]
     report("done", 1.0)
     return DetectionResult(numbered(findings), warnings)
+
+
+def _second_stage(candidate_filter, image: np.ndarray, kept: list, device: torch.device, min_score: float) -> list:
+    """The findings the filter accepts; under the ``geometric_mean`` rule with the geometric mean
+    of both stages' scores as their score (``min_score`` then applies to it)."""
+    scores = nodule_probabilities(candidate_filter.model, image, [center for center, _, _ in kept], device)
+    accepted = [(finding, p) for finding, p in zip(kept, scores) if p >= candidate_filter.min_probability]
+    if candidate_filter.score == "detector":
+        return [finding for finding, _ in accepted]
+    rescored = [
+        (center, diameter, float(np.sqrt(score * p) if candidate_filter.score == "geometric_mean" else p))
+        for (center, diameter, score), p in accepted
+    ]
+    return [finding for finding in rescored if finding[2] >= min_score]
 
 
 def slice_boxes(

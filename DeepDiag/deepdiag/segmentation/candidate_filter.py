@@ -45,6 +45,10 @@ class CandidateFilter:
     min_probability: float
     spot_min_probability: float | None = None
     spot_max_slice_mm: float = float("inf")
+    #: how a detector finding's score comes out of the filter: "detector" keeps the detector's
+    #: score (the filter only drops findings); "geometric_mean" ranks by both stages and "filter"
+    #: by the filter alone, as the LUNA16 two-stage systems rank by their false-positive reduction stage
+    score: str = "detector"
 
     def searches_spots(self, slice_mm: float) -> bool:
         return self.spot_min_probability is not None and slice_mm <= self.spot_max_slice_mm
@@ -110,7 +114,18 @@ def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFil
         float(named.get("min_probability", 0.5)),
         None if spot_min_probability is None else float(spot_min_probability),
         float(named.get("spot_max_slice_mm", float("inf"))),
+        _score_rule(named, model.folder),
     )
+
+
+_SCORE_RULES = ("detector", "geometric_mean", "filter")
+
+
+def _score_rule(named: dict, folder) -> str:
+    rule = named.get("score", "detector")
+    if rule not in _SCORE_RULES:
+        raise DeepDiagError(f"candidate_filter.score must be one of {', '.join(_SCORE_RULES)}, got {rule!r}", folder)
+    return rule
 
 
 def patch_around(image: np.ndarray, centre_kji, size: tuple[int, int, int]) -> np.ndarray:
