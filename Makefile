@@ -32,8 +32,12 @@ benchmark: $(BIN)/.installed
 benchmark-fine-tune: $(BIN)/.installed
 	$(BIN)/python benchmarks/fine_tune_benchmark.py
 
+# Two workers, each taking whole test files (their module fixtures are made once): on two cores
+# the engine's start-up, reading and writing of one test overlap the other's inference.
+TEST_WORKERS ?= 2
+
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) $(OUTPUT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,41 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
 DICOM_SERIES = SHARED_DATA / "totalseg" / "abdomen_ct_dicom"
 
 sys.path.insert(0, str(PROJECT_ROOT / "DeepDiag"))  # the engine and the bridge, as Slicer sees them
+
+
+#: the files that take minutes (model accuracy, fine-tuning, the hostile suite), slowest first:
+#: they start first, so that with two workers (``make test``, whole files per worker) the short
+#: files fill the other worker instead of one long file running alone at the end
+SLOW_FILES = (
+    "test_fine_tuning_domain_shift.py",
+    "test_classification_accuracy.py",
+    "test_segmentation_accuracy.py",
+    "test_hostile_input.py",
+    "test_detection_accuracy.py",
+    "test_analyze.py",
+    "test_real_scans.py",
+    "test_classification.py",
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: index for index, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: file order kept otherwise
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_models_folder(tmp_path_factory) -> Path:
+    """The user's model folder of this test session: empty at first, never ``~/.deepdiag/models``,
+    so that no test sees or changes the models of the person running the tests (and parallel
+    test workers never share one)."""
+    folder = tmp_path_factory.mktemp("user-models")
+    previous = os.environ.get("DEEPDIAG_MODELS")
+    os.environ["DEEPDIAG_MODELS"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("DEEPDIAG_MODELS", None)
+    else:
+        os.environ["DEEPDIAG_MODELS"] = previous
 
 
 @pytest.fixture
@@ -137,14 +173,19 @@ def load_volume_node(scene, path: Path):
     return node
 
 
-def run_cli(*arguments: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*arguments: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run ``python -m deepdiag`` as the Slicer bridge does, in a child process."""
     return subprocess.run(
         [sys.executable, "-m", "deepdiag", *arguments],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
-        env={"PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"), "PATH": "/usr/bin:/bin", **(env or {})},
+        env={
+            "PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"),
+            "PATH": "/usr/bin:/bin",
+            "DEEPDIAG_MODELS": os.environ["DEEPDIAG_MODELS"],
+            **(env or {}),
+        },
         timeout=timeout,
     )
 
