@@ -33,11 +33,14 @@ benchmark-fine-tune: $(BIN)/.installed
 	$(BIN)/python benchmarks/fine_tune_benchmark.py
 
 # Two workers, each taking whole test files (their module fixtures are made once): on two cores
-# the engine's start-up, reading and writing of one test overlap the other's inference.
+# the engine's start-up, reading and writing of one test overlap the other's inference. One
+# torch/OpenMP thread per engine run, since two runs of two threads each on two cores fight for
+# them (two segmentations side by side: 91 s with two threads each, 60 s with one).
 TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 clean:
 	rm -rf $(VENV) $(OUTPUT)
