@@ -184,6 +184,8 @@ def run_cli(*arguments: str, env: dict[str, str] | None = None, timeout: float =
             "PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"),
             "PATH": "/usr/bin:/bin",
             "DEEPDIAG_MODELS": os.environ["DEEPDIAG_MODELS"],
+            # the thread count make test chooses for the engine runs of parallel test workers
+            **{name: os.environ[name] for name in ("OMP_NUM_THREADS",) if name in os.environ},
             **(env or {}),
         },
         timeout=timeout,
