@@ -40,7 +40,8 @@ TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 
 test: $(BIN)/.installed
-	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		--durations=15
 
 clean:
 	rm -rf $(VENV) $(OUTPUT)

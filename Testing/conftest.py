@@ -19,7 +19,8 @@ sys.path.insert(0, str(PROJECT_ROOT / "DeepDiag"))  # the engine and the bridge,
 
 #: the files that take minutes (model accuracy, fine-tuning, the hostile suite), slowest first:
 #: they start first, so that with two workers (``make test``, whole files per worker) the short
-#: files fill the other worker instead of one long file running alone at the end
+#: files fill the other worker instead of one long file running alone at the end (make test keeps
+#: this order with --no-loadscope-reorder: xdist would otherwise start the files with most tests)
 SLOW_FILES = (
     "test_fine_tuning_domain_shift.py",
     "test_classification_accuracy.py",
