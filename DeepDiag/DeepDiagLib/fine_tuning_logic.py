@@ -125,13 +125,7 @@ class FineTuningLogic(SceneLogic):
     def trainingPairs(parameterNode) -> list[tuple]:
         """The (volume node, segmentation node) pairs kept on ``parameterNode``, in the order added;
         a pair one of whose nodes was deleted is left out."""
-        pairs = []
-        for role in _pairRoles(parameterNode):
-            if parameterNode.GetNumberOfNodeReferences(role) == 2:
-                volumeNode, segmentationNode = (parameterNode.GetNthNodeReference(role, n) for n in (0, 1))
-                if volumeNode is not None and segmentationNode is not None:
-                    pairs.append((volumeNode, segmentationNode))
-        return pairs
+        return [pair for _, pair in _pairsByRole(parameterNode)]
 
     @staticmethod
     def addTrainingPair(parameterNode, volumeNode, segmentationNode) -> bool:
@@ -147,9 +141,9 @@ class FineTuningLogic(SceneLogic):
     @staticmethod
     def removeTrainingPair(parameterNode, index: int) -> None:
         """Forget the ``index``-th pair of ``trainingPairs`` (the nodes stay in the scene)."""
-        complete = [role for role in _pairRoles(parameterNode) if parameterNode.GetNumberOfNodeReferences(role) == 2]
+        complete = _pairsByRole(parameterNode)  # the same list trainingPairs gives, so the index means the same pair
         if 0 <= index < len(complete):
-            parameterNode.RemoveNodeReferenceIDs(complete[index])
+            parameterNode.RemoveNodeReferenceIDs(complete[index][0])
 
     def fineTuningTask(
         self,
@@ -229,6 +223,17 @@ class FineTuningLogic(SceneLogic):
 
         with task:
             return task.run(onEvent=onEngineEvent, timeout=timeout), table
+
+
+def _pairsByRole(parameterNode) -> list[tuple[str, tuple]]:
+    """(role, (volume node, segmentation node)) of each complete pair, in the order added."""
+    pairs = []
+    for role in _pairRoles(parameterNode):
+        if parameterNode.GetNumberOfNodeReferences(role) == 2:
+            volumeNode, segmentationNode = (parameterNode.GetNthNodeReference(role, n) for n in (0, 1))
+            if volumeNode is not None and segmentationNode is not None:
+                pairs.append((role, (volumeNode, segmentationNode)))
+    return pairs
 
 
 def _pairRoles(parameterNode) -> list[str]:
