@@ -40,6 +40,7 @@ TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 
 test: $(BIN)/.installed
+	scripts/install_system_packages.sh
 	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		--durations=15
 

@@ -29,6 +29,7 @@ SLOW_FILES = (
     "test_detection_accuracy.py",
     "test_analyze.py",
     "test_real_scans.py",
+    "test_dicom_results.py",
     "test_classification.py",
 )
 

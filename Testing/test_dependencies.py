@@ -35,7 +35,20 @@ def test_every_package_the_engine_imports_is_on_the_list():
     third_party = {
         name
         for name in imported
-        if name in {"torch", "torchvision", "monai", "SimpleITK", "safetensors", "numpy", "scipy", "PIL", "h5py"}
+        if name
+        in {
+            "torch",
+            "torchvision",
+            "monai",
+            "SimpleITK",
+            "safetensors",
+            "numpy",
+            "scipy",
+            "PIL",
+            "h5py",
+            "pydicom",
+            "highdicom",
+        }
     }
     assert third_party <= listed, f"imported but not listed: {third_party - listed}"
     assert listed <= third_party, f"listed but never imported: {listed - third_party}"

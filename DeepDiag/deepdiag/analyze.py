@@ -19,6 +19,7 @@ from .classification.candidates import from_findings
 from .detection.batch import DEFAULT_MODEL as DETECTOR
 from .detection.batch import check_min_score
 from .detection.inference import detect_volume
+from .dicom.results import check_dicom_inputs, dicom_source, write_dicom_results
 from .findings_file import write_findings
 from .image_io import input_stem, read_volume, volume_header
 from .lung_rads import scan_category
@@ -44,10 +45,19 @@ class Models:
 
 
 def analyze_files(
-    inputs: list[str], output_dir: str, device: str, min_score: float | None, reporter: ProgressReporter
+    inputs: list[str],
+    output_dir: str,
+    device: str,
+    min_score: float | None,
+    reporter: ProgressReporter,
+    dicom_out: bool = False,
 ) -> bool:
+    """Analyze each input into ``output_dir``; ``dicom_out`` also writes a DICOM SEG and SR per
+    input (all inputs must be DICOM series). Returns whether all succeeded."""
     check_min_score(min_score)
     refuse_duplicate_stems(inputs, ".report.html")
+    if dicom_out:
+        check_dicom_inputs(inputs)
     torch_device = pick_device(device)
     models = Models(
         *(
@@ -59,17 +69,28 @@ def analyze_files(
         min_score = models.detection.card.default_min_score
     return run_batch(
         inputs,
-        lambda path, progress: analyze_one(path, Path(output_dir), models, torch_device, min_score, progress),
+        lambda path, progress: analyze_one(
+            path, Path(output_dir), models, torch_device, min_score, progress, dicom_out
+        ),
         reporter,
         {"models": models.ids, "device": str(torch_device), "min_score": min_score},
     )
 
 
-def analyze_one(path: str, output_dir: Path, models: Models, device: torch.device, min_score: float, progress) -> dict:
+def analyze_one(
+    path: str,
+    output_dir: Path,
+    models: Models,
+    device: torch.device,
+    min_score: float,
+    progress,
+    dicom_out: bool = False,
+) -> dict:
     size, spacing = volume_header(path)
     check_memory(size, spacing, models.segmentation.card.spacing_mm, path)
     progress("read", 0.0)
     volume = read_volume(path)
+    source = dicom_source(path, volume, dicom_out)
     segmented = segment_volume(
         volume, models.segmentation, device, on_progress=lambda s, f: progress(s, 0.05 + 0.45 * f)
     )
@@ -94,6 +115,14 @@ def analyze_one(path: str, output_dir: Path, models: Models, device: torch.devic
     }
     files |= write_findings(output_dir, stem, findings, models.detection.card.full_id, str(path))
     files["report"] = str(write_report(output_dir / f"{stem}.report.html", str(path), findings, key_images, models.ids))
+    if dicom_out:
+        files |= write_dicom_results(
+            source,
+            output_dir,
+            stem,
+            segmentation=(segmented.labels, models.segmentation.card),
+            findings=(findings, models.detection.card.full_id, candidates),
+        )
     return {
         "input": str(path),
         "findings": len(findings),

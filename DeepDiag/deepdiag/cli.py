@@ -72,7 +72,7 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
             case = generate_case(config, args.seed, index)
         else:
             case = insert_into(host, Path(args.insert_into), config, args.seed, index)
-        files = write_case(case, args.output, preview=args.preview)
+        files = write_case(case, args.output, preview=args.preview, dicom=args.dicom)
         cases.append({"case": case.name, "nodules": len(case.truth["nodules"]), **files})
     reporter.progress("done", 1.0)
     reporter.result({"output": str(args.output), "cases": cases})
@@ -81,13 +81,15 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 def run_segment(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
     from .segmentation.batch import segment_files
 
-    return segment_files(args.inputs, args.output, args.model, args.device, args.probabilities, reporter, args.preview)
+    return segment_files(
+        args.inputs, args.output, args.model, args.device, args.probabilities, reporter, args.preview, args.dicom_out
+    )
 
 
 def run_detect(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
     from .detection.batch import detect_files
 
-    return detect_files(args.inputs, args.output, args.model, args.device, args.min_score, reporter)
+    return detect_files(args.inputs, args.output, args.model, args.device, args.min_score, reporter, args.dicom_out)
 
 
 def run_classify(args: argparse.Namespace, reporter: ProgressReporter) -> None:
@@ -109,7 +111,7 @@ def run_classify(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 def run_analyze(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
     from .analyze import analyze_files
 
-    return analyze_files(args.inputs, args.output, args.device, args.min_score, reporter)
+    return analyze_files(args.inputs, args.output, args.device, args.min_score, reporter, args.dicom_out)
 
 
 def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReporter) -> None:
@@ -233,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write <name>.preview.png: three planes through the largest nodule, outlined",
     )
+    _add_dicom_out(segment, "<name>.seg.dcm: a DICOM SEG of the lungs and each nodule")
 
     detect = _add_command(
         commands,
@@ -255,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
     )
+    _add_dicom_out(detect, "<name>.sr.dcm: a DICOM SR (TID 1500) with one measurement group per finding")
 
     classify = _add_command(
         commands,
@@ -306,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
     )
+    _add_dicom_out(analyze, "<name>.seg.dcm (SEG) and <name>.sr.dcm (SR), each finding referencing its segment")
 
     evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(
         dest="what", required=True, metavar="WHAT"
@@ -447,7 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument(
         "--preview", action="store_true", help="also write a PNG per case (three planes through the largest nodule)"
     )
+    phantom.add_argument(
+        "--dicom", action="store_true", help="also write each image as a DICOM CT series, dicom/<case>/ (a study each)"
+    )
     return parser
+
+
+def _add_dicom_out(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--dicom-out",
+        action="store_true",
+        help=f"also write {what}, referencing the source series (inputs must be DICOM series folders)",
+    )
 
 
 def _add_command(commands, name: str, run: Command, help_text: str) -> argparse.ArgumentParser:

@@ -79,7 +79,7 @@ def _dicom_series_header(folder: Path) -> tuple[tuple[int, int, int], tuple[floa
     """A DICOM slice reads as a 3D image of one slice: the series' size is its rows and columns by
     the number of slices, and its slice spacing the distance from the first slice to the last
     (GDCM sorts the files by position) over the gaps between them."""
-    files = _largest_series(folder)
+    files = dicom_series_files(folder)
     first, last = _image_information(Path(files[0])), _image_information(Path(files[-1]))
     columns, rows = first.GetSize()[:2]
     _check_shape(folder, 3, (columns, rows, len(files)), first.GetNumberOfComponents())
@@ -311,7 +311,7 @@ def _decimal(value: float) -> str:
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
-    files = _largest_series(folder)
+    files = dicom_series_files(folder)
     _check_slice_positions(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -377,8 +377,9 @@ def _check_finite(array: np.ndarray, path: Path) -> None:
             )
 
 
-def _largest_series(folder: Path) -> tuple[str, ...]:
-    """Files of the folder's DICOM series with the most slices (the one a viewer would show first)."""
+def dicom_series_files(folder: Path) -> tuple[str, ...]:
+    """Files of the folder's DICOM series with the most slices (the one a viewer would show first),
+    in the order ITK reads them: slice k of the volume is file k."""
     series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:
         raise DeepDiagError("the folder holds no DICOM series", folder)

@@ -62,3 +62,20 @@ NODULE = Code("SCT", "27925004", "Nodule")
 
 LUNGS = SegmentClass("Lungs", 1, (197 / 255, 165 / 255, 145 / 255), ANATOMICAL_STRUCTURE, LUNG)
 LUNG_NODULES = SegmentClass("Lung nodules", 2, (0.95, 0.25, 0.15), MORPHOLOGICALLY_ALTERED_STRUCTURE, NODULE, LUNG)
+
+#: DeepDiag's own coding scheme (DICOM's "99" prefix for private schemes), for what neither DCM
+#: nor SNOMED CT codes: the nodule types as Lung-RADS names them, and the Lung-RADS category.
+PRIVATE_SCHEME = "99DEEPDIAG"
+NODULE_TYPE = Code(PRIVATE_SCHEME, "NODTYPE", "Nodule type")
+NODULE_TYPE_PROBABILITY = Code(PRIVATE_SCHEME, "NODTYPEPROB", "Probability of the nodule type")
+NODULE_TYPE_CODES = {
+    "solid": Code(PRIVATE_SCHEME, "SOLID", "Solid nodule"),
+    "part-solid": Code(PRIVATE_SCHEME, "PARTSOLID", "Part-solid nodule"),
+    "ground-glass": Code(PRIVATE_SCHEME, "GROUNDGLASS", "Ground-glass nodule"),
+}
+LUNG_RADS_CATEGORY = Code(PRIVATE_SCHEME, "LUNGRADS", "Lung-RADS category")
+
+
+def lung_rads_code(category: str) -> Code:
+    """The coded value of a Lung-RADS category ("2", "3", "4A", "4B")."""
+    return Code(PRIVATE_SCHEME, f"LR{category}", f"Lung-RADS {category}")

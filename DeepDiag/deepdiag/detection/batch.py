@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..batch import refuse_duplicate_stems, run_batch
+from ..dicom.results import check_dicom_inputs, dicom_source, write_dicom_results
 from ..errors import DeepDiagError
 from ..findings_file import write_findings
 from ..image_io import input_stem, read_volume, volume_header
@@ -27,12 +28,16 @@ def detect_files(
     device: str,
     min_score: float | None,
     reporter: ProgressReporter,
+    dicom_out: bool = False,
 ) -> bool:
     """Detect nodules in each input into ``output_dir``; report a result event; return whether all succeeded.
 
-    ``min_score`` None means the model card's ``default_min_score``."""
+    ``min_score`` None means the model card's ``default_min_score``; ``dicom_out`` also writes a
+    DICOM SR per input (all inputs must be DICOM series)."""
     check_min_score(min_score)
     refuse_duplicate_stems(inputs, ".findings.json")
+    if dicom_out:
+        check_dicom_inputs(inputs)
     torch_device = pick_device(device)
     model = load_model(find_model(model_id, "detection", DEFAULT_MODEL), torch_device)
     if model.card.task != "detection":
@@ -44,8 +49,14 @@ def detect_files(
         size, spacing = volume_header(path)
         check_memory(size, spacing, model.card.spacing_mm, path)
         progress("read", 0.0)
-        result = detect_volume(read_volume(path), model, torch_device, min_score, progress)
+        volume = read_volume(path)
+        source = dicom_source(path, volume, dicom_out)
+        result = detect_volume(volume, model, torch_device, min_score, progress)
         files = write_findings(output_dir, input_stem(path), result.findings, model.card.full_id, str(path))
+        if dicom_out:
+            files |= write_dicom_results(
+                source, output_dir, input_stem(path), findings=(result.findings, model.card.full_id, None)
+            )
         return {"input": str(path), "findings": len(result.findings), "warnings": result.warnings, **files}
 
     return run_batch(
