@@ -9,7 +9,7 @@ OUTPUT := output
 
 .PHONY: demo test benchmark benchmark-fine-tune clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml DeepDiag/deepdiag/requirements.txt
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml DeepDiag/deepdiag/requirements.txt DeepDiag/deepdiag/requirements-cohort.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
@@ -231,3 +233,23 @@ def tiny_detector(tmp_path_factory):
     )
     torch.manual_seed(0)
     return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-det@1")
+
+
+def with_uids(anonymized: Path, folder: Path) -> Path:
+    """A copy of the shared real series with the study, series and instance UIDs its anonymizer
+    emptied put back (as the scanner's original in a PACS has them); pixels and geometry untouched."""
+    folder.mkdir()
+    study, series = generate_uid(), generate_uid()
+    for file in sorted(anonymized.iterdir()):
+        dataset = dcmread(file)
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.PatientID = study, series, "ANON"
+        dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID
+        dataset.save_as(folder / file.name)
+    return folder
+
+
+def errors_of_dciodvfy(path: Path) -> list[str]:
+    """The error lines dciodvfy (dicom3tools) prints for a DICOM file; warnings are left out."""
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import highdicom as hd
@@ -13,7 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from conftest import DICOM_SERIES, SMALL_CASE, run_cli
+from conftest import DICOM_SERIES, SMALL_CASE, errors_of_dciodvfy, run_cli, with_uids
 
 from deepdiag.image_io import dicom_series_files, read_volume
 
@@ -30,30 +29,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     made = run_cli("phantom", "-o", str(root / "phantom"), "--seed", "5", "--dicom", "--progress", "none", *SMALL_CASE)
     assert made.returncode == 0, made.stderr
     series = root / "phantom" / "dicom" / "phantom_s5_000"
-    real = _with_uids(DICOM_SERIES, root / "abdomen_ct_dicom")
+    real = with_uids(DICOM_SERIES, root / "abdomen_ct_dicom")
     for command, source in (("analyze", series), ("detect", series), ("segment", real)):
         result = run_cli(command, str(source), "-o", str(root / command), "--dicom-out", "--progress", "none")
         assert result.returncode == 0, result.stderr
     return {"root": root, "series": series, "real": real}
-
-
-def _with_uids(anonymized: Path, folder: Path) -> Path:
-    """A copy of the shared real series with the study, series and instance UIDs its anonymizer
-    emptied put back (as the scanner's original in a PACS has them); pixels and geometry untouched."""
-    folder.mkdir()
-    study, series = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
-    for file in sorted(anonymized.iterdir()):
-        dataset = pydicom.dcmread(file)
-        dataset.StudyInstanceUID, dataset.SeriesInstanceUID, dataset.PatientID = study, series, "ANON"
-        dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID
-        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID
-        dataset.save_as(folder / file.name)
-    return folder
-
-
-def _errors_of_dciodvfy(path: Path) -> list[str]:
-    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
-    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
 
 
 def _source_uids(series: Path) -> list[str]:
@@ -70,7 +50,7 @@ def _seg_labels_on_source(seg: hd.seg.Segmentation, series: Path) -> np.ndarray:
 
 def test_phantom_dicom_series_is_valid_ct_with_the_phantoms_geometry_and_values(runs):
     series = runs["series"]
-    assert not _errors_of_dciodvfy(sorted(series.iterdir())[0])
+    assert not errors_of_dciodvfy(sorted(series.iterdir())[0])
     from_dicom, from_nrrd = (
         read_volume(series),
         read_volume(runs["root"] / "phantom" / "images" / f"{series.name}.nrrd"),
@@ -90,7 +70,7 @@ def test_phantom_dicom_series_is_valid_ct_with_the_phantoms_geometry_and_values(
 )
 def test_dicom_results_pass_dciodvfy_without_errors(runs, name):
     assert shutil.which("dciodvfy"), "dciodvfy (Debian dicom3tools) is installed by make test"
-    assert _errors_of_dciodvfy(runs["root"] / name) == []
+    assert errors_of_dciodvfy(runs["root"] / name) == []
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .batch import refuse_duplicate_stems, run_batch
+from .batch import ProcessOne, refuse_duplicate_stems, run_batch
 from .classification.batch import DEFAULT_MODEL as CLASSIFIER
 from .classification.batch import classify_candidates
 from .classification.candidates import from_findings
@@ -58,6 +58,15 @@ def analyze_files(
     refuse_duplicate_stems(inputs, ".report.html")
     if dicom_out:
         check_dicom_inputs(inputs)
+    process, header = analyze_processor(output_dir, device, min_score, dicom_out)
+    return run_batch(inputs, process, reporter, header)
+
+
+def analyze_processor(
+    output_dir: str, device: str = "auto", min_score: float | None = None, dicom_out: bool = False
+) -> tuple[ProcessOne, dict]:
+    """Load the three models once; return what analyzes one input into ``output_dir``, and the run's header."""
+    check_min_score(min_score)
     torch_device = pick_device(device)
     models = Models(
         *(
@@ -67,14 +76,11 @@ def analyze_files(
     )
     if min_score is None:
         min_score = models.detection.card.default_min_score
-    return run_batch(
-        inputs,
-        lambda path, progress: analyze_one(
-            path, Path(output_dir), models, torch_device, min_score, progress, dicom_out
-        ),
-        reporter,
-        {"models": models.ids, "device": str(torch_device), "min_score": min_score},
-    )
+
+    def process(path: str, progress) -> dict:
+        return analyze_one(path, Path(output_dir), models, torch_device, min_score, progress, dicom_out)
+
+    return process, {"models": models.ids, "device": str(torch_device), "min_score": min_score}
 
 
 def analyze_one(

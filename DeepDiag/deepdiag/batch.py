@@ -21,6 +21,7 @@ ProcessOne = Callable[[str, Callable[[str, float], None]], dict]
 #: what each stage of the model commands does, for the progress message (Slicer's status line
 #: shows the message, and a bare stage name like "postprocess" means little to a radiologist)
 STAGE_TEXT = {
+    "retrieve": "retrieving",
     "read": "reading",
     "resample": "resampling",
     "infer": "segmenting",
@@ -31,6 +32,7 @@ STAGE_TEXT = {
     "filter": "checking the findings of",
     "classify": "classifying the findings of",
     "explain": "explaining the findings of",
+    "store": "storing the results of",
     "done": "finished",
 }
 

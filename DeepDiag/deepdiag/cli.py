@@ -114,6 +114,12 @@ def run_analyze(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
     return analyze_files(args.inputs, args.output, args.device, args.min_score, reporter, args.dicom_out)
 
 
+def run_pacs(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    from .pacs import run_pacs as run
+
+    return run(args.url, args.task, args.study, args.query, args.output, reporter, args.device, args.min_score)
+
+
 def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .evaluation.segmentation import evaluate_folder
 
@@ -311,6 +317,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
     )
     _add_dicom_out(analyze, "<name>.seg.dcm (SEG) and <name>.sr.dcm (SR), each finding referencing its segment")
+
+    pacs = _add_command(
+        commands,
+        "pacs",
+        run_pacs,
+        "run a task on studies from a PACS (DICOMweb) and store the DICOM SEG and SR back as new series",
+    )
+    pacs.add_argument("url", help="the DICOMweb root, e.g. http://pacs:8042/dicom-web")
+    pacs.add_argument("--task", choices=("segment", "detect", "analyze"), default="analyze", help="default analyze")
+    pacs.add_argument("--study", action="append", default=[], metavar="UID", help="a StudyInstanceUID (repeatable)")
+    pacs.add_argument(
+        "--query",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="QIDO-RS study filter, e.g. PatientID=123 or StudyDate=20240101-20241231 (repeatable)",
+    )
+    pacs.add_argument("-o", "--output", required=True, help="folder for each series' files, named by SeriesInstanceUID")
+    pacs.add_argument("--min-score", type=float, help="detector score threshold (default: the model card's)")
+    pacs.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+    )
 
     evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(
         dest="what", required=True, metavar="WHAT"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..batch import refuse_duplicate_stems, run_batch
+from ..batch import ProcessOne, refuse_duplicate_stems, run_batch
 from ..dicom.results import check_dicom_inputs, dicom_source, write_dicom_results
 from ..errors import DeepDiagError
 from ..findings_file import write_findings
@@ -38,6 +38,20 @@ def detect_files(
     refuse_duplicate_stems(inputs, ".findings.json")
     if dicom_out:
         check_dicom_inputs(inputs)
+    process, header = detect_processor(output_dir, model_id, device, min_score, dicom_out)
+    return run_batch(inputs, process, reporter, header)
+
+
+def detect_processor(
+    output_dir: str,
+    model_id: str | None = None,
+    device: str = "auto",
+    min_score: float | None = None,
+    dicom_out: bool = False,
+) -> tuple[ProcessOne, dict]:
+    """Load the model once; return what detects the nodules of one input into ``output_dir``, and
+    the run's header."""
+    check_min_score(min_score)
     torch_device = pick_device(device)
     model = load_model(find_model(model_id, "detection", DEFAULT_MODEL), torch_device)
     if model.card.task != "detection":
@@ -59,6 +73,4 @@ def detect_files(
             )
         return {"input": str(path), "findings": len(result.findings), "warnings": result.warnings, **files}
 
-    return run_batch(
-        inputs, detect_one, reporter, {"model": model.card.full_id, "device": str(torch_device), "min_score": min_score}
-    )
+    return detect_one, {"model": model.card.full_id, "device": str(torch_device), "min_score": min_score}

@@ -5,7 +5,8 @@ Each group holds the finding's tracking id and UID, its centre as a 3D SCOORD ("
 in the source series' frame of reference), and what the run measured: the detector's diameter
 and certainty, long and short axis, volume, mean HU, the type with its probability and the
 Lung-RADS category. Its ROI is the finding's own segment of the SEG where it was measured on
-one, else the centre point.
+one, else the centre point. A scan without findings gets one group "No nodule found" (TID 1500
+needs a group), whose evaluation reads Nodule: Absent.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def write_dicom_sr(
             )
         ),
         procedure_reported=codes.LN.CTChestReport,
-        imaging_measurements=groups,
+        imaging_measurements=groups or [_no_finding_group(detector)],
         title=codes.DCM.ImagingMeasurementReport,
     )
     evidence = list(source.slices) + ([segmentation] if segmentation is not None else [])
@@ -108,6 +109,23 @@ def _private_scheme() -> Dataset:
     return scheme
 
 
+def _no_finding_group(detector: str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """What a scan without findings reports (TID 1500 needs a group): "Nodule: Absent", by the
+    detector, with no ROI."""
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="No nodule found"),
+        finding_type=_coded(NODULE),
+        finding_sites=[hd.sr.FindingSite(_coded(LUNG))],
+        algorithm_id=_algorithm(detector),
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(_coded(NODULE), codes.SCT.Absent)],
+    )
+
+
+def _algorithm(detector: str) -> hd.sr.AlgorithmIdentification:
+    model_id, _, version = detector.partition("@")
+    return hd.sr.AlgorithmIdentification(name=f"DeepDiag {model_id}", version=version or "1")
+
+
 def _finding_group(
     finding: Finding, source: SourceSeries, detector: str, segmentation: Dataset | None, segment: int | None
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
@@ -123,12 +141,11 @@ def _finding_group(
                 source_series=hd.sr.SourceSeriesForSegmentation(source.series_instance_uid),
             )
         }
-    model_id, _, version = detector.partition("@")
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=finding.id),
         finding_type=_coded(NODULE),
         finding_sites=[hd.sr.FindingSite(_coded(LUNG))],
-        algorithm_id=hd.sr.AlgorithmIdentification(name=f"DeepDiag {model_id}", version=version or "1"),
+        algorithm_id=_algorithm(detector),
         measurements=_measurements(finding),
         qualitative_evaluations=_evaluations(finding),
         **roi,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..batch import refuse_duplicate_stems, run_batch
+from ..batch import ProcessOne, refuse_duplicate_stems, run_batch
 from ..dicom.results import check_dicom_inputs, dicom_source, write_dicom_results
 from ..image_io import input_stem, read_volume, volume_header, write_volume
 from ..models import find_model
@@ -34,16 +34,26 @@ def segment_files(
     refuse_duplicate_stems(inputs, ".seg.nrrd")
     if dicom_out:
         check_dicom_inputs(inputs)
+    process, header = segment_processor(output_dir, model_id, device, with_probabilities, preview, dicom_out)
+    return run_batch(inputs, process, reporter, header)
+
+
+def segment_processor(
+    output_dir: str,
+    model_id: str | None = None,
+    device: str = "auto",
+    with_probabilities: bool = False,
+    preview: bool = False,
+    dicom_out: bool = False,
+) -> tuple[ProcessOne, dict]:
+    """Load the model once; return what segments one input into ``output_dir``, and the run's header."""
     torch_device = pick_device(device)
     model = load_model(find_model(model_id, "segmentation", DEFAULT_MODEL), torch_device)
-    return run_batch(
-        inputs,
-        lambda path, progress: _segment_one(
-            path, output_dir, model, torch_device, with_probabilities, preview, dicom_out, progress
-        ),
-        reporter,
-        {"model": model.card.full_id, "device": str(torch_device)},
-    )
+
+    def process(path: str, progress) -> dict:
+        return _segment_one(path, output_dir, model, torch_device, with_probabilities, preview, dicom_out, progress)
+
+    return process, {"model": model.card.full_id, "device": str(torch_device)}
 
 
 def _segment_one(path, output_dir, model, device, with_probabilities, preview, dicom_out, progress) -> dict:

@@ -1,0 +1,43 @@
+"""The model commands as tasks a batch runs over many scans: ``deepdiag pacs`` and ``deepdiag
+batch`` run the same per-scan work as ``deepdiag segment``, ``detect`` and ``analyze``."""
+
+from __future__ import annotations
+
+from .batch import ProcessOne
+from .errors import DeepDiagError
+
+TASKS = ("segment", "detect", "analyze")
+
+
+def task_processor(
+    task: str,
+    output_dir: str,
+    model_id: str | None = None,
+    device: str = "auto",
+    min_score: float | None = None,
+    dicom_out: bool = False,
+) -> tuple[ProcessOne, dict]:
+    """Load the task's models once; return what runs it on one scan into ``output_dir``, and the
+    run's header (model ids, device)."""
+    if task == "segment":
+        from .segmentation.batch import segment_processor
+
+        return segment_processor(output_dir, model_id, device, dicom_out=dicom_out)
+    if task == "detect":
+        from .detection.batch import detect_processor
+
+        return detect_processor(output_dir, model_id, device, min_score, dicom_out)
+    if task == "analyze":
+        if model_id:
+            raise DeepDiagError(
+                "--model picks one model; analyze runs the newest segmentation, detection and classification models"
+            )
+        from .analyze import analyze_processor
+
+        return analyze_processor(output_dir, device, min_score, dicom_out)
+    raise DeepDiagError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
+
+
+def main_output(task: str) -> str:
+    """The suffix of the file a finished scan always has (what a resumed batch looks for)."""
+    return {"segment": ".seg.nrrd", "detect": ".findings.json", "analyze": ".report.html"}[task]
