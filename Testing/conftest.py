@@ -180,20 +180,24 @@ def load_volume_node(scene, path: Path):
 def run_cli(*arguments: str, env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run ``python -m deepdiag`` as the Slicer bridge does, in a child process."""
     return subprocess.run(
-        [sys.executable, "-m", "deepdiag", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-        env={
-            "PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"),
-            "PATH": "/usr/bin:/bin",
-            "DEEPDIAG_MODELS": os.environ["DEEPDIAG_MODELS"],
-            # the thread count make test chooses for the engine runs of parallel test workers
-            **{name: os.environ[name] for name in ("OMP_NUM_THREADS",) if name in os.environ},
-            **(env or {}),
-        },
-        timeout=timeout,
+        cli_command(*arguments), capture_output=True, text=True, cwd=PROJECT_ROOT, env=cli_env(env), timeout=timeout
     )
+
+
+def cli_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "deepdiag", *arguments]
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an engine run: the engine on the path, the session's model folder."""
+    return {
+        "PYTHONPATH": str(PROJECT_ROOT / "DeepDiag"),
+        "PATH": "/usr/bin:/bin",
+        "DEEPDIAG_MODELS": os.environ["DEEPDIAG_MODELS"],
+        # the thread count make test chooses for the engine runs of parallel test workers
+        **{name: os.environ[name] for name in ("OMP_NUM_THREADS",) if name in os.environ},
+        **(extra or {}),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,23 @@ def run_pacs(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
     return run(args.url, args.task, args.study, args.query, args.output, reporter, args.device, args.min_score)
 
 
+def run_batch_command(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    from .cohort.ray_batch import BatchOptions, run_cohort
+
+    options = BatchOptions(
+        args.task,
+        args.output,
+        args.model,
+        args.device,
+        args.min_score,
+        args.dicom_out,
+        args.workers,
+        args.timeout,
+        args.address,
+    )
+    return run_cohort(args.manifest, options, reporter)
+
+
 def run_evaluate_segmentation(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .evaluation.segmentation import evaluate_folder
 
@@ -339,6 +356,27 @@ def build_parser() -> argparse.ArgumentParser:
     pacs.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
     )
+
+    batch = _add_command(
+        commands,
+        "batch",
+        run_batch_command,
+        "run a task over a whole cohort on Ray workers: resumable, one results table (findings.parquet/.csv)",
+    )
+    batch.add_argument("manifest", help="a folder of scans, a glob ('scans/*.nrrd') or a CSV with a 'path' column")
+    batch.add_argument("-o", "--output", required=True, help="folder for each scan's files and the results table")
+    batch.add_argument("--task", choices=("segment", "detect", "analyze"), default="analyze", help="default analyze")
+    batch.add_argument("--model", help="model id, id@version or folder (segment, detect)")
+    batch.add_argument("--address", help="ray://HOST:PORT of a running Ray cluster (default: a local one)")
+    batch.add_argument(
+        "--workers", type=int, help="workers, each loading the models once (default: one per GPU, else per two cores)"
+    )
+    batch.add_argument("--timeout", type=float, default=1800.0, help="seconds one scan may take (default 1800)")
+    batch.add_argument("--min-score", type=float, help="detector score threshold (default: the model card's)")
+    batch.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+    )
+    _add_dicom_out(batch, "the DICOM SEG and SR of each scan")
 
     evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(
         dest="what", required=True, metavar="WHAT"

@@ -7,6 +7,7 @@ from .batch import ProcessOne
 from .errors import DeepDiagError
 
 TASKS = ("segment", "detect", "analyze")
+_ANALYZE_MODELS = "--model picks one model; analyze runs the newest segmentation, detection and classification models"
 
 
 def task_processor(
@@ -41,3 +42,18 @@ def task_processor(
 def main_output(task: str) -> str:
     """The suffix of the file a finished scan always has (what a resumed batch looks for)."""
     return {"segment": ".seg.nrrd", "detect": ".findings.json", "analyze": ".report.html"}[task]
+
+
+def check_task(task: str, model_id: str | None = None, min_score: float | None = None) -> None:
+    """Refuse an unknown task, a model it cannot use or a bad score before any worker starts."""
+    from .detection.batch import check_min_score
+    from .models import find_model
+
+    if task not in TASKS:
+        raise DeepDiagError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
+    check_min_score(min_score)
+    if task == "analyze" and model_id:
+        raise DeepDiagError(_ANALYZE_MODELS)
+    if task in ("segment", "detect"):
+        kind, default = ("segmentation", "lung-nodules-seg") if task == "segment" else ("detection", "lung-nodules-det")
+        find_model(model_id, kind, default)
