@@ -14,12 +14,22 @@ from conftest import DICOM_SERIES, SMALL_CASE, errors_of_dciodvfy, run_cli, with
 from orthanc_server import DICOMWEB_PLUGIN, get, running_orthanc, upload
 
 
+def _modalities_by_study(server_root: str) -> dict[str, list[str]]:
+    """StudyInstanceUID -> the modalities of its series in Orthanc, sorted."""
+    found = {}
+    for orthanc_id in get(server_root, "/studies"):
+        study = get(server_root, f"/studies/{orthanc_id}")
+        modalities = [get(server_root, f"/series/{s}")["MainDicomTags"]["Modality"] for s in study["Series"]]
+        found[study["MainDicomTags"]["StudyInstanceUID"]] = sorted(modalities)
+    return found
+
+
 def _study_uid(folder: Path) -> str:
     return str(pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).StudyInstanceUID)
 
 
 @pytest.fixture(scope="module")
-def round_trip(tmp_path_factory) -> dict:
+def round_trip(tmp_path_factory, tiny_model) -> dict:
     """A phantom study, the real shared series (its UIDs put back) and a phantom study missing a
     slice go into Orthanc; ``deepdiag pacs --task analyze`` runs on all three."""
     assert shutil.which("Orthanc") and DICOMWEB_PLUGIN.exists(), "make test installs orthanc and orthanc-dicomweb"
@@ -56,14 +66,11 @@ def round_trip(tmp_path_factory) -> dict:
             "--progress",
             "json",
         )
-        series_of = {
-            study: sorted(
-                get(server_root, f"/series/{s}")["MainDicomTags"]["Modality"]
-                for s in get(server_root, f"/studies/{orthanc_id}")["Series"]
-            )
-            for orthanc_id in get(server_root, "/studies")
-            for study in [get(server_root, f"/studies/{orthanc_id}")["MainDicomTags"]["StudyInstanceUID"]]
-        }
+        series_of = _modalities_by_study(server_root)
+        query = f"{server_root}/dicom-web?PatientID=phantom_s5_000"
+        batch = run_cli("batch", query, "-o", str(root / "batch"), "--task", "segment", "--model", str(tiny_model),
+                        "--workers", "1", "--progress", "json")  # fmt: skip
+        series_after_batch = _modalities_by_study(server_root)
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return {
         "result": result,
@@ -71,6 +78,8 @@ def round_trip(tmp_path_factory) -> dict:
         "studies": studies,
         "series_of": series_of,
         "server_ended": server.poll() is not None,
+        "batch": batch,
+        "series_after_batch": series_after_batch,
         "out": root / "out",
     }
 
@@ -138,3 +147,12 @@ def test_the_results_reference_the_series_they_were_made_from(round_trip):
         assert seg.StudyInstanceUID == sr.StudyInstanceUID == output["study"]
         evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence
         assert output["series"] in {item.SeriesInstanceUID for item in evidence}
+
+
+def test_a_ray_batch_over_a_pacs_query_stores_its_results_back(round_trip):
+    batch, studies = round_trip["batch"], round_trip["studies"]
+    assert batch.returncode == 0, batch.stderr
+    summary = next(json.loads(line) for line in batch.stdout.splitlines() if '"event": "result"' in line)
+    assert (summary["scans"], summary["done"], summary["failed"]) == (1, 1, [])  # the query matched one study
+    assert round_trip["series_after_batch"][studies[0]] == ["CT", "SEG", "SEG", "SR"]  # a second SEG: the batch's
+    assert round_trip["series_after_batch"][studies[1]] == round_trip["series_of"][studies[1]]

@@ -363,7 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         run_batch_command,
         "run a task over a whole cohort on Ray workers: resumable, one results table (findings.parquet/.csv)",
     )
-    batch.add_argument("manifest", help="a folder of scans, a glob ('scans/*.nrrd') or a CSV with a 'path' column")
+    batch.add_argument(
+        "manifest",
+        help="a folder of scans, a glob ('scans/*.nrrd'), a CSV with a 'path' column, or a DICOMweb query URL "
+        "('http://pacs/dicom-web?PatientID=123': its CT series, results stored back)",
+    )
     batch.add_argument("-o", "--output", required=True, help="folder for each scan's files and the results table")
     batch.add_argument("--task", choices=("segment", "detect", "analyze"), default="analyze", help="default analyze")
     batch.add_argument("--model", help="model id, id@version or folder (segment, detect)")

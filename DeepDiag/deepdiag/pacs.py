@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pydicom
 
-from .batch import run_batch
+from .batch import ProcessOne, run_batch
 from .errors import DeepDiagError
 from .progress import ProgressReporter
 from .tasks import task_processor
 
 #: DICOM JSON tags of what the QIDO-RS answers carry
 _STUDY_UID, _SERIES_UID, _MODALITY = "0020000D", "0020000E", "00080060"
+#: where series are retrieved to, inside the output folder, while they are run
+DOWNLOADS = ".pacs-download"
 
 
 def run_pacs(
@@ -36,10 +38,21 @@ def run_pacs(
 ) -> bool:
     """Run ``task`` on each CT series of ``studies`` (StudyInstanceUIDs) or of the studies that match
     ``query`` (``KEY=VALUE`` QIDO-RS filters); store the results back. Returns whether all succeeded."""
-    client = _client(url)
-    series = _ct_series(client, url, studies, _filters(query))
+    client = pacs_client(url)
+    series = ct_series(client, url, studies, _filters(query))
     process, header = task_processor(task, output_dir, device=device, min_score=min_score, dicom_out=True)
-    downloads = Path(output_dir) / ".pacs-download"
+    downloads = Path(output_dir) / DOWNLOADS
+    try:
+        return run_batch(
+            series, series_processor(client, url, process, downloads), reporter, {**header, "pacs": url, "task": task}
+        )
+    finally:
+        shutil.rmtree(downloads, ignore_errors=True)
+
+
+def series_processor(client, url: str, process: ProcessOne, downloads: Path) -> ProcessOne:
+    """What runs ``process`` (a task with DICOM results) on one PACS series ``STUDY_UID/SERIES_UID``:
+    retrieve it into ``downloads``, run, store the SEG and SR back, delete the retrieved copy."""
 
     def process_series(item: str, progress) -> dict:
         study_uid, series_uid = item.split("/")
@@ -54,17 +67,26 @@ def run_pacs(
         stored = _store(client, url, [output[k] for k in ("dicom_seg", "dicom_sr") if k in output])
         return {**output, "input": item, "study": study_uid, "series": series_uid, "stored": stored}
 
-    try:
-        return run_batch(series, process_series, reporter, {**header, "pacs": url, "task": task})
-    finally:
-        shutil.rmtree(downloads, ignore_errors=True)
+    return process_series
 
 
-def _client(url: str):
+def query_series(query_url: str) -> tuple[str, list[str]]:
+    """The DICOMweb root and the CT series (``STUDY/SERIES``) of a query URL such as
+    ``http://pacs/dicom-web?PatientID=123&StudyDate=2024`` (its parameters are QIDO-RS study filters)."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    parts = urlsplit(query_url)
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    filters = dict(parse_qsl(parts.query))
+    studies = [filters.pop("StudyInstanceUID")] if "StudyInstanceUID" in filters else []
+    return url, ct_series(pacs_client(url), url, studies, filters)
+
+
+def pacs_client(url: str):
     try:
         from dicomweb_client.api import DICOMwebClient
     except ImportError:
-        raise DeepDiagError('deepdiag pacs needs dicomweb-client: pip install "deepdiag[cohort]"') from None
+        raise DeepDiagError('a PACS needs dicomweb-client: pip install "deepdiag[cohort]"') from None
     client = DICOMwebClient(url=url)
     # dicomweb-client's default (5 attempts, waits from 1 s doubling) takes half a minute to say a
     # PACS is down; three attempts within about 2 s still ride out a dropped connection
@@ -82,7 +104,7 @@ def _filters(query: Sequence[str]) -> dict[str, str]:
     return filters
 
 
-def _ct_series(client, url: str, studies: Sequence[str], filters: dict[str, str]) -> list[str]:
+def ct_series(client, url: str, studies: Sequence[str], filters: dict[str, str]) -> list[str]:
     """``study/series`` of every CT series to run, in study order."""
     if not studies and not filters:
         raise DeepDiagError("name the studies: --study UID (repeatable) or --query KEY=VALUE")

@@ -1,4 +1,5 @@
-"""What a cohort batch runs on: a folder, a glob, or a CSV of paths, read into a list of scans."""
+"""What a cohort batch runs on: a folder, a glob, or a CSV of paths, read into a list of scans (or
+a PACS query, whose series ``deepdiag.pacs`` lists)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from ..image_io import WRITABLE_SUFFIXES
 _SCAN_SUFFIXES = (*WRITABLE_SUFFIXES, ".mhd", ".nhdr")
 #: the CSV column that holds the scans (else the first column)
 PATH_COLUMN = "path"
+
+
+def is_pacs_query(manifest: str) -> bool:
+    """Whether the manifest is a DICOMweb query URL (``http://pacs/dicom-web?PatientID=123``)."""
+    return manifest.startswith(("http://", "https://"))
 
 
 def read_manifest(manifest: str) -> list[str]:

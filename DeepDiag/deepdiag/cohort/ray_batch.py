@@ -13,14 +13,14 @@ import os
 import signal
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..batch import refuse_duplicate_stems
 from ..errors import DeepDiagError
 from ..progress import ProgressReporter
 from ..tasks import check_task
 from .ledger import Ledger, input_digest
-from .manifest import read_manifest
+from .manifest import is_pacs_query, read_manifest
 from .table import cohort_rows, write_table
 
 
@@ -37,16 +37,15 @@ class BatchOptions:
     workers: int | None = None  # None: one per GPU, else one per two CPU cores
     timeout_s: float = 1800.0
     address: str | None = None  # ray://HOST:PORT of a running cluster
+    pacs_url: str | None = None  # the scans are series of this DICOMweb PACS
 
 
 def run_cohort(manifest: str, options: BatchOptions, reporter: ProgressReporter) -> bool:
     """Run the batch; report one result event (counts, table paths); return whether no scan failed."""
     check_task(options.task, options.model_id, options.min_score)
-    scans = read_manifest(manifest)
-    refuse_duplicate_stems(scans, ".json")
+    reporter.progress("check", 0.0, f"reading {manifest}")
+    scans, digests, options = _scans_of(manifest, options)
     ledger = Ledger(options.output_dir)
-    reporter.progress("check", 0.0, f"checking which of {len(scans)} scans are done")
-    digests = {scan: _digest(scan) for scan in scans}
     done = {s: r for s in scans if (r := ledger.finished(s, digests[s]) if digests[s] else None)}
     pending = [s for s in scans if s not in done]
     failures = [{"input": s, "error": f"{s}: no such file or folder"} for s in pending if not digests[s]]
@@ -73,6 +72,22 @@ def run_cohort(manifest: str, options: BatchOptions, reporter: ProgressReporter)
         }
     )
     return not failures
+
+
+def _scans_of(manifest: str, options: BatchOptions) -> tuple[list[str], dict[str, str | None], BatchOptions]:
+    """The scans, what identifies each one's content, and the options for them.
+
+    A PACS query's scans are its CT series (``STUDY/SERIES``), identified by their UIDs (a DICOM
+    series does not change under its UID); their SEG and SR go back to the PACS.
+    """
+    if is_pacs_query(manifest):
+        from ..pacs import query_series
+
+        url, series = query_series(manifest)
+        return series, {s: s for s in series}, replace(options, pacs_url=url, dicom_out=True)
+    scans = read_manifest(manifest)
+    refuse_duplicate_stems(scans, ".json")
+    return scans, {scan: _digest(scan) for scan in scans}, options
 
 
 def _digest(scan: str) -> str | None:
@@ -109,15 +124,7 @@ def _run_on_workers(ray, pending: Sequence[str], digests, ledger, options, repor
     make = worker_class(ray).options(num_cpus=cpus, num_gpus=min(1.0, gpus / workers) if gpus else 0)
 
     def new_worker():
-        return make.remote(
-            options.task,
-            options.output_dir,
-            options.model_id,
-            options.device,
-            options.min_score,
-            options.dicom_out,
-            cpus,
-        )
+        return make.remote(options, cpus)
 
     queue, running, records, failures = list(pending), {}, {}, []
     idle = [new_worker() for _ in range(min(workers, len(queue)))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ..errors import DeepDiagError
 
@@ -10,13 +11,20 @@ from ..errors import DeepDiagError
 class ScanWorker:
     """Runs the task on one scan at a time; a scan's failure is its answer, never the worker's end."""
 
-    def __init__(self, task, output_dir, model_id, device, min_score, dicom_out, threads: int):
+    def __init__(self, options, threads: int):  # options: a ray_batch.BatchOptions
         import torch
 
         from ..tasks import task_processor
 
         torch.set_num_threads(threads)
-        self.process, self.header = task_processor(task, output_dir, model_id, device, min_score, dicom_out)
+        self.process, self.header = task_processor(
+            options.task, options.output_dir, options.model_id, options.device, options.min_score, options.dicom_out
+        )
+        if options.pacs_url:  # the scans are PACS series: retrieve, run, store the results back
+            from ..pacs import DOWNLOADS, pacs_client, series_processor
+
+            downloads = Path(options.output_dir) / DOWNLOADS
+            self.process = series_processor(pacs_client(options.pacs_url), options.pacs_url, self.process, downloads)
 
     def run(self, scan: str) -> dict:
         started = time.perf_counter()
