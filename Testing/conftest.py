@@ -127,13 +127,40 @@ def small_case(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A real model folder (card + safetensors) whose network is small and untrained."""
-    from deepdiag.models import ModelCard
+    import torch
+
     from deepdiag.models.networks import build_network
     from deepdiag.models.store import save_model
+
+    card = _tiny_segmentation_card("tiny-test-seg")
+    torch.manual_seed(0)
+    return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-seg@1")
+
+
+@pytest.fixture(scope="module")
+def background_model(tmp_path_factory):
+    """A tiny model that calls every voxel background: for tests of how scans are scheduled, where
+    an untrained model's thousand noise "nodules" would only cost post-processing time."""
+    import torch
+
+    from deepdiag.models.networks import build_network
+    from deepdiag.models.store import save_model
+
+    card = _tiny_segmentation_card("tiny-background-seg")
+    network = build_network(card)
+    last = [m for m in network.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([8.0, -8.0, -8.0]))
+    return save_model(network, card, tmp_path_factory.mktemp("models") / "tiny-background-seg@1")
+
+
+def _tiny_segmentation_card(model_id: str):
+    from deepdiag.models import ModelCard
     from deepdiag.terminology import LUNG_NODULES, LUNGS
 
     card = ModelCard(
-        id="tiny-test-seg",
+        id=model_id,
         version=1,
         task="segmentation",
         network={
@@ -160,10 +187,7 @@ def tiny_model(tmp_path_factory):
         ],
         postprocessing={"min_nodule_volume_mm3": 8.0},
     )
-    import torch
-
-    torch.manual_seed(0)
-    return save_model(build_network(card), card, tmp_path_factory.mktemp("models") / "tiny-test-seg@1")
+    return card
 
 
 def load_volume_node(scene, path: Path):
@@ -257,3 +281,46 @@ def errors_of_dciodvfy(path: Path) -> list[str]:
     """The error lines dciodvfy (dicom3tools) prints for a DICOM file; warnings are left out."""
     report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
     return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+
+
+def source_uids(series: Path) -> list[str]:
+    """The SOPInstanceUIDs of a series folder's slices, in the volume's slice order."""
+    from deepdiag.image_io import dicom_series_files
+
+    return [dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in dicom_series_files(series)]
+
+
+def seg_labels_on_source(seg, series: Path) -> np.ndarray:
+    """The SEG's segments on the source slices, nodules folded into one label as in the .seg.nrrd."""
+    numbers = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=source_uids(series), combine_segments=True, skip_overlap_checks=True
+    )
+    return np.where(numbers >= 2, 2, numbers)
+
+
+def assert_seg_matches(seg_file: Path, seg_nrrd: Path, series: Path) -> None:
+    """The DICOM SEG holds the .seg.nrrd's voxels on the source slices, its frames lie on them,
+    and its segments are the lungs and one per nodule, coded and attributed to the model."""
+    import highdicom as hd
+    import SimpleITK as sitk
+
+    from deepdiag.image_io import dicom_series_files
+
+    seg = hd.seg.segread(seg_file)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(seg_nrrd)))
+    assert np.array_equal(seg_labels_on_source(seg, series), labels)
+    positions = {
+        item.ReferencedSOPInstanceUID: frame.PlanePositionSequence[0].ImagePositionPatient
+        for frame in seg.PerFrameFunctionalGroupsSequence
+        for item in frame.DerivationImageSequence[0].SourceImageSequence
+    }
+    for file in dicom_series_files(series):
+        source = dcmread(file, stop_before_pixels=True)
+        if source.SOPInstanceUID in positions:  # frames without a segmented voxel are left out
+            assert np.allclose(positions[source.SOPInstanceUID], source.ImagePositionPatient, atol=1e-6)
+    described = [seg.get_segment_description(n) for n in seg.segment_numbers]
+    assert described[0].SegmentLabel == "Lungs"
+    assert [d.SegmentLabel for d in described[1:]] == [f"Lung nodule {n}" for n in range(1, len(described))]
+    assert {d.SegmentedPropertyTypeCodeSequence[0].CodeValue for d in described[1:]} <= {"27925004"}  # SCT Nodule
+    algorithm = described[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "DeepDiag lung-nodules-seg" and algorithm.AlgorithmVersion.isdigit()

@@ -7,20 +7,23 @@ import json
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import PROJECT_ROOT, SMALL_CASE, cli_command, cli_env, run_cli
+from conftest import PROJECT_ROOT, cli_command, cli_env, run_cli
 
 LEDGER = ".deepdiag-batch"
+#: small, coarse phantoms: what is tested is the scheduling, not the segmentation
+COARSE_CASE = ["--size", "100", "100", "64", "--spacing", "3.5", "3.5", "5.5", "--nodules", "1", "1"]
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
     """Five phantoms and one file that is not an image."""
     root = tmp_path_factory.mktemp("cohort")
-    made = run_cli("phantom", "-o", str(root), "--cases", "5", "--seed", "5", *SMALL_CASE, "--progress", "none")
+    made = run_cli("phantom", "-o", str(root), "--cases", "5", "--seed", "5", *COARSE_CASE, "--progress", "none")
     assert made.returncode == 0, made.stderr
     (root / "images" / "corrupt.nrrd").write_bytes(b"NRRD0004\nthis header ends before its voxels\n")
     return root / "images"
@@ -35,31 +38,33 @@ def _result(stdout: str) -> dict:
     return next(json.loads(line) for line in stdout.splitlines() if '"event": "result"' in line)
 
 
-def _ray_processes() -> list[str]:
-    found = subprocess.run(["pgrep", "-af", "raylet|gcs_server"], capture_output=True, text=True).stdout
-    return [line for line in found.splitlines() if "pgrep" not in line]
+def _processes_of(marker: str) -> list[int]:
+    """Processes whose environment holds ``DEEPDIAG_TEST_RUN=marker``: the batch and everything it
+    started (Ray's raylet, GCS and workers inherit the environment), whoever their parent is now."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"DEEPDIAG_TEST_RUN={marker}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return found
 
 
-def test_two_workers_give_five_results_and_one_error_row_in_one_table(cohort, tiny_model, tmp_path):
-    result = run_cli(*_batch(cohort, tmp_path, tiny_model, workers=2))
-    assert result.returncode == 1, result.stderr  # one scan failed
-    summary = _result(result.stdout)
-    assert (summary["scans"], summary["done"], summary["skipped"]) == (6, 5, 0)
-    (failure,) = summary["failed"]
-    assert failure["input"].endswith("corrupt.nrrd") and "corrupt.nrrd" in failure["error"]
-    table = pq.read_table(summary["table_parquet"]).to_pylist()
-    assert sorted(r["status"] for r in table) == ["failed"] + ["ok"] * 5
-    assert {r["scan_id"] for r in table if r["status"] == "ok"} == {f"phantom_s5_00{n}" for n in range(5)}
-    assert all(r["models"] == "tiny-test-seg@1" for r in table if r["status"] == "ok")
-    assert len(Path(summary["table_csv"]).read_text().splitlines()) == len(table) + 1
-    assert sorted(p.name for p in tmp_path.glob("*.seg.nrrd")) == [f"phantom_s5_00{n}.seg.nrrd" for n in range(5)]
-    assert not _ray_processes(), "the local Ray instance is stopped at the end"
+def _gone(marker: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while _processes_of(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not _processes_of(marker)
 
 
-def test_a_killed_batch_started_again_does_only_the_scans_left(cohort, tiny_model, tmp_path):
-    ledger = tmp_path / LEDGER
-    first = subprocess.Popen(cli_command(*_batch(cohort, tmp_path, tiny_model, workers=1)), cwd=PROJECT_ROOT,
-                             env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+def test_a_killed_batch_started_again_does_only_the_scans_left_and_tables_the_whole_cohort(
+    cohort, background_model, tmp_path
+):
+    ledger, marker = tmp_path / LEDGER, uuid.uuid4().hex
+    first = subprocess.Popen(cli_command(*_batch(cohort, tmp_path, background_model, workers=2)), cwd=PROJECT_ROOT,
+                             env=cli_env({"DEEPDIAG_TEST_RUN": marker}), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 600
     while len(list(ledger.glob("*.json"))) < 2 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.1)
@@ -67,15 +72,24 @@ def test_a_killed_batch_started_again_does_only_the_scans_left(cohort, tiny_mode
     first.wait(timeout=120)
     finished_before = {p.name: p.stat().st_mtime_ns for p in ledger.glob("*.json")}
     assert 2 <= len(finished_before) < 5, "killed after two scans, before the end"
-    assert not _ray_processes(), "a killed batch stops its Ray instance"
+    assert _gone(marker), "a killed batch stops its Ray instance"
 
-    again = run_cli(*_batch(cohort, tmp_path, tiny_model, workers=1))
+    again_marker = uuid.uuid4().hex
+    again = run_cli(*_batch(cohort, tmp_path, background_model, workers=2), env={"DEEPDIAG_TEST_RUN": again_marker})
+    assert again.returncode == 1, again.stderr  # the corrupt scan failed
     summary = _result(again.stdout)
-    assert (summary["skipped"], summary["done"]) == (len(finished_before), 5 - len(finished_before))
+    assert (summary["scans"], summary["skipped"]) == (6, len(finished_before))
+    assert summary["done"] == 5 - len(finished_before)  # only what was left
     assert {p.name: p.stat().st_mtime_ns for p in ledger.glob("*.json") if p.name in finished_before} == finished_before
-    assert len(list(ledger.glob("*.json"))) == 5
-    table = pq.read_table(summary["table_parquet"]).to_pylist()
-    assert sorted(r["status"] for r in table) == ["failed"] + ["ok"] * 5  # the whole cohort, not only this run
+    (failure,) = summary["failed"]
+    assert failure["input"].endswith("corrupt.nrrd") and "corrupt.nrrd" in failure["error"]
+    table = pq.read_table(summary["table_parquet"]).to_pylist()  # the whole cohort, not only this run
+    assert sorted(r["status"] for r in table) == ["failed"] + ["ok"] * 5
+    assert {r["scan_id"] for r in table if r["status"] == "ok"} == {f"phantom_s5_00{n}" for n in range(5)}
+    assert all(r["models"] == "tiny-background-seg@1" for r in table if r["status"] == "ok")
+    assert len(Path(summary["table_csv"]).read_text().splitlines()) == len(table) + 1
+    assert sorted(p.name for p in tmp_path.glob("*.seg.nrrd")) == [f"phantom_s5_00{n}.seg.nrrd" for n in range(5)]
+    assert _gone(again_marker), "the local Ray instance is stopped at the end"
 
 
 def test_a_scan_counts_as_done_only_while_its_input_and_outputs_are_unchanged(tmp_path):

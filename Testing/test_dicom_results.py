@@ -11,8 +11,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk
-from conftest import DICOM_SERIES, SMALL_CASE, errors_of_dciodvfy, run_cli, with_uids
+from conftest import DICOM_SERIES, SMALL_CASE, assert_seg_matches, errors_of_dciodvfy, run_cli, source_uids
 
 from deepdiag.image_io import dicom_series_files, read_volume
 
@@ -23,29 +22,16 @@ MEASUREMENTS = {"Long axis": "long_axis_mm", "Short axis": "short_axis_mm", "Vol
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """A phantom written as a DICOM series, analyzed and detected with --dicom-out; the shared
-    real DICOM series segmented with --dicom-out."""
+    """A phantom written as a DICOM series, analyzed and detected with --dicom-out (the real shared
+    series goes through analyze --dicom-out in test_pacs.py)."""
     root = tmp_path_factory.mktemp("dicom-results")
     made = run_cli("phantom", "-o", str(root / "phantom"), "--seed", "5", "--dicom", "--progress", "none", *SMALL_CASE)
     assert made.returncode == 0, made.stderr
     series = root / "phantom" / "dicom" / "phantom_s5_000"
-    real = with_uids(DICOM_SERIES, root / "abdomen_ct_dicom")
-    for command, source in (("analyze", series), ("detect", series), ("segment", real)):
-        result = run_cli(command, str(source), "-o", str(root / command), "--dicom-out", "--progress", "none")
+    for command in ("analyze", "detect"):
+        result = run_cli(command, str(series), "-o", str(root / command), "--dicom-out", "--progress", "none")
         assert result.returncode == 0, result.stderr
-    return {"root": root, "series": series, "real": real}
-
-
-def _source_uids(series: Path) -> list[str]:
-    return [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in dicom_series_files(series)]
-
-
-def _seg_labels_on_source(seg: hd.seg.Segmentation, series: Path) -> np.ndarray:
-    """The SEG's segments on the source slices, nodules folded into one label as in the .seg.nrrd."""
-    numbers = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=_source_uids(series), combine_segments=True, skip_overlap_checks=True
-    )
-    return np.where(numbers >= 2, 2, numbers)
+    return {"root": root, "series": series}
 
 
 def test_phantom_dicom_series_is_valid_ct_with_the_phantoms_geometry_and_values(runs):
@@ -60,41 +46,16 @@ def test_phantom_dicom_series_is_valid_ct_with_the_phantoms_geometry_and_values(
 
 
 @pytest.mark.parametrize(
-    "name",
-    [
-        "analyze/phantom_s5_000.seg.dcm",
-        "analyze/phantom_s5_000.sr.dcm",
-        "detect/phantom_s5_000.sr.dcm",
-        "segment/abdomen_ct_dicom.seg.dcm",
-    ],
+    "name", ["analyze/phantom_s5_000.seg.dcm", "analyze/phantom_s5_000.sr.dcm", "detect/phantom_s5_000.sr.dcm"]
 )
 def test_dicom_results_pass_dciodvfy_without_errors(runs, name):
     assert shutil.which("dciodvfy"), "dciodvfy (Debian dicom3tools) is installed by make test"
     assert errors_of_dciodvfy(runs["root"] / name) == []
 
 
-@pytest.mark.parametrize(
-    "run, series_key, stem", [("analyze", "series", "phantom_s5_000"), ("segment", "real", "abdomen_ct_dicom")]
-)
-def test_seg_holds_the_voxels_of_the_seg_nrrd_on_the_source_slices(runs, run, series_key, stem):
-    seg = hd.seg.segread(runs["root"] / run / f"{stem}.seg.dcm")
-    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(runs["root"] / run / f"{stem}.seg.nrrd")))
-    assert np.array_equal(_seg_labels_on_source(seg, runs[series_key]), labels)
-    positions = {
-        item.ReferencedSOPInstanceUID: frame.PlanePositionSequence[0].ImagePositionPatient
-        for frame in seg.PerFrameFunctionalGroupsSequence
-        for item in frame.DerivationImageSequence[0].SourceImageSequence
-    }
-    for file in dicom_series_files(runs[series_key]):
-        source = pydicom.dcmread(file, stop_before_pixels=True)
-        if source.SOPInstanceUID in positions:  # frames without a segmented voxel are left out
-            assert np.allclose(positions[source.SOPInstanceUID], source.ImagePositionPatient, atol=1e-6)
-    described = [seg.get_segment_description(n) for n in seg.segment_numbers]
-    assert described[0].SegmentLabel == "Lungs"
-    assert [d.SegmentLabel for d in described[1:]] == [f"Lung nodule {n}" for n in range(1, len(described))]
-    assert {d.SegmentedPropertyTypeCodeSequence[0].CodeValue for d in described[1:]} <= {"27925004"}  # SCT Nodule
-    algorithm = described[0].SegmentationAlgorithmIdentificationSequence[0]
-    assert algorithm.AlgorithmName == "DeepDiag lung-nodules-seg" and algorithm.AlgorithmVersion.isdigit()
+def test_seg_holds_the_voxels_of_the_seg_nrrd_on_the_source_slices(runs):
+    folder = runs["root"] / "analyze"
+    assert_seg_matches(folder / "phantom_s5_000.seg.dcm", folder / "phantom_s5_000.seg.nrrd", runs["series"])
 
 
 def _groups(path: Path) -> list:
@@ -134,7 +95,7 @@ def test_each_analyzed_finding_references_its_own_nodule_segment_or_its_centre(r
     findings = json.loads((folder / "phantom_s5_000.findings.json").read_text())["findings"]
     seg = hd.seg.segread(folder / "phantom_s5_000.seg.dcm")
     numbers = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=_source_uids(runs["series"]), combine_segments=True, skip_overlap_checks=True
+        source_sop_instance_uids=source_uids(runs["series"]), combine_segments=True, skip_overlap_checks=True
     )
     volume = read_volume(runs["series"])
     referenced = []
@@ -164,17 +125,22 @@ def test_results_join_the_source_study_as_new_series(runs):
     assert sr.SOPClassUID == pydicom.uid.Comprehensive3DSRStorage
 
 
-def test_dicom_out_refuses_a_file_input_before_any_work(small_case, tmp_path):
-    image = small_case / "images" / "phantom_s5_000.nrrd"
-    result = run_cli("segment", str(image), "-o", str(tmp_path / "out"), "--dicom-out", "--progress", "none")
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith(f"deepdiag: error: {image}: is a file, not a DICOM")
+def test_dicom_out_refuses_a_file_input_before_any_work(tmp_path, capsys):
+    from deepdiag.cli import main
+
+    image = tmp_path / "scan.nrrd"
+    image.write_bytes(b"refused before it is read")
+    assert main(["segment", str(image), "-o", str(tmp_path / "out"), "--dicom-out", "--progress", "none"]) == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message.startswith(f"deepdiag: error: {image}: is a file, not a DICOM")
     assert not list((tmp_path / "out").glob("*"))
 
 
-def test_dicom_out_refuses_a_series_whose_uids_were_emptied_before_writing_anything(tmp_path):
-    result = run_cli("segment", str(DICOM_SERIES), "-o", str(tmp_path / "out"), "--dicom-out", "--progress", "none")
-    assert result.returncode == 1
-    message = result.stderr.strip().splitlines()[-1]
+def test_dicom_out_refuses_a_series_whose_uids_were_emptied_before_writing_anything(tmp_path, capsys):
+    from deepdiag.cli import main
+
+    arguments = ["segment", str(DICOM_SERIES), "-o", str(tmp_path / "out"), "--dicom-out", "--progress", "none"]
+    assert main(arguments) == 1
+    message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith(f"deepdiag: error: {DICOM_SERIES}: ") and "has no StudyInstanceUID" in message
     assert not list((tmp_path / "out").glob("*"))

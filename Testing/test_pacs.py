@@ -10,7 +10,7 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 import pytest
-from conftest import DICOM_SERIES, SMALL_CASE, errors_of_dciodvfy, run_cli, with_uids
+from conftest import DICOM_SERIES, SMALL_CASE, assert_seg_matches, errors_of_dciodvfy, run_cli, with_uids
 from orthanc_server import DICOMWEB_PLUGIN, get, running_orthanc, upload
 
 
@@ -24,12 +24,16 @@ def _modalities_by_study(server_root: str) -> dict[str, list[str]]:
     return found
 
 
+def _series_uid(folder: Path) -> str:
+    return str(pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).SeriesInstanceUID)
+
+
 def _study_uid(folder: Path) -> str:
     return str(pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True).StudyInstanceUID)
 
 
 @pytest.fixture(scope="module")
-def round_trip(tmp_path_factory, tiny_model) -> dict:
+def round_trip(tmp_path_factory) -> dict:
     """A phantom study, the real shared series (its UIDs put back) and a phantom study missing a
     slice go into Orthanc; ``deepdiag pacs --task analyze`` runs on all three."""
     assert shutil.which("Orthanc") and DICOMWEB_PLUGIN.exists(), "make test installs orthanc and orthanc-dicomweb"
@@ -68,8 +72,8 @@ def round_trip(tmp_path_factory, tiny_model) -> dict:
         )
         series_of = _modalities_by_study(server_root)
         query = f"{server_root}/dicom-web?PatientID=phantom_s5_000"
-        batch = run_cli("batch", query, "-o", str(root / "batch"), "--task", "segment", "--model", str(tiny_model),
-                        "--workers", "1", "--progress", "json")  # fmt: skip
+        batch = run_cli("batch", query, "-o", str(root / "batch"), "--task", "segment", "--workers", "1",
+                        "--progress", "json")  # fmt: skip
         series_after_batch = _modalities_by_study(server_root)
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return {
@@ -81,6 +85,7 @@ def round_trip(tmp_path_factory, tiny_model) -> dict:
         "batch": batch,
         "series_after_batch": series_after_batch,
         "out": root / "out",
+        "sources": {_series_uid(f): f for f in good},
     }
 
 
@@ -111,15 +116,12 @@ def test_orthanc_is_stopped_after_the_test(round_trip):
     assert round_trip["server_ended"]
 
 
-def test_an_unreachable_pacs_is_one_error_line(tmp_path):
-    result = run_cli(
-        "pacs", "http://127.0.0.1:9/dicom-web", "--study", "1.2.3", "-o", str(tmp_path / "out"), "--progress", "none"
-    )
-    assert result.returncode == 1
-    assert (
-        result.stderr.strip()
-        == "deepdiag: error: http://127.0.0.1:9/dicom-web: cannot reach the PACS (ConnectionError)"
-    )
+def test_an_unreachable_pacs_is_one_error_line(tmp_path, capsys):
+    from deepdiag.cli import main
+
+    url = "http://127.0.0.1:9/dicom-web"
+    assert main(["pacs", url, "--study", "1.2.3", "-o", str(tmp_path / "out"), "--progress", "none"]) == 1
+    assert capsys.readouterr().err.strip() == f"deepdiag: error: {url}: cannot reach the PACS (ConnectionError)"
 
 
 def test_every_stored_report_passes_dciodvfy_and_a_scan_without_findings_says_so(round_trip):
@@ -156,3 +158,10 @@ def test_a_ray_batch_over_a_pacs_query_stores_its_results_back(round_trip):
     assert (summary["scans"], summary["done"], summary["failed"]) == (1, 1, [])  # the query matched one study
     assert round_trip["series_after_batch"][studies[0]] == ["CT", "SEG", "SEG", "SR"]  # a second SEG: the batch's
     assert round_trip["series_after_batch"][studies[1]] == round_trip["series_of"][studies[1]]
+
+
+def test_the_stored_seg_holds_the_seg_nrrd_voxels_on_the_pacs_series_slices(round_trip):
+    for output in round_trip["summary"]["outputs"]:  # a phantom, and the real scanner series (JPEG 2000)
+        assert_seg_matches(
+            Path(output["dicom_seg"]), Path(output["segmentation"]), round_trip["sources"][output["series"]]
+        )
