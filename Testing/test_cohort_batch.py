@@ -92,6 +92,22 @@ def test_a_killed_batch_started_again_does_only_the_scans_left_and_tables_the_wh
     assert _gone(again_marker), "the local Ray instance is stopped at the end"
 
 
+def test_a_scan_over_the_time_limit_is_stopped_and_is_one_error_row(cohort, background_model, tmp_path):
+    single = tmp_path / "one"
+    single.mkdir()
+    (single / "slow.nrrd").write_bytes((cohort / "phantom_s5_000.nrrd").read_bytes())
+    marker = uuid.uuid4().hex
+    arguments = [*_batch(single, tmp_path / "out", background_model, workers=1), "--timeout", "1"]
+    result = run_cli(*arguments, env={"DEEPDIAG_TEST_RUN": marker})  # a worker alone takes longer to start
+    assert result.returncode == 1
+    summary = _result(result.stdout)
+    (failure,) = summary["failed"]
+    assert failure["error"] == f"{single / 'slow.nrrd'}: took longer than 1 s; stopped"
+    assert not list((tmp_path / "out" / LEDGER).glob("*.json"))  # not done: a new batch runs it again
+    assert [r["status"] for r in pq.read_table(summary["table_parquet"]).to_pylist()] == ["failed"]
+    assert _gone(marker), "the stopped worker and Ray are gone"
+
+
 def test_a_scan_counts_as_done_only_while_its_input_and_outputs_are_unchanged(tmp_path):
     from deepdiag.cohort.ledger import Ledger, input_digest
 

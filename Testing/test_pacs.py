@@ -83,6 +83,7 @@ def round_trip(tmp_path_factory) -> dict:
         "series_of": series_of,
         "server_ended": server.poll() is not None,
         "batch": batch,
+        "batch_out": root / "batch",
         "series_after_batch": series_after_batch,
         "out": root / "out",
         "sources": {_series_uid(f): f for f in good},
@@ -158,6 +159,7 @@ def test_a_ray_batch_over_a_pacs_query_stores_its_results_back(round_trip):
     assert (summary["scans"], summary["done"], summary["failed"]) == (1, 1, [])  # the query matched one study
     assert round_trip["series_after_batch"][studies[0]] == ["CT", "SEG", "SEG", "SR"]  # a second SEG: the batch's
     assert round_trip["series_after_batch"][studies[1]] == round_trip["series_of"][studies[1]]
+    assert not (round_trip["batch_out"] / ".pacs-download").exists()
 
 
 def test_the_stored_seg_holds_the_seg_nrrd_voxels_on_the_pacs_series_slices(round_trip):

@@ -375,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--workers", type=int, help="workers, each loading the models once (default: one per GPU, else per two cores)"
     )
-    batch.add_argument("--timeout", type=float, default=1800.0, help="seconds one scan may take (default 1800)")
+    batch.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds a worker may spend on one scan (default 1800)"
+    )
     batch.add_argument("--min-score", type=float, help="detector score threshold (default: the model card's)")
     batch.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"

@@ -10,10 +10,12 @@ the time limit has its worker replaced. The cohort's results table is written at
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..batch import refuse_duplicate_stems
 from ..errors import DeepDiagError
@@ -57,6 +59,10 @@ def run_cohort(manifest: str, options: BatchOptions, reporter: ProgressReporter)
         finished, failed = _run_on_workers(ray, pending, digests, ledger, options, reporter, len(done))
     finally:
         ray.shutdown()
+        if options.pacs_url:
+            from ..pacs import DOWNLOADS
+
+            shutil.rmtree(Path(options.output_dir) / DOWNLOADS, ignore_errors=True)
     records = [done.get(s) or finished.get(s) for s in scans if s in done or s in finished]
     failures += failed
     table = write_table(options.output_dir, cohort_rows(records, failures, options.task))
