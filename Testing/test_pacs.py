@@ -10,6 +10,7 @@ from pathlib import Path
 import highdicom as hd
 import pydicom
 import pytest
+import SimpleITK as sitk
 from conftest import DICOM_SERIES, SMALL_CASE, assert_seg_matches, errors_of_dciodvfy, run_cli, with_uids
 from orthanc_server import DICOMWEB_PLUGIN, get, running_orthanc, upload
 
@@ -167,3 +168,14 @@ def test_the_stored_seg_holds_the_seg_nrrd_voxels_on_the_pacs_series_slices(roun
         assert_seg_matches(
             Path(output["dicom_seg"]), Path(output["segmentation"]), round_trip["sources"][output["series"]]
         )
+
+
+def test_analyze_takes_the_real_dicom_series_and_writes_its_report_on_its_grid(round_trip):
+    real = next(o for o in round_trip["summary"]["outputs"] if round_trip["sources"][o["series"]].name == "real")
+    assert Path(real["report"]).is_file()
+    written = sitk.ReadImage(real["segmentation"])
+    source = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(round_trip["sources"][real["series"]])))
+    assert written.GetSize() == source.GetSize() == (512, 512, 20)
+    assert written.GetOrigin() == pytest.approx(source.GetOrigin())
+    # the series is an abdomen with the lung bases at its top: some lung, not a blank result
+    assert (sitk.GetArrayViewFromImage(written) == 1).sum() > 1000
