@@ -19,6 +19,7 @@ from . import __version__
 from .errors import DeepDiagError
 from .files import check_output_folder
 from .progress import PROGRESS_MODES, ProgressReporter
+from .tasks import TASKS
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -249,9 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, help="folder for <name>.seg.nrrd (and <name>.nodule_prob.nrrd)"
     )
     segment.add_argument("--model", help="model id, id@version or folder (default: the newest lung-nodules-seg)")
-    segment.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
-    )
+    _add_device(segment)
     segment.add_argument("--probabilities", action="store_true", help="also write the nodule probability map")
     segment.add_argument(
         "--preview",
@@ -278,9 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="keep findings scoring at least this (default: the model card's, 0.9 for lung-nodules-det@1)",
     )
-    detect.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
-    )
+    _add_device(detect)
     _add_dicom_out(detect, "<name>.sr.dcm: a DICOM SR (TID 1500) with one measurement group per finding")
 
     classify = _add_command(
@@ -308,9 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write <name>.saliency.nrrd: occlusion saliency of each finding's class on the CT's grid",
     )
-    classify.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
-    )
+    _add_device(classify)
 
     analyze = _add_command(
         commands,
@@ -330,9 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument(
         "--min-score", type=float, help="detector score threshold (default: the detection model card's)"
     )
-    analyze.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
-    )
+    _add_device(analyze)
     _add_dicom_out(analyze, "<name>.seg.dcm (SEG) and <name>.sr.dcm (SR), each finding referencing its segment")
 
     pacs = _add_command(
@@ -342,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run a task on studies from a PACS (DICOMweb) and store the DICOM SEG and SR back as new series",
     )
     pacs.add_argument("url", help="the DICOMweb root, e.g. http://pacs:8042/dicom-web")
-    pacs.add_argument("--task", choices=("segment", "detect", "analyze"), default="analyze", help="default analyze")
+    pacs.add_argument("--task", choices=TASKS, default="analyze", help="default analyze")
     pacs.add_argument("--study", action="append", default=[], metavar="UID", help="a StudyInstanceUID (repeatable)")
     pacs.add_argument(
         "--query",
@@ -353,9 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pacs.add_argument("-o", "--output", required=True, help="folder for each series' files, named by SeriesInstanceUID")
     pacs.add_argument("--min-score", type=float, help="detector score threshold (default: the model card's)")
-    pacs.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
-    )
+    _add_device(pacs)
 
     batch = _add_command(
         commands,
@@ -369,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         "('http://pacs/dicom-web?PatientID=123': its CT series, results stored back)",
     )
     batch.add_argument("-o", "--output", required=True, help="folder for each scan's files and the results table")
-    batch.add_argument("--task", choices=("segment", "detect", "analyze"), default="analyze", help="default analyze")
+    batch.add_argument("--task", choices=TASKS, default="analyze", help="default analyze")
     batch.add_argument("--model", help="model id, id@version or folder (segment, detect)")
     batch.add_argument("--address", help="ray://HOST:PORT of a running Ray cluster (default: a local one)")
     batch.add_argument(
@@ -379,9 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=1800.0, help="seconds a worker may spend on one scan (default 1800)"
     )
     batch.add_argument("--min-score", type=float, help="detector score threshold (default: the model card's)")
-    batch.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
-    )
+    _add_device(batch)
     _add_dicom_out(batch, "the DICOM SEG and SR of each scan")
 
     evaluate = commands.add_parser("evaluate", help="compare predictions with ground truth").add_subparsers(
@@ -528,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dicom", action="store_true", help="also write each image as a DICOM CT series, dicom/<case>/ (a study each)"
     )
     return parser
+
+
+def _add_device(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+    )
 
 
 def _add_dicom_out(command: argparse.ArgumentParser, what: str) -> None:

@@ -3,8 +3,12 @@ batch`` run the same per-scan work as ``deepdiag segment``, ``detect`` and ``ana
 
 from __future__ import annotations
 
-from .batch import ProcessOne
+from typing import TYPE_CHECKING
+
 from .errors import DeepDiagError
+
+if TYPE_CHECKING:  # deepdiag.batch imports torch; the command line imports this module at start
+    from .batch import ProcessOne
 
 TASKS = ("segment", "detect", "analyze")
 _ANALYZE_MODELS = "--model picks one model; analyze runs the newest segmentation, detection and classification models"
@@ -39,11 +43,6 @@ def task_processor(
     raise DeepDiagError(f"unknown task {task!r} (expected one of {', '.join(TASKS)})")
 
 
-def main_output(task: str) -> str:
-    """The suffix of the file a finished scan always has (what a resumed batch looks for)."""
-    return {"segment": ".seg.nrrd", "detect": ".findings.json", "analyze": ".report.html"}[task]
-
-
 def check_task(task: str, model_id: str | None = None, min_score: float | None = None) -> None:
     """Refuse an unknown task, a model it cannot use or a bad score before any worker starts."""
     from .detection.batch import check_min_score
@@ -54,6 +53,11 @@ def check_task(task: str, model_id: str | None = None, min_score: float | None =
     check_min_score(min_score)
     if task == "analyze" and model_id:
         raise DeepDiagError(_ANALYZE_MODELS)
-    if task in ("segment", "detect"):
-        kind, default = ("segmentation", "lung-nodules-seg") if task == "segment" else ("detection", "lung-nodules-det")
-        find_model(model_id, kind, default)
+    if task == "segment":
+        from .segmentation.batch import DEFAULT_MODEL as SEGMENTER
+
+        find_model(model_id, "segmentation", SEGMENTER)
+    if task == "detect":
+        from .detection import DEFAULT_MODEL as DETECTOR
+
+        find_model(model_id, "detection", DETECTOR)

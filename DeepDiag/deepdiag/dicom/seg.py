@@ -99,17 +99,18 @@ def _description(segment: Segment, algorithm: hd.AlgorithmIdentificationSequence
     return hd.seg.SegmentDescription(
         segment_number=segment.number,
         segment_label=segment.label,
-        segmented_property_category=_coded(segment.segment_class.category),
-        segmented_property_type=_coded(segment.segment_class.type),
+        segmented_property_category=coded(segment.segment_class.category),
+        segmented_property_type=coded(segment.segment_class.type),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
         tracking_uid=generate_uid(),
         tracking_id=segment.tracking_id,
-        anatomic_regions=[_coded(region)] if region.value else None,
+        anatomic_regions=[coded(region)] if region.value else None,
     )
 
 
-def _coded(code: Code) -> hd.sr.CodedConcept:
+def coded(code: Code) -> hd.sr.CodedConcept:
+    """A terminology code as highdicom's coded concept."""
     return hd.sr.CodedConcept(code.value, code.scheme, code.meaning)
 
 

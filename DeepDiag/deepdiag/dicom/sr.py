@@ -31,10 +31,9 @@ from ..terminology import (
     NODULE_TYPE_CODES,
     NODULE_TYPE_PROBABILITY,
     PRIVATE_SCHEME,
-    Code,
     lung_rads_code,
 )
-from .seg import SR_SERIES_NUMBER
+from .seg import SR_SERIES_NUMBER, coded
 from .source import SourceSeries
 
 _MM = codes.UCUM.Millimeter
@@ -114,10 +113,10 @@ def _no_finding_group(detector: str) -> hd.sr.MeasurementsAndQualitativeEvaluati
     detector, with no ROI."""
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="No nodule found"),
-        finding_type=_coded(NODULE),
-        finding_sites=[hd.sr.FindingSite(_coded(LUNG))],
+        finding_type=coded(NODULE),
+        finding_sites=[hd.sr.FindingSite(coded(LUNG))],
         algorithm_id=_algorithm(detector),
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(_coded(NODULE), codes.SCT.Absent)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(coded(NODULE), codes.SCT.Absent)],
     )
 
 
@@ -143,8 +142,8 @@ def _finding_group(
         }
     group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=finding.id),
-        finding_type=_coded(NODULE),
-        finding_sites=[hd.sr.FindingSite(_coded(LUNG))],
+        finding_type=coded(NODULE),
+        finding_sites=[hd.sr.FindingSite(coded(LUNG))],
         algorithm_id=_algorithm(detector),
         measurements=_measurements(finding),
         qualitative_evaluations=_evaluations(finding),
@@ -175,21 +174,15 @@ def _measurements(finding: Finding) -> list[hd.sr.Measurement]:
     nodule_type = finding.details.get("type")
     if nodule_type in finding.details.get("probabilities", {}):
         probability = float(finding.details["probabilities"][nodule_type])
-        rows.append(hd.sr.Measurement(name=_coded(NODULE_TYPE_PROBABILITY), value=probability, unit=_UNITLESS))
+        rows.append(hd.sr.Measurement(name=coded(NODULE_TYPE_PROBABILITY), value=probability, unit=_UNITLESS))
     return rows
 
 
 def _evaluations(finding: Finding) -> list[hd.sr.QualitativeEvaluation]:
     rows = []
     if finding.details.get("type") in NODULE_TYPE_CODES:
-        rows.append(
-            hd.sr.QualitativeEvaluation(_coded(NODULE_TYPE), _coded(NODULE_TYPE_CODES[finding.details["type"]]))
-        )
+        rows.append(hd.sr.QualitativeEvaluation(coded(NODULE_TYPE), coded(NODULE_TYPE_CODES[finding.details["type"]])))
     if finding.details.get("lung_rads"):
         category = str(finding.details["lung_rads"])
-        rows.append(hd.sr.QualitativeEvaluation(_coded(LUNG_RADS_CATEGORY), _coded(lung_rads_code(category))))
+        rows.append(hd.sr.QualitativeEvaluation(coded(LUNG_RADS_CATEGORY), coded(lung_rads_code(category))))
     return rows
-
-
-def _coded(code: Code) -> hd.sr.CodedConcept:
-    return hd.sr.CodedConcept(code.value, code.scheme, code.meaning)
