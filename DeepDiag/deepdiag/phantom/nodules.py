@@ -2,7 +2,9 @@
 
 - Shapes: ``round``; ``lobulated`` (a sphere swollen by 3–6 random lobes); ``spiculated``
   (a lobulated core with 6–14 thin tapering spikes). The core is scaled so that its volume
-  is that of a sphere of the nominal diameter.
+  is that of a sphere of the nominal diameter. ``lidc``: a real nodule outlined by an LIDC-IDRI
+  radiologist (``lidc_nodules.py``) of about the nominal size, at its own size, turned at random
+  in the axial plane; its type is the one its texture rating gives.
 - Types: ``solid``; ``ground-glass``; ``part-solid`` (ground glass around a solid core of
   35–60 % of the radius).
 - Placements: ``isolated`` (≥ 1.5 mm from pleura and vessels), ``juxtavascular`` (touching a
@@ -11,7 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -20,12 +22,15 @@ from scipy import ndimage
 from ..lung_rads import baseline_category
 from ..measurements import axial_axes_mm, equivalent_diameter_mm, largest_component, mean_diameter
 from .anatomy import Anatomy
-from .config import NODULE_PLACEMENTS, NODULE_SHAPES, PhantomConfig
+from .config import NODULE_PLACEMENTS, PhantomConfig
 from .grid import Grid
+from .lidc_nodules import LidcShape, lidc_shape, pick_annotation
 from .tissues import Tissue
 from .trees import Segment, tube_mask
 
 _TYPE_WEIGHTS = {"solid": 0.55, "part-solid": 0.15, "ground-glass": 0.30}
+# With every shape allowed, half the nodules are real LIDC outlines.
+_SHAPE_WEIGHTS = {"round": 0.4, "lobulated": 0.35, "spiculated": 0.25, "lidc": 1.0}
 _PLACEMENT_TRIES = 400
 
 
@@ -40,30 +45,42 @@ class NoduleDesign:
     lobes: np.ndarray  # (n, 4): unit direction and amplitude
     spikes: np.ndarray  # (n, 4): unit direction and length relative to the radius
     core_fraction: float
+    lidc: LidcShape | None = None
+    turn: tuple[float, bool] = (0.0, False)  # the LIDC shape's axial rotation (radians) and mirroring
 
 
 def design_nodules(config: PhantomConfig, rng: np.random.Generator) -> list[NoduleDesign]:
     count = int(rng.integers(config.nodules[0], config.nodules[1] + 1))
     types = list(config.types)
     weights = np.array([_TYPE_WEIGHTS[t] for t in types])
+    shape_weights = np.array([_SHAPE_WEIGHTS[s] for s in config.shapes])
     designs = []
     for _ in range(count):
         diameter = float(np.exp(rng.uniform(*np.log(config.diameter_mm))))  # small nodules are the common ones
-        shape = str(rng.choice(NODULE_SHAPES, p=[0.4, 0.35, 0.25]))
-        lobe_count = int(rng.integers(3, 7)) if shape != "round" else 0
+        shape = str(rng.choice(config.shapes, p=shape_weights / shape_weights.sum()))
+        lobe_count = int(rng.integers(3, 7)) if shape in ("lobulated", "spiculated") else 0
         spike_count = int(rng.integers(6, 15)) if shape == "spiculated" else 0
-        designs.append(
-            NoduleDesign(
-                type=str(rng.choice(types, p=weights / weights.sum())),
-                shape=shape,
-                placement=str(rng.choice(NODULE_PLACEMENTS, p=[0.5, 0.25, 0.25])),
-                nominal_diameter_mm=diameter,
-                lobes=np.column_stack([_directions(rng, lobe_count), rng.uniform(0.15, 0.35, lobe_count)]),
-                spikes=np.column_stack([_directions(rng, spike_count), rng.uniform(0.5, 1.1, spike_count)]),
-                core_fraction=float(rng.uniform(0.35, 0.6)),
-            )
+        design = NoduleDesign(
+            type=str(rng.choice(types, p=weights / weights.sum())),
+            shape=shape,
+            placement=str(rng.choice(NODULE_PLACEMENTS, p=[0.5, 0.25, 0.25])),
+            nominal_diameter_mm=diameter,
+            lobes=np.column_stack([_directions(rng, lobe_count), rng.uniform(0.15, 0.35, lobe_count)]),
+            spikes=np.column_stack([_directions(rng, spike_count), rng.uniform(0.5, 1.1, spike_count)]),
+            core_fraction=float(rng.uniform(0.35, 0.6)),
         )
+        designs.append(_with_lidc_shape(design, rng) if shape == "lidc" else design)
     return designs
+
+
+def _with_lidc_shape(design: NoduleDesign, rng: np.random.Generator) -> NoduleDesign:
+    """The design drawn with a real outline of its type and nominal size; drawn last, so that the
+    procedural shapes' random streams stay those of earlier versions."""
+    annotation = pick_annotation(design.type, design.nominal_diameter_mm, rng)
+    turn = (float(rng.uniform(0, 2 * np.pi)), bool(rng.integers(2)))
+    return replace(
+        design, nominal_diameter_mm=annotation.equivalent_diameter_mm, lidc=lidc_shape(annotation), turn=turn
+    )
 
 
 def place_nodules(
@@ -152,6 +169,7 @@ def measure_nodule(
         "type": design.type,
         "lung_rads": baseline_category(design.type, size, solid_size),
         "shape": design.shape,
+        **({"lidc_annotation_id": design.lidc.annotation.annotation_id} if design.lidc else {}),
         "location": design.placement,
         "voxels": int(mask.sum()),
     }
@@ -159,12 +177,12 @@ def measure_nodule(
 
 def _find_place(grid, anatomy, instances, design, rng):
     radius = design.nominal_diameter_mm / 2
-    lobe_scale = _volume_scale(design, max(min(grid.spacing) / 2, radius / 12))
+    lobe_scale = 1.0 if design.lidc else _volume_scale(design, max(min(grid.spacing) / 2, radius / 12))
     for _ in range(_PLACEMENT_TRIES):
         center = _candidate_center(grid, anatomy, design, radius, rng)
         if center is None:
             continue
-        reach = radius * (1.4 + (design.spikes[:, 3].max() if len(design.spikes) else 0)) + 3.0
+        reach = _reach_mm(design, radius)
         box = grid.box(center - reach, center + reach)
         if box is None:
             continue
@@ -235,7 +253,16 @@ def _random_lung_point(grid, lungs, rng, tries=200):
     return None
 
 
+def _reach_mm(design: NoduleDesign, radius: float) -> float:
+    """How far from its centre the nodule, grown by the placement margins, may reach."""
+    if design.lidc:
+        return design.lidc.reach_mm
+    return radius * (1.4 + (design.spikes[:, 3].max() if len(design.spikes) else 0)) + 3.0
+
+
 def _shape_mask(design, radius, center, x, y, z, spikes=True):
+    if design.lidc:  # ``radius`` beyond the nominal one grows (or, for a solid core, shrinks) the outline
+        return design.lidc.contains(center, x, y, z, radius - design.nominal_diameter_mm / 2, *design.turn)
     dx, dy, dz = x - center[0], y - center[1], z - center[2]
     distance = np.sqrt(dx**2 + dy**2 + dz**2) + 1e-6
     surface = np.full(distance.shape, radius, dtype=np.float32)
