@@ -5,10 +5,17 @@ import numpy as np
 import torch
 
 from deepdiag.image_io import read_volume
+from deepdiag.lung_rads import NODULE_TYPES
 from deepdiag.models import find_model
 from deepdiag.models.store import load_model
+from deepdiag.phantom import PhantomConfig
 from deepdiag.phantom.nodules import design_nodules
-from deepdiag.training.classification import SMALL_NODULE_WEIGHT, draw_weights
+from deepdiag.training.classification import (
+    JITTER_VOXELS,
+    SMALL_NODULE_WEIGHT,
+    draw_weights,
+    real_background_patches,
+)
 from deepdiag.training.detection import sample_slice_patch
 from deepdiag.training.hard_negatives import mine_hard_negatives
 from deepdiag.training.segmentation import Recipe
@@ -105,3 +112,22 @@ def test_a_small_nodule_share_keeps_large_nodules_as_common_however_many_small_o
     by_default = draw_weights(small, None)
     assert np.isclose(by_default[0] / by_default[-1], SMALL_NODULE_WEIGHT)  # the nodule-type classifier's recipe
     assert np.allclose(draw_weights(np.zeros(5, bool), 0.43), 0.2)  # negatives have no size: drawn alike
+
+
+def test_classifier_patches_on_a_real_background_centre_each_inserted_nodule_with_its_type(shared_data, tmp_path):
+    background = shared_data / "totalseg" / "chest_ct_crop_1p5mm.nii.gz"
+    config = PhantomConfig(nodules=(3, 3), diameter_mm=(8.0, 14.0), shapes=("lidc",))
+    window, patch = {"min_hu": -1000.0, "max_hu": 400.0}, [24, 24, 24]
+    made = real_background_patches(background, 5, 0, list(NODULE_TYPES), patch, [1.0] * 3, window, config, tmp_path)
+    cached = real_background_patches(background, 5, 0, list(NODULE_TYPES), patch, [1.0] * 3, window, config, tmp_path)
+    procedural = PhantomConfig(nodules=(3, 3), diameter_mm=(8.0, 14.0))
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    assert np.array_equal(made.images, cached.images) and np.array_equal(made.labels, cached.labels)
+    assert len(made.labels) >= 2 and made.images.shape[1:] == tuple(n + 2 * JITTER_VOXELS for n in patch)
+    centre = made.images[:, 15, 15, 15].astype(float) * 1400 - 1000  # back to HU
+    for hu, label in zip(centre, made.labels):
+        assert hu > -800, "the patch centre lies on the nodule, not on the lung around it"
+        if NODULE_TYPES[label] == "solid":
+            assert hu > -300
+    real_background_patches(background, 5, 0, list(NODULE_TYPES), patch, [1.0] * 3, window, procedural, tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2, "another shape set is another cache entry"

@@ -5,10 +5,13 @@
 2. The held-out real background (thorax_4dct_phase00, kept out of every training) with nodules of
    3-30 mm of all three types inserted: sensitivity by size and false positives per scan
    (segmentation), FROC and findings per scan at the default score (detection), type accuracy at
-   the inserted nodules' centres (classification).
+   the inserted nodules' centres (classification). ``--shapes lidc`` inserts real LIDC-IDRI
+   outlines instead of the procedural shapes the models were trained on (another seed, another
+   set, recorded apart).
 
     python scripts/evaluate_real_scans.py --output output/real-scans --record
     python scripts/evaluate_real_scans.py --segmentation-model lung-nodules-seg@10 --cases 4 --seed 6001
+    python scripts/evaluate_real_scans.py --shapes lidc --seed 6002 --skip-untouched --record
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
 
-from deepdiag.evaluation.real_scans import evaluate_inserted, marks_on_untouched_scan, write_inserted_cases  # noqa: E402
+from deepdiag.evaluation.real_scans import (  # noqa: E402
+    INSERTED,
+    INSERTED_LIDC,
+    evaluate_inserted,
+    marks_on_untouched_scan,
+    write_inserted_cases,
+)
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
@@ -45,6 +54,10 @@ def main() -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-inserted", action="store_true", help="only the untouched scans")
+    parser.add_argument("--skip-untouched", action="store_true", help="only the inserted cases")
+    parser.add_argument(
+        "--shapes", choices=("procedural", "lidc"), default="procedural", help="shapes of the inserted nodules"
+    )
     parser.add_argument("--record", action="store_true", help="write the figures into the cards' metrics.real_scans")
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -53,55 +66,67 @@ def main() -> None:
     classification = load_model(find_model(args.classification_model, "classification", "nodule-type-cls"), device)
     output = Path(args.output)
     figures = {"models": [segmentation.card.full_id, detection.card.full_id, classification.card.full_id]}
-    figures["untouched"] = [
-        marks_on_untouched_scan(_local_copy(scan, output), segmentation, detection, device, output)
-        for scan in UNTOUCHED
-    ]
+    if not args.skip_untouched:
+        figures["untouched"] = [
+            marks_on_untouched_scan(_local_copy(scan, output), segmentation, detection, device, output)
+            for scan in UNTOUCHED
+        ]
     if not args.skip_inserted:
-        folder = output / f"inserted-s{args.seed}"
+        lidc = args.shapes == "lidc"
+        folder = output / f"inserted{'-lidc' if lidc else ''}-s{args.seed}"
         truth = folder / "truth"
         if len(list((truth / "truth").glob("*.json"))) < args.cases:
-            write_inserted_cases(_local_copy(HELD_OUT_BACKGROUND, output), args.cases, args.seed, folder)
-        figures["inserted"] = {
+            config = INSERTED_LIDC if lidc else INSERTED
+            write_inserted_cases(_local_copy(HELD_OUT_BACKGROUND, output), args.cases, args.seed, folder, config)
+        figures["inserted_lidc_shapes" if lidc else "inserted"] = {
             "background": HELD_OUT_BACKGROUND.parent.name,
             "cases": args.cases,
             "seed": args.seed,
+            "shapes": args.shapes,
             **evaluate_inserted(truth, segmentation, detection, device, folder, classification),
         }
     print(json.dumps(figures, indent=1))
     if args.record:
-        record_real_figures(figures, segmentation, detection)
+        record_real_figures(figures, segmentation, detection, classification)
 
 
-def record_real_figures(figures: dict, segmentation, detection) -> None:
-    """metrics.real_scans of both cards: the real-scan figures, apart from the phantom ones."""
+def record_real_figures(figures: dict, segmentation, detection, classification) -> None:
+    """metrics.real_scans of the three cards: the real-scan figures, apart from the phantom ones;
+    a run that measured only some of them keeps the others."""
     data = (
         f"../{REAL.relative_to(ROOT.parent)}: {', '.join(s.parent.name for s in UNTOUCHED)} untouched; "
         f"{HELD_OUT_BACKGROUND.parent.name} (kept out of training) with inserted nodules, its known lesions left out. "
         "covid_ricord_419639 was a training background of lung-nodules-fpr@9: its marks are no held-out figure"
     )
-    inserted = figures.get("inserted", {})
-    for model, task, marks in (
-        (segmentation, "segmentation", "segmentation_components"),
-        (detection, "detection", "detector_findings"),
+    inserted_sets = {
+        "inserted": "inserted_held_out_background",
+        "inserted_lidc_shapes": "inserted_lidc_shapes_held_out_background",
+    }
+    for model, task in (
+        (segmentation, "segmentation"),
+        (detection, "detection"),
+        (classification, "classification_at_truth_centres"),
     ):
-        found = "known_lesions_found_by_" + ("segmentation" if task == "segmentation" else "detector")
-        untouched = [
-            {
-                "scan": u["scan"],
-                marks: u[marks],
-                f"{marks}_on_known_lesions": u[f"{marks}_on_known_lesions"],
-                found: u[found],
-                "seconds": u["seconds"],
-            }
-            for u in figures["untouched"]
-        ]
-        real = {"data": data, "untouched": untouched}
-        if inserted:
-            real["inserted_held_out_background"] = {k: inserted[k] for k in ("background", "cases", "seed")} | inserted[
-                task
-            ]
+        real = {**model.card.metrics.get("real_scans", {}), "data": data}
+        if "untouched" in figures and task != "classification_at_truth_centres":
+            real["untouched"] = [_untouched_figures(u, task) for u in figures["untouched"]]
+        for key, name in inserted_sets.items():
+            if key in figures:
+                inserted = figures[key]
+                real[name] = {k: inserted[k] for k in ("background", "cases", "seed", "shapes")} | inserted[task]
         record_in_card(model.folder, metrics={**model.card.metrics, "real_scans": real})
+
+
+def _untouched_figures(untouched: dict, task: str) -> dict:
+    marks = "segmentation_components" if task == "segmentation" else "detector_findings"
+    found = "known_lesions_found_by_" + ("segmentation" if task == "segmentation" else "detector")
+    return {
+        "scan": untouched["scan"],
+        marks: untouched[marks],
+        f"{marks}_on_known_lesions": untouched[f"{marks}_on_known_lesions"],
+        found: untouched[found],
+        "seconds": untouched["seconds"],
+    }
 
 
 def _local_copy(scan: Path, output: Path) -> Path:

@@ -6,6 +6,16 @@ scripts/evaluate_model.py (seed 7, never used here), which records them into the
 
     python scripts/train_classification_model.py --output DeepDiag/deepdiag/models/builtin/nodule-type-cls@1
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/nodule-type-cls@1 --record
+
+Version 2 is version 1 fine-tuned on phantoms with real LIDC-IDRI nodule outlines beside the
+procedural shapes, and on nodules inserted into two real chest CTs (the third real chest CT,
+thorax_4dct_phase00, stays out for scripts/evaluate_real_scans.py):
+
+    python scripts/train_classification_model.py --output DeepDiag/deepdiag/models/builtin/nodule-type-cls@2 \
+        --version 2 --init-from nodule-type-cls@1 --train-cases 24 --data-seed 3100 --shapes round lobulated \
+        spiculated lidc --iterations 1500 --learning-rate 5e-4 --real-cases 8 --real-backgrounds \
+        ../shared/data/real/chest_ct/covid_ricord_419639/ct.nii.gz \
+        ../shared/data/real/totalseg/chest_ct_crop_1p5mm.nii.gz
 """
 
 from __future__ import annotations
@@ -13,22 +23,25 @@ from __future__ import annotations
 import time
 from functools import partial
 from multiprocessing import get_context
+from pathlib import Path
 
 import torch  # noqa: E402
-from training_common import ROOT, WINDOW, common_parser, device_description, log
+from training_common import ROOT, WINDOW, common_parser, device_description, initial_network, log
 
 from deepdiag import __version__  # noqa: E402
 from deepdiag.evaluation.classification import expected_calibration_error  # noqa: E402
 from deepdiag.lung_rads import NODULE_TYPES  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
-from deepdiag.models.networks import build_network  # noqa: E402
 from deepdiag.models.store import save_model  # noqa: E402
+from deepdiag.phantom import PhantomConfig  # noqa: E402
+from deepdiag.phantom.config import NODULE_SHAPES, PROCEDURAL_SHAPES  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.classification import (
     NodulePatches,
     case_patches,
     centre_logits,
     fit_temperature,
+    real_background_patches,
     train_classifier,
 )  # noqa: E402
 
@@ -69,8 +82,13 @@ def card_template(args) -> ModelCard:
         postprocessing={"temperature": 1.0},
         description=(
             "Lung nodule type (solid, part-solid, ground-glass) from a 40 mm cube around a finding, with "
-            "temperature-calibrated probabilities. Trained only on synthetic chest CTs made by `deepdiag phantom`; "
-            "not validated on patient scans."
+            "temperature-calibrated probabilities. "
+            + (
+                "Trained on synthetic chest CTs and on nodules inserted into real chest CTs; measured on a held-out "
+                "real CT with inserted nodules, not on annotated patient nodules."
+                if args.real_backgrounds
+                else "Trained only on synthetic chest CTs made by `deepdiag phantom`; not validated on patient scans."
+            )
         ),
         extra={"saliency": {"method": "occlusion sensitivity (MONAI)", "mask_voxels": 8, "overlap": 0.5}},
     )
@@ -90,9 +108,25 @@ def patches(args, seed: int, cases: int) -> NodulePatches:
         window=WINDOW,
         nodules=tuple(args.nodules),
         cache=args.cache,
+        shapes=tuple(args.shapes),
     )
     with get_context("spawn").Pool(args.workers) as pool:
         return NodulePatches.concatenate(pool.map(make, range(cases)))
+
+
+def real_patches(args, seed: int, cases: int) -> NodulePatches:
+    """Patches of nodules of every shape inserted into ``cases`` copies of each --real-backgrounds scan."""
+    config = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0), shapes=NODULE_SHAPES)
+    parts = []
+    for background in args.real_backgrounds:
+        log(f"inserting nodules into {cases} copies of {background} (seed {seed})")
+        parts += [
+            real_background_patches(
+                background, seed, index, list(NODULE_TYPES), PATCH, SPACING, WINDOW, config, args.cache
+            )
+            for index in range(cases)
+        ]
+    return NodulePatches.concatenate(parts)
 
 
 def calibration(network, validation: NodulePatches, device) -> dict:
@@ -108,6 +142,25 @@ def calibration(network, validation: NodulePatches, device) -> dict:
     }
 
 
+def data_description(args) -> str:
+    phantoms = (
+        f"{args.train_cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed "
+        f"{args.data_seed}, {args.nodules[0]}-{args.nodules[1]} nodules each, 3-30 mm, shapes "
+        f"{', '.join(args.shapes)}, types drawn 55/15/30 % solid/part-solid/ground-glass, "
+        "in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm"
+    )
+    if not args.real_backgrounds:
+        return phantoms
+    names = ", ".join(
+        Path(b).name if Path(b).name != "ct.nii.gz" else Path(b).parent.name for b in args.real_backgrounds
+    )
+    return (
+        f"{phantoms}; {args.real_cases} copies of each real CT {names} with 8-12 nodules of 3-30 mm inserted "
+        f"(all shapes, LIDC-IDRI outlines among them; seed {args.real_seed}); calibration adds one more copy of "
+        f"each (seed {args.real_seed + 1})"
+    )
+
+
 def main() -> None:
     parser = common_parser(
         __doc__.splitlines()[0],
@@ -120,6 +173,15 @@ def main() -> None:
         cache=str(ROOT / ".cache" / "classification"),
     )
     parser.add_argument("--val-cases", type=int, default=8)
+    parser.add_argument("--init-from", help="fine-tune this classifier (id@version or folder) instead of a new one")
+    parser.add_argument(
+        "--shapes", nargs="+", default=list(PROCEDURAL_SHAPES), choices=NODULE_SHAPES, help="phantom nodule shapes"
+    )
+    parser.add_argument(
+        "--real-backgrounds", nargs="*", default=[], help="real CTs to insert nodules into; keep one real scan out"
+    )
+    parser.add_argument("--real-cases", type=int, default=8, help="copies of each real background for training")
+    parser.add_argument("--real-seed", type=int, default=5100, help="seed of the inserted nodules (+1: calibration)")
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
@@ -128,10 +190,13 @@ def main() -> None:
         patches(args, args.data_seed, args.train_cases),
         patches(args, args.data_seed + 1, args.val_cases),
     )
+    if args.real_backgrounds:
+        training = NodulePatches.concatenate([training, real_patches(args, args.real_seed, args.real_cases)])
+        validation = NodulePatches.concatenate([validation, real_patches(args, args.real_seed + 1, 1)])
     counts = {name: int((training.labels == n).sum()) for n, name in enumerate(NODULE_TYPES)}
     log(f"{len(training.labels)} training nodules {counts}, {len(validation.labels)} validation nodules")
     torch.manual_seed(args.train_seed)
-    network = build_network(card)
+    network = initial_network(card, args.init_from)
     summary = train_classifier(
         network,
         training,
@@ -146,13 +211,8 @@ def main() -> None:
     calibrated = calibration(network, validation, device)
     card.postprocessing = {"temperature": calibrated["temperature"]}
     card.training = {
-        "data": (
-            f"{args.train_cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed "
-            f"{args.data_seed}, "
-            f"{args.nodules[0]}-{args.nodules[1]} nodules each, 3-30 mm, types drawn 55/15/30 % "
-            "solid/part-solid/ground-glass, "
-            "in-plane spacing 0.6-0.9 mm, slices 1-2.5 mm, noise 8-35 HU, blur 0.4-0.9 mm"
-        ),
+        "data": data_description(args),
+        "initialized_from": args.init_from,
         "nodules": counts,
         "data_seed": args.data_seed,
         "validation_seed": args.data_seed + 1,

@@ -46,6 +46,8 @@ KNOWN_LESIONS = {
 }
 #: what is inserted into a held-out real background: every type and shape, 3-30 mm
 INSERTED = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0))
+#: the same with real LIDC-IDRI outlines, a shape no model was trained on
+INSERTED_LIDC = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0), shapes=("lidc",))
 
 
 def marks_on_untouched_scan(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,11 @@ from monai.transforms import (
 )
 
 from ..classification.patches import extract_patch
-from ..phantom import generate_case
+from ..image_io import input_stem, read_volume
+from ..phantom import PhantomConfig, generate_case
+from ..phantom.case import PhantomCase
+from ..phantom.config import PROCEDURAL_SHAPES
+from ..phantom.insertion import insert_into
 from ..segmentation.model_grid import normalize
 from .segmentation_data import varied_scanner_config
 
@@ -55,24 +59,54 @@ def case_patches(
     window,
     nodules=(6, 12),
     cache: str | None = None,
+    shapes: tuple[str, ...] = PROCEDURAL_SHAPES,
 ) -> NodulePatches:
     """Patches around every truth nodule of phantom ``index`` of ``seed`` (varied scanner settings)."""
-    name = f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}-patch{patch[0]}at{spacing[0]}mm.npz"
+    shaped = "" if shapes == PROCEDURAL_SHAPES else "-" + "+".join(shapes)
+    name = f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}{shaped}-patch{patch[0]}at{spacing[0]}mm.npz"
 
     def make() -> NodulePatches:
-        case = generate_case(varied_scanner_config(seed, index, nodules), seed, index)
-        size = tuple(n + 2 * JITTER_VOXELS for n in patch)
-        truths = case.truth["nodules"]
-        images = [
-            normalize(extract_patch(case.ct, n["center_lps"], size, spacing), window).astype(np.float16) for n in truths
-        ]
-        return NodulePatches(
-            np.stack(images) if images else np.zeros((0, *size), np.float16),
-            np.array([classes.index(n["type"]) for n in truths], dtype=np.int64),
-            np.array([n["mean_diameter_mm"] for n in truths], dtype=np.float32),
-        )
+        config = replace(varied_scanner_config(seed, index, nodules), shapes=shapes)
+        return truth_patches(generate_case(config, seed, index), classes, patch, spacing, window)
 
     return cached_patches(Path(cache) / name if cache else None, make)
+
+
+def real_background_patches(
+    background: str | Path,
+    seed: int,
+    index: int,
+    classes: list[str],
+    patch: list[int],
+    spacing,
+    window,
+    config: PhantomConfig,
+    cache: str | None = None,
+) -> NodulePatches:
+    """Patches around the nodules inserted into copy ``index`` of a real CT (its own vessels,
+    walls, noise and kernel around them)."""
+    background = Path(background)
+    shaped = "+".join(config.shapes)
+    name = f"real-{input_stem(background)}-s{seed}-{index:03d}-{shaped}-patch{patch[0]}at{spacing[0]}mm.npz"
+
+    def make() -> NodulePatches:
+        case = insert_into(read_volume(background), background, config, seed, index)
+        return truth_patches(case, classes, patch, spacing, window)
+
+    return cached_patches(Path(cache) / name if cache else None, make)
+
+
+def truth_patches(case: PhantomCase, classes: list[str], patch: list[int], spacing, window) -> NodulePatches:
+    size = tuple(n + 2 * JITTER_VOXELS for n in patch)
+    truths = case.truth["nodules"]
+    images = [
+        normalize(extract_patch(case.ct, n["center_lps"], size, spacing), window).astype(np.float16) for n in truths
+    ]
+    return NodulePatches(
+        np.stack(images) if images else np.zeros((0, *size), np.float16),
+        np.array([classes.index(n["type"]) for n in truths], dtype=np.int64),
+        np.array([n["mean_diameter_mm"] for n in truths], dtype=np.float32),
+    )
 
 
 def cached_patches(cached: Path | None, make: Callable[[], NodulePatches]) -> NodulePatches:
