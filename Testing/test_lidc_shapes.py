@@ -8,7 +8,7 @@ import pytest
 from deepdiag.errors import DeepDiagError
 from deepdiag.image_io import read_volume
 from deepdiag.lung_mask import find_lungs
-from deepdiag.phantom import PhantomConfig, lidc_nodules
+from deepdiag.phantom import PhantomConfig, generate_case, lidc_nodules
 from deepdiag.phantom.insertion import insert_into
 from deepdiag.phantom.lidc_nodules import TYPE_OF_TEXTURE, database_path, lidc_annotations, lidc_shape, rasterize
 
@@ -65,6 +65,21 @@ def test_lidc_shapes_inserted_into_a_real_ct_lie_in_its_lungs_with_their_truth(s
         assert case.labels.array[mask].tolist() == [2] * int(mask.sum())
         if nodule["type"] == "solid":
             assert -100 <= np.median(case.ct.array[mask]) <= 100, "solid tissue, blended into the real scan"
+
+
+def test_part_solid_lidc_nodules_have_a_solid_core_inside_their_ground_glass():
+    config = PhantomConfig(
+        size=(160, 160, 96),
+        spacing=(1.0, 1.0, 1.25),
+        nodules=(4, 4),
+        diameter_mm=(6.0, 20.0),
+        types=("part-solid",),
+        shapes=("lidc",),
+    )
+    nodules = generate_case(config, seed=3, index=0).truth["nodules"]
+    assert len(nodules) >= 3
+    for nodule in nodules:
+        assert 0 < nodule["solid_component_mean_diameter_mm"] < nodule["mean_diameter_mm"], nodule
 
 
 def test_an_unknown_shape_and_a_missing_database_are_refused_with_what_to_do(monkeypatch):

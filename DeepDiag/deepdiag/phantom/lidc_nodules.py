@@ -28,7 +28,7 @@ from ..errors import DeepDiagError
 
 TYPE_OF_TEXTURE = {1: "ground-glass", 2: "ground-glass", 3: "part-solid", 4: "solid", 5: "solid"}
 _NO_CALCIFICATION = 6  # LIDC's calcification rating: 1-5 name a calcium pattern, 6 is "absent"
-_MARGIN_MM = 6.0  # room around the mask for a grown shape (placement margins reach 3 mm)
+_MARGIN_MM = 6.0  # room around the mask for a grown shape (placement margins reach 3 mm, half of it)
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,16 @@ class LidcShape:
     spacing: tuple[float, float, float]  # i, j, k
     anchor_mm: np.ndarray  # i, j, k, in the field's own frame
 
-    @property
-    def reach_mm(self) -> float:
-        """Largest distance from the anchor to a point of the shape grown by the margin."""
-        return float(np.linalg.norm(np.array(self.signed_mm.shape[::-1]) * self.spacing)) / 2 + 1.0
+    reach_mm: float  # how far from the anchor the outline grown by the margin reaches
 
-    def contains(self, center, x, y, z, grow_mm: float, angle: float, mirror: bool) -> np.ndarray:
-        """Whether each point (x, y, z, broadcast, mm) lies in the shape grown by ``grow_mm``,
-        the anchor placed at ``center`` and the shape turned by ``angle`` in the axial plane."""
+    @property
+    def depth_mm(self) -> float:
+        """Distance from the anchor, the deepest inside point, to the outline."""
+        return float(-self.signed_mm.min())
+
+    def signed_mm_at(self, center, x, y, z, angle: float, mirror: bool) -> np.ndarray:
+        """The signed distance at each point (x, y, z, broadcast, mm), the anchor placed at
+        ``center`` and the shape turned by ``angle`` in the axial plane (and mirrored)."""
         dx, dy, dz = np.broadcast_arrays(x - center[0], y - center[1], z - center[2])
         cos, sin = np.cos(angle), np.sin(angle)
         u, v = cos * dx + sin * dy, -sin * dx + cos * dy
@@ -69,9 +71,8 @@ class LidcShape:
         i = (u + self.anchor_mm[0]) / self.spacing[0]
         j = (v + self.anchor_mm[1]) / self.spacing[1]
         k = (dz + self.anchor_mm[2]) / self.spacing[2]
-        inside_field = np.stack([k, j, i]).reshape(3, -1)
-        signed = ndimage.map_coordinates(self.signed_mm, inside_field, order=1, cval=1e3)
-        return (signed <= grow_mm).reshape(dx.shape)
+        at = np.stack([k, j, i]).reshape(3, -1)
+        return ndimage.map_coordinates(self.signed_mm, at, order=1, cval=1e3).reshape(dx.shape)
 
 
 def database_path() -> Path:
@@ -89,7 +90,7 @@ def database_path() -> Path:
 def lidc_annotations() -> tuple[LidcAnnotation, ...]:
     """Every non-calcified LIDC outline with a texture rating, its size from the contours' areas."""
     with sqlite3.connect(f"file:{database_path()}?mode=ro", uri=True) as db:
-        spacing = _slice_spacings(db)
+        spacing = _slice_spacings()
         rows = db.execute(
             "SELECT a.id, s.patient_id, a.texture, s.id, s.pixel_spacing, c.coords, c.inclusion "
             "FROM annotations a JOIN scans s ON s.id = a.scan_id JOIN contours c ON c.annotation_id = a.id "
@@ -130,7 +131,7 @@ def lidc_shape(annotation: LidcAnnotation) -> LidcShape:
             "SELECT image_z_position, coords, inclusion FROM contours WHERE annotation_id = ?",
             (annotation.annotation_id,),
         ).fetchall()
-        slice_mm = _slice_spacings(db)[scan_id]
+        slice_mm = _slice_spacings()[scan_id]
     mask = rasterize(contours, slice_mm)
     spacing = (pixel_mm, pixel_mm, slice_mm)
     margin = [int(np.ceil(_MARGIN_MM / s)) for s in spacing[::-1]]
@@ -139,7 +140,10 @@ def lidc_shape(annotation: LidcAnnotation) -> LidcShape:
     outside = ndimage.distance_transform_edt(~mask, sampling=spacing[::-1])
     deepest = np.unravel_index(int(np.argmax(inside)), mask.shape)
     anchor = np.array(deepest[::-1], dtype=float) * spacing
-    return LidcShape(annotation, (outside - inside).astype(np.float32), spacing, anchor)
+    signed = (outside - inside).astype(np.float32)
+    near = np.argwhere(signed <= _MARGIN_MM / 2)[:, ::-1] * spacing  # i, j, k in mm
+    reach = float(np.sqrt(((near - anchor) ** 2).sum(axis=1)).max()) + max(spacing)
+    return LidcShape(annotation, signed, spacing, anchor, reach)
 
 
 def rasterize(contours: list[tuple[float, str, int]], slice_mm: float) -> np.ndarray:
@@ -177,9 +181,12 @@ def _polygon_area(points: np.ndarray) -> float:
     return shoelace + perimeter / 2 + 1
 
 
-def _slice_spacings(db: sqlite3.Connection) -> dict[int, float]:
+@lru_cache(maxsize=1)
+def _slice_spacings() -> dict[int, float]:
     """Each scan's slice spacing in mm: the median gap between its slice positions."""
     positions: dict[int, list[float]] = {}
-    for scan_id, z in db.execute("SELECT scan_id, val FROM zvals"):
+    with sqlite3.connect(f"file:{database_path()}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT scan_id, val FROM zvals").fetchall()
+    for scan_id, z in rows:
         positions.setdefault(scan_id, []).append(z)
     return {scan_id: float(np.median(np.diff(np.unique(z)))) if len(z) > 1 else 2.5 for scan_id, z in positions.items()}

@@ -187,14 +187,15 @@ def _find_place(grid, anatomy, instances, design, rng):
         if box is None:
             continue
         slices, coords = box
-        mask = _shape_mask(design, radius * lobe_scale, center, *coords)
-        margin = _shape_mask(design, radius * lobe_scale + 1.5, center, *coords)
+        shape = _shape_at(design, center, coords)
+        mask = shape(radius * lobe_scale)
+        margin = shape(radius * lobe_scale + 1.5)
         lungs, vessels = anatomy.lungs[slices], anatomy.vessels[slices]
-        if instances[slices][_shape_mask(design, radius * lobe_scale + 3.0, center, *coords)].any():
+        if instances[slices][shape(radius * lobe_scale + 3.0)].any():
             continue  # keep nodules apart, so each is a separate finding
         if not _fits(design.placement, mask, margin, lungs, vessels):
             continue
-        core = _shape_mask(design, radius * lobe_scale * design.core_fraction, center, *coords, spikes=False)
+        core = shape(radius * lobe_scale * design.core_fraction, spikes=False)
         mask &= lungs
         center_in_box = tuple(index - s.start for index, s in zip(grid.index_of(center), slices))
         if mask[center_in_box]:  # the truth centre must lie inside the nodule
@@ -260,9 +261,23 @@ def _reach_mm(design: NoduleDesign, radius: float) -> float:
     return radius * (1.4 + (design.spikes[:, 3].max() if len(design.spikes) else 0)) + 3.0
 
 
+def _shape_at(design: NoduleDesign, center, coords):
+    """radius -> the nodule's mask of that radius on the box. An LIDC outline is sampled once,
+    and a radius beyond its nominal one grows it (or, for a solid core, shrinks it)."""
+    if design.lidc:
+        signed = design.lidc.signed_mm_at(center, *coords, *design.turn)
+        nominal, depth = design.nominal_diameter_mm / 2, design.lidc.depth_mm
+
+        def grown(radius: float, spikes: bool = True) -> np.ndarray:
+            # A core (radius under the nominal one) is measured on the outline's own depth: a flat
+            # or lobed nodule is shallower than a sphere of its volume, and would get no core.
+            return signed <= (radius - nominal if radius >= nominal else -(1 - radius / nominal) * depth)
+
+        return grown
+    return lambda radius, spikes=True: _shape_mask(design, radius, center, *coords, spikes=spikes)
+
+
 def _shape_mask(design, radius, center, x, y, z, spikes=True):
-    if design.lidc:  # ``radius`` beyond the nominal one grows (or, for a solid core, shrinks) the outline
-        return design.lidc.contains(center, x, y, z, radius - design.nominal_diameter_mm / 2, *design.turn)
     dx, dy, dz = x - center[0], y - center[1], z - center[2]
     distance = np.sqrt(dx**2 + dy**2 + dz**2) + 1e-6
     surface = np.full(distance.shape, radius, dtype=np.float32)
