@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from monai.transforms import (
 )
 
 from ..classification.patches import extract_patch
+from ..geometry import Volume
 from ..image_io import input_stem, read_volume
 from ..phantom import PhantomConfig, generate_case
 from ..phantom.case import PhantomCase
@@ -86,14 +88,23 @@ def real_background_patches(
     """Patches around the nodules inserted into copy ``index`` of a real CT (its own vessels,
     walls, noise and kernel around them)."""
     background = Path(background)
+    inserted = (
+        f"nodules{config.nodules[0]}to{config.nodules[1]}of{config.diameter_mm[0]:g}to{config.diameter_mm[1]:g}mm"
+    )
     shaped = "+".join(config.shapes)
-    name = f"real-{input_stem(background)}-s{seed}-{index:03d}-{shaped}-patch{patch[0]}at{spacing[0]}mm.npz"
+    name = f"real-{input_stem(background)}-s{seed}-{index:03d}-{inserted}-{shaped}-patch{patch[0]}at{spacing[0]}mm.npz"
 
     def make() -> NodulePatches:
-        case = insert_into(read_volume(background), background, config, seed, index)
+        case = insert_into(_background(background), background, config, seed, index)
         return truth_patches(case, classes, patch, spacing, window)
 
     return cached_patches(Path(cache) / name if cache else None, make)
+
+
+@lru_cache(maxsize=1)
+def _background(path: Path) -> Volume:
+    """The real CT whose copies are made one after the other, read once."""
+    return read_volume(path)
 
 
 def truth_patches(case: PhantomCase, classes: list[str], patch: list[int], spacing, window) -> NodulePatches:
