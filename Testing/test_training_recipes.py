@@ -18,6 +18,7 @@ from deepdiag.training.classification import (
 )
 from deepdiag.training.detection import sample_slice_patch
 from deepdiag.training.hard_negatives import mine_hard_negatives
+from deepdiag.training.real_backgrounds import real_background_examples, real_example_name
 from deepdiag.training.segmentation import Recipe
 from deepdiag.training.segmentation_data import (
     Example,
@@ -57,6 +58,9 @@ def test_small_nodule_phantoms_hold_only_nodules_of_the_asked_sizes_under_their_
     assert example_name(2001, 0, (4, 10), (3.0, 6.0)) != example_name(
         2001, 0, (4, 10)
     )  # a cache never serves the other set
+    lidc_name = example_name(2001, 0, (4, 10), (3.0, 6.0), ("round", "lidc"))
+    assert lidc_name != example_name(2001, 0, (4, 10), (3.0, 6.0)), "another shape set is another cache entry"
+    assert varied_scanner_config(2001, 0, shapes=("lidc",)).shapes == ("lidc",)
 
 
 def test_dice_per_patch_does_not_let_a_large_nodule_hide_a_missed_small_one():
@@ -131,3 +135,18 @@ def test_classifier_patches_on_a_real_background_centre_each_inserted_nodule_wit
             assert hu > -300
     real_background_patches(background, 5, 0, list(NODULE_TYPES), patch, [1.0] * 3, window, procedural, tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 2, "another shape set is another cache entry"
+
+
+def test_segmentation_examples_on_a_real_background_label_each_inserted_lidc_outline_as_nodule(shared_data, tmp_path):
+    background = shared_data / "totalseg" / "chest_ct_crop_1p5mm.nii.gz"
+    config = PhantomConfig(nodules=(3, 3), diameter_mm=(8.0, 14.0), shapes=("lidc",))
+    (example,) = real_background_examples(background, 1, 3, SPACING, WINDOW, tmp_path, config)
+    assert [p.name for p in tmp_path.glob("*.npz")] == [f"{real_example_name(background, 3, 0, config)}.npz"]
+    assert "lidc" in real_example_name(background, 3, 0, config)
+    assert "lidc" not in real_example_name(background, 3, 0, PhantomConfig(nodules=(3, 3)))
+    assert len(example.nodule_voxels) >= 2
+    for voxels in example.nodule_voxels:
+        assert len(voxels) >= 100, "an 8 mm outline or larger on the 1 x 1 x 1.25 mm model grid"
+        assert (example.labels[tuple(voxels.T)] == 2).all()
+    assert (example.labels == 2).sum() == sum(len(v) for v in example.nodule_voxels)
+    assert (example.labels == 1).sum() > 50 * (example.labels == 2).sum(), "the real lungs around them"

@@ -22,12 +22,15 @@ import torch  # noqa: E402
 from training_common import (
     SPACING,
     WINDOW,
+    add_real_background_options,
     common_parser,
     data_description,
     device_description,
     initial_network,
     log,
     prepare_examples,
+    real_data_description,
+    real_insertions,
     training_cases,
 )
 
@@ -39,7 +42,7 @@ from deepdiag.segmentation.candidate_filter import network_input  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
-from deepdiag.training.real_backgrounds import TRAINING_INSERTIONS, real_background_examples  # noqa: E402
+from deepdiag.training.real_backgrounds import real_background_examples  # noqa: E402
 
 PATCH = [32, 32, 32]
 
@@ -154,7 +157,9 @@ def real_background_patches(args, segmentation, spot_scorer, device, cache: Path
     parts = []
     search = spot_search(args)
     for background in args.real_backgrounds:
-        examples = real_background_examples(background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache)
+        examples = real_background_examples(
+            background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache, real_insertions(args)
+        )
         for index, example in enumerate(examples):
             name = (
                 f"real-{Path(background).name.split('.')[0]}-s{args.real_seed}-{index:03d}"
@@ -239,18 +244,7 @@ def main() -> None:
         "--spots-scored-by",
         help="an earlier filter (id@version): the false spots it scores highest become negatives first",
     )
-    parser.add_argument(
-        "--real-backgrounds",
-        nargs="*",
-        default=[],
-        help="real CTs to insert nodules into for training (real-background hard negatives); keep one real scan out",
-    )
-    parser.add_argument(
-        "--real-cases", type=int, default=3, help="copies of each real background, each with its own nodules"
-    )
-    parser.add_argument(
-        "--real-seed", type=int, default=5000, help="seed of the nodules inserted into the real backgrounds"
-    )
+    add_real_background_options(parser, cases=3, seed=5000)
     parser.add_argument(
         "--init-from", help="start from this filter's weights (id@version; same network) instead of a new network"
     )
@@ -297,14 +291,7 @@ def main() -> None:
     )
     accuracy = float((centre_logits(network, data, PATCH, device, to_input).argmax(1).numpy() == data.labels).mean())
     card.training = {
-        "data": data_description(args)
-        + "".join(
-            f"; real background {Path(b).parent.name}/{Path(b).name}, {args.real_cases} copies with "
-            f"{TRAINING_INSERTIONS.nodules[0]}-{TRAINING_INSERTIONS.nodules[1]} inserted nodules of "
-            f"{TRAINING_INSERTIONS.diameter_mm[0]:g}-{TRAINING_INSERTIONS.diameter_mm[1]:g} mm each (seed "
-            f"{args.real_seed})"
-            for b in args.real_backgrounds
-        ),
+        "data": data_description(args) + real_data_description(args),
         **({"initialized_from": args.init_from} if args.init_from else {}),
         "examples": counts,
         "positives": (

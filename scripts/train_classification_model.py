@@ -27,7 +27,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch  # noqa: E402
-from training_common import ROOT, WINDOW, common_parser, device_description, initial_network, log
+from training_common import (
+    ROOT,
+    WINDOW,
+    add_real_background_options,
+    common_parser,
+    device_description,
+    initial_network,
+    log,
+)
 
 from deepdiag import __version__  # noqa: E402
 from deepdiag.evaluation.classification import expected_calibration_error  # noqa: E402
@@ -35,7 +43,7 @@ from deepdiag.lung_rads import NODULE_TYPES  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
 from deepdiag.models.store import save_model  # noqa: E402
 from deepdiag.phantom import PhantomConfig  # noqa: E402
-from deepdiag.phantom.config import NODULE_SHAPES, PROCEDURAL_SHAPES  # noqa: E402
+from deepdiag.phantom.config import NODULE_SHAPES  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.classification import (
     NodulePatches,
@@ -175,14 +183,7 @@ def main() -> None:
     )
     parser.add_argument("--val-cases", type=int, default=8)
     parser.add_argument("--init-from", help="fine-tune this classifier (id@version or folder) instead of a new one")
-    parser.add_argument(
-        "--shapes", nargs="+", default=list(PROCEDURAL_SHAPES), choices=NODULE_SHAPES, help="phantom nodule shapes"
-    )
-    parser.add_argument(
-        "--real-backgrounds", nargs="*", default=[], help="real CTs to insert nodules into; keep one real scan out"
-    )
-    parser.add_argument("--real-cases", type=int, default=8, help="copies of each real background for training")
-    parser.add_argument("--real-seed", type=int, default=5100, help="seed of the inserted nodules (+1: calibration)")
+    add_real_background_options(parser, cases=8, seed=5100)  # seed + 1: the calibration copies
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)

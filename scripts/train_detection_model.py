@@ -19,18 +19,20 @@ import torchvision  # noqa: E402
 from training_common import (
     SPACING,
     WINDOW,
+    add_real_background_options,
     common_parser,
     data_description,
     device_description,
     initial_network,
     log,
     prepare_examples,
+    prepare_real_examples,
+    real_data_description,
     training_cases,
 )
 
 from deepdiag import __version__  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_detection_on_phantoms  # noqa: E402
-from deepdiag.image_io import input_stem  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
 from deepdiag.models.registry import find_model  # noqa: E402
 from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E402
@@ -38,7 +40,6 @@ from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.detection import train_detector  # noqa: E402
 from deepdiag.training.hard_negatives import MIN_SCORE as HARD_NEGATIVE_MIN_SCORE  # noqa: E402
 from deepdiag.training.hard_negatives import cached_hard_negatives
-from deepdiag.training.real_backgrounds import TRAINING_INSERTIONS, real_background_examples  # noqa: E402
 
 
 def card_template(args) -> ModelCard:
@@ -109,28 +110,14 @@ def main() -> None:
     parser.add_argument(
         "--hard-negative-share", type=float, default=0.25, help="share of patches around those false positives"
     )
-    parser.add_argument(
-        "--real-backgrounds",
-        nargs="*",
-        default=[],
-        help="real CTs to insert nodules into for training (their own vessels and walls become hard negatives); "
-        "keep one real scan out",
-    )
-    parser.add_argument(
-        "--real-cases", type=int, default=4, help="copies of each real background, each with its own nodules"
-    )
-    parser.add_argument(
-        "--real-seed", type=int, default=5000, help="seed of the nodules inserted into the real backgrounds"
-    )
+    add_real_background_options(parser, cases=4, seed=5000)
     args = parser.parse_args()
     started = time.perf_counter()
     device = pick_device(args.device)
     card = card_template(args)
     examples, names = prepare_examples(args), [name for name, _, _ in training_cases(args)]
-    for background in args.real_backgrounds:
-        log(f"real background {background}: {args.real_cases} copies with inserted nodules (seed {args.real_seed})")
-        examples += real_background_examples(background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache)
-        names += [real_case_name(background, args.real_seed, index) for index in range(args.real_cases)]
+    real_examples, real_names = prepare_real_examples(args)
+    examples, names = examples + real_examples, names + real_names
     hard_negatives = mined_false_positives(args, examples, names, device) if args.hard_negatives_from else None
     torch.manual_seed(args.train_seed)
     network = initial_network(card, args.init_from)
@@ -172,25 +159,6 @@ def main() -> None:
         )
     save_model(network, card, args.output)
     log(f"saved {args.output} in {time.perf_counter() - started:.0f} s; metrics: {card.metrics}")
-
-
-def real_data_description(args) -> str:
-    if not args.real_backgrounds:
-        return ""
-    sizes = TRAINING_INSERTIONS.diameter_mm
-    return "".join(
-        f"; real background {Path(b).parent.name}/{Path(b).name}, {args.real_cases} copies with "
-        f"{TRAINING_INSERTIONS.nodules[0]}-{TRAINING_INSERTIONS.nodules[1]} inserted nodules "
-        f"of {sizes[0]:g}-{sizes[1]:g} mm "
-        f"each (seed {args.real_seed})"
-        for b in args.real_backgrounds
-    )
-
-
-def real_case_name(background: str, seed: int, index: int) -> str:
-    """The cache name of a real background's copy, as real_background_examples names it."""
-    nodules = TRAINING_INSERTIONS.nodules
-    return f"real-{input_stem(background)}-s{seed}-{index:03d}-nodules{nodules[0]}to{nodules[1]}"
 
 
 def mined_false_positives(args, examples, names, device) -> list:

@@ -24,12 +24,15 @@ import torch  # noqa: E402
 from training_common import (
     SPACING,
     WINDOW,
+    add_real_background_options,
     common_parser,
     data_description,
     device_description,
     initial_network,
     log,
     prepare_examples,
+    prepare_real_examples,
+    real_data_description,
 )
 
 from deepdiag import __version__  # noqa: E402
@@ -119,6 +122,7 @@ def main() -> None:
     parser.add_argument(
         "--nodule-weight", type=float, default=Recipe.nodule_weight, help="weight of the nodule class in the loss"
     )
+    add_real_background_options(parser, cases=6, seed=5200)
     args = parser.parse_args()
     recipe = Recipe(
         nodule_share=args.nodule_share,
@@ -130,7 +134,7 @@ def main() -> None:
     device = pick_device(args.device)
     card = card_template(args)
 
-    examples = prepare_examples(args)
+    examples = prepare_examples(args) + prepare_real_examples(args)[0]
     network = initial_network(card, args.init_from)
     train_patch = tuple(args.train_patch or args.patch)
     log(f"training {args.iterations} iterations, batch {args.batch}, patch {list(train_patch)} on {device}")
@@ -147,7 +151,7 @@ def main() -> None:
         recipe=recipe,
     )
     card.training = {
-        "data": data_description(args),
+        "data": data_description(args) + real_data_description(args),
         "initialized_from": args.init_from or "random (seeded)",
         "patch_sampling": (
             f"{recipe.nodule_share:.0%} of the patches around a nodule (nodule drawn first, nodules under 6 mm "

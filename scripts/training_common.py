@@ -15,6 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
 
+from deepdiag.phantom.config import NODULE_SHAPES, PROCEDURAL_SHAPES  # noqa: E402
+
 SPACING = [1.0, 1.0, 1.25]
 WINDOW = {"type": "window", "min_hu": -1000.0, "max_hu": 400.0}
 # The extra phantoms of --small-nodule-cases: nodules under 6 mm are the hardest to find and
@@ -42,6 +44,13 @@ def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
         default=0,
         help=f"this many more training phantoms (seed --data-seed + 1) with {SMALL_NODULES_TEXT}",
     )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(PROCEDURAL_SHAPES),
+        choices=NODULE_SHAPES,
+        help="nodule shapes of the training phantoms (lidc: real LIDC-IDRI outlines)",
+    )
     parser.add_argument("--train-seed", type=int, default=0)
     parser.add_argument("--iterations", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=2)
@@ -56,6 +65,23 @@ def common_parser(description: str, **defaults) -> argparse.ArgumentParser:
     return parser
 
 
+def add_real_background_options(parser: argparse.ArgumentParser, cases: int, seed: int) -> None:
+    """--real-backgrounds, --real-cases and --real-seed: synthetic nodules inserted into real CTs."""
+    parser.add_argument(
+        "--real-backgrounds",
+        nargs="*",
+        default=[],
+        help="real CTs to insert nodules into for training (their own vessels and walls become hard negatives); "
+        "keep one real scan out",
+    )
+    parser.add_argument(
+        "--real-cases", type=int, default=cases, help="copies of each real background, each with its own nodules"
+    )
+    parser.add_argument(
+        "--real-seed", type=int, default=seed, help="seed of the nodules inserted into the real backgrounds"
+    )
+
+
 @dataclass(frozen=True)
 class PhantomSet:
     """Training phantoms of one seed, all made with the same nodule options."""
@@ -64,16 +90,20 @@ class PhantomSet:
     cases: int
     nodules: tuple[int, int]
     diameter_mm: tuple[float, float]
+    shapes: tuple[str, ...] = PROCEDURAL_SHAPES
 
     def names(self) -> list[str]:
         from deepdiag.training.segmentation_data import example_name
 
-        return [example_name(self.seed, index, self.nodules, self.diameter_mm) for index in range(self.cases)]
+        return [
+            example_name(self.seed, index, self.nodules, self.diameter_mm, self.shapes) for index in range(self.cases)
+        ]
 
     def description(self) -> str:
         return (
             f"{self.cases} synthetic chest CTs from `deepdiag phantom` (procedural anatomy), seed {self.seed}, "
-            f"{self.nodules[0]}-{self.nodules[1]} nodules of {self.diameter_mm[0]:g}-{self.diameter_mm[1]:g} mm each"
+            f"{self.nodules[0]}-{self.nodules[1]} nodules of {self.diameter_mm[0]:g}-{self.diameter_mm[1]:g} mm each, "
+            f"shapes {', '.join(self.shapes)}"
         )
 
 
@@ -81,9 +111,12 @@ def phantom_sets(args) -> list[PhantomSet]:
     """The training phantoms the options name: --train-cases, then --small-nodule-cases."""
     from deepdiag.training.segmentation_data import DEFAULT_DIAMETER_MM
 
-    sets = [PhantomSet(args.data_seed, args.train_cases, tuple(args.nodules), DEFAULT_DIAMETER_MM)]
+    shapes = tuple(args.shapes)
+    sets = [PhantomSet(args.data_seed, args.train_cases, tuple(args.nodules), DEFAULT_DIAMETER_MM, shapes)]
     if args.small_nodule_cases:
-        sets.append(PhantomSet(args.data_seed + 1, args.small_nodule_cases, SMALL_NODULE_CASES, SMALL_NODULE_MM))
+        sets.append(
+            PhantomSet(args.data_seed + 1, args.small_nodule_cases, SMALL_NODULE_CASES, SMALL_NODULE_MM, shapes)
+        )
     return sets
 
 
@@ -111,10 +144,44 @@ def prepare_examples(args) -> list:
                     nodules=phantoms.nodules,
                     cache=args.cache,
                     diameter_mm=phantoms.diameter_mm,
+                    shapes=phantoms.shapes,
                 ),
                 range(phantoms.cases),
             )
     return examples
+
+
+def real_insertions(args):
+    """The nodules inserted into each --real-backgrounds copy: TRAINING_INSERTIONS in the --shapes."""
+    from dataclasses import replace
+
+    from deepdiag.training.real_backgrounds import TRAINING_INSERTIONS
+
+    return replace(TRAINING_INSERTIONS, shapes=tuple(args.shapes))
+
+
+def prepare_real_examples(args) -> tuple[list, list[str]]:
+    """The --real-cases copies of each --real-backgrounds scan on the model grid, and their cache names."""
+    from deepdiag.training.real_backgrounds import real_background_examples, real_example_name
+
+    examples, names, config = [], [], real_insertions(args)
+    for background in args.real_backgrounds:
+        log(f"real background {background}: {args.real_cases} copies with inserted nodules (seed {args.real_seed})")
+        examples += real_background_examples(
+            background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache, config
+        )
+        names += [real_example_name(background, args.real_seed, index, config) for index in range(args.real_cases)]
+    return examples, names
+
+
+def real_data_description(args) -> str:
+    config = real_insertions(args)
+    return "".join(
+        f"; real background {Path(b).parent.name}/{Path(b).name}, {args.real_cases} copies with "
+        f"{config.nodules[0]}-{config.nodules[1]} inserted nodules of {config.diameter_mm[0]:g}-"
+        f"{config.diameter_mm[1]:g} mm each, shapes {', '.join(config.shapes)} (seed {args.real_seed})"
+        for b in args.real_backgrounds
+    )
 
 
 def data_description(args) -> str:

@@ -29,7 +29,7 @@ from ..phantom.case import PhantomCase
 from ..phantom.config import PROCEDURAL_SHAPES
 from ..phantom.insertion import insert_into
 from ..segmentation.model_grid import normalize
-from .segmentation_data import varied_scanner_config
+from .segmentation_data import shapes_suffix, varied_scanner_config
 
 #: extra voxels on each side of a stored patch, so that training crops can move the finding
 #: off centre by up to this much, as detectors and segmentations place it
@@ -64,8 +64,8 @@ def case_patches(
     shapes: tuple[str, ...] = PROCEDURAL_SHAPES,
 ) -> NodulePatches:
     """Patches around every truth nodule of phantom ``index`` of ``seed`` (varied scanner settings)."""
-    shaped = "" if shapes == PROCEDURAL_SHAPES else "-" + "+".join(shapes)
-    name = f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}{shaped}-patch{patch[0]}at{spacing[0]}mm.npz"
+    nodule_set = f"nodules{nodules[0]}to{nodules[1]}{shapes_suffix(shapes)}"
+    name = f"seed{seed}-case{index:03d}-{nodule_set}-patch{patch[0]}at{spacing[0]}mm.npz"
 
     def make() -> NodulePatches:
         config = replace(varied_scanner_config(seed, index, nodules), shapes=shapes)

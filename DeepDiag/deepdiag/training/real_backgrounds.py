@@ -12,7 +12,7 @@ from pathlib import Path
 from ..image_io import input_stem, read_volume
 from ..phantom import PhantomConfig
 from ..phantom.insertion import insert_into
-from .segmentation_data import Example, prepare_example
+from .segmentation_data import Example, prepare_example, shapes_suffix
 
 #: nodules inserted into a real training background: many per scan, of every size and type
 TRAINING_INSERTIONS = PhantomConfig(nodules=(6, 10), diameter_mm=(3.0, 25.0))
@@ -33,7 +33,7 @@ def real_background_examples(
     host = None
     examples = []
     for index in range(cases):
-        name = f"real-{input_stem(background)}-s{seed}-{index:03d}-nodules{config.nodules[0]}to{config.nodules[1]}"
+        name = real_example_name(background, seed, index, config)
         cached = Path(cache) / f"{name}.npz" if cache else None
         if cached and cached.is_file():
             examples.append(Example.load(cached))
@@ -45,3 +45,11 @@ def real_background_examples(
             example.save(cached)
         examples.append(example)
     return examples
+
+
+def real_example_name(
+    background: str | Path, seed: int, index: int, config: PhantomConfig = TRAINING_INSERTIONS
+) -> str:
+    """The cache name of copy ``index`` of ``background`` with the nodules of ``config`` and ``seed``."""
+    nodules = f"nodules{config.nodules[0]}to{config.nodules[1]}"
+    return f"real-{input_stem(Path(background))}-s{seed}-{index:03d}-{nodules}{shapes_suffix(config.shapes)}"

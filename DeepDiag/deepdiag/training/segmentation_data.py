@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from ..geometry import Volume
 from ..phantom import PhantomConfig, generate_case
+from ..phantom.config import PROCEDURAL_SHAPES
 from ..segmentation.model_grid import lung_crop, normalize, to_model_grid
 
 DEFAULT_DIAMETER_MM = PhantomConfig().diameter_mm
@@ -37,26 +38,42 @@ class Example:
 
 
 def make_example(
-    seed: int, index: int, spacing, window, nodules=(2, 6), cache: str | None = None, diameter_mm=DEFAULT_DIAMETER_MM
+    seed: int,
+    index: int,
+    spacing,
+    window,
+    nodules=(2, 6),
+    cache: str | None = None,
+    diameter_mm=DEFAULT_DIAMETER_MM,
+    shapes: tuple[str, ...] = PROCEDURAL_SHAPES,
 ) -> Example:
     """Phantom case ``index`` of ``seed`` with varied scanner settings, prepared for training;
     read from / written to ``cache`` when given, since making one takes about 30 s."""
-    cached = Path(cache) / f"{example_name(seed, index, nodules, diameter_mm)}.npz" if cache else None
+    cached = Path(cache) / f"{example_name(seed, index, nodules, diameter_mm, shapes)}.npz" if cache else None
     if cached and cached.is_file():
         return Example.load(cached)
-    case = generate_case(varied_scanner_config(seed, index, nodules, diameter_mm), seed, index)
+    case = generate_case(varied_scanner_config(seed, index, nodules, diameter_mm, shapes), seed, index)
     example = prepare_example(case.ct, case.labels, spacing, window, case.instances)
     if cached:
         example.save(cached)
     return example
 
 
-def example_name(seed: int, index: int, nodules=(2, 6), diameter_mm=DEFAULT_DIAMETER_MM) -> str:
+def example_name(
+    seed: int, index: int, nodules=(2, 6), diameter_mm=DEFAULT_DIAMETER_MM, shapes=PROCEDURAL_SHAPES
+) -> str:
     sizes = "" if tuple(diameter_mm) == DEFAULT_DIAMETER_MM else f"-{diameter_mm[0]:g}to{diameter_mm[1]:g}mm"
-    return f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}{sizes}"
+    return f"seed{seed}-case{index:03d}-nodules{nodules[0]}to{nodules[1]}{sizes}{shapes_suffix(shapes)}"
 
 
-def varied_scanner_config(seed: int, index: int, nodules=(2, 6), diameter_mm=DEFAULT_DIAMETER_MM) -> PhantomConfig:
+def shapes_suffix(shapes: tuple[str, ...]) -> str:
+    """What a cache name adds for nodule shapes other than the procedural ones (older names stay valid)."""
+    return "" if tuple(shapes) == PROCEDURAL_SHAPES else "-" + "+".join(shapes)
+
+
+def varied_scanner_config(
+    seed: int, index: int, nodules=(2, 6), diameter_mm=DEFAULT_DIAMETER_MM, shapes=PROCEDURAL_SHAPES
+) -> PhantomConfig:
     """Phantom options of training case ``index``: a chest-sized field of view at a random
     in-plane spacing, slice thickness, noise and blur, as scanners differ."""
     options = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 1)))
@@ -68,6 +85,7 @@ def varied_scanner_config(seed: int, index: int, nodules=(2, 6), diameter_mm=DEF
         blur_mm=float(options.uniform(0.4, 0.9)),
         nodules=tuple(nodules),
         diameter_mm=tuple(diameter_mm),
+        shapes=tuple(shapes),
     )
 
 
