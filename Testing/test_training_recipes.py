@@ -144,6 +144,10 @@ def test_segmentation_examples_on_a_real_background_label_each_inserted_lidc_out
     assert [p.name for p in tmp_path.glob("*.npz")] == [f"{real_example_name(background, 3, 0, config)}.npz"]
     assert "lidc" in real_example_name(background, 3, 0, config)
     assert "lidc" not in real_example_name(background, 3, 0, PhantomConfig(nodules=(3, 3)))
+    one, other = (
+        shared_data / "chest_ct" / scan / "ct.nii.gz" for scan in ("thorax_4dct_phase00", "covid_ricord_419639")
+    )
+    assert real_example_name(one, 3, 0) != real_example_name(other, 3, 0), "two scans both named ct.nii.gz"
     assert len(example.nodule_voxels) >= 2
     for voxels in example.nodule_voxels:
         assert len(voxels) >= 100, "an 8 mm outline or larger on the 1 x 1 x 1.25 mm model grid"

@@ -38,6 +38,7 @@ from training_common import (
 from deepdiag import __version__  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_on_phantoms  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
+from deepdiag.models.registry import find_model  # noqa: E402
 from deepdiag.models.store import LoadedModel, save_model  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.terminology import LUNG_NODULES, LUNGS  # noqa: E402
@@ -83,9 +84,20 @@ def card_template(args) -> ModelCard:
         postprocessing={"min_nodule_volume_mm3": 8.0, "nodules_must_border_lung": True},
         description=(
             "Segments both lungs and lung nodules (solid, part-solid, ground-glass, 3-30 mm) on chest CT. "
-            "Trained only on synthetic chest CTs made by `deepdiag phantom` (procedural anatomy); "
-            "not validated on patient scans: fine-tune on your own labeled cases before clinical research use."
+            + training_world(args)
+            + " Not validated on annotated patient nodules: fine-tune on your own labeled cases before clinical "
+            "research use."
         ),
+    )
+
+
+def training_world(args) -> str:
+    shapes = "real LIDC-IDRI nodule outlines among the shapes" if "lidc" in args.shapes else "procedural nodule shapes"
+    if not args.real_backgrounds:
+        return f"Trained on synthetic chest CTs made by `deepdiag phantom` (procedural anatomy, {shapes})."
+    return (
+        f"Trained on synthetic chest CTs made by `deepdiag phantom` and on {len(args.real_backgrounds)} real chest "
+        f"CTs with synthetic nodules inserted ({shapes})."
     )
 
 
@@ -122,6 +134,11 @@ def main() -> None:
     parser.add_argument(
         "--nodule-weight", type=float, default=Recipe.nodule_weight, help="weight of the nodule class in the loss"
     )
+    parser.add_argument(
+        "--postprocessing-from",
+        help="keep this model's post-processing (id@version: its rules and candidate filter) instead of the plain "
+        "minimum volume; for a network fine-tuned from it, whose rules were tuned before",
+    )
     add_real_background_options(parser, cases=6, seed=5200)
     args = parser.parse_args()
     recipe = Recipe(
@@ -133,6 +150,9 @@ def main() -> None:
     started = time.perf_counter()
     device = pick_device(args.device)
     card = card_template(args)
+    if args.postprocessing_from:
+        source = find_model(args.postprocessing_from, "segmentation", args.postprocessing_from)
+        card.postprocessing = dict(ModelCard.read(source).postprocessing)
 
     examples = prepare_examples(args) + prepare_real_examples(args)[0]
     network = initial_network(card, args.init_from)

@@ -52,4 +52,11 @@ def real_example_name(
 ) -> str:
     """The cache name of copy ``index`` of ``background`` with the nodules of ``config`` and ``seed``."""
     nodules = f"nodules{config.nodules[0]}to{config.nodules[1]}"
-    return f"real-{input_stem(Path(background))}-s{seed}-{index:03d}-{nodules}{shapes_suffix(config.shapes)}"
+    return f"real-{background_name(background)}-s{seed}-{index:03d}-{nodules}{shapes_suffix(config.shapes)}"
+
+
+def background_name(background: str | Path) -> str:
+    """The scan's name in cache names: its file name, or its folder's where the file has the generic
+    name of shared data's chest CTs (``<scan>/ct.nii.gz``), which would make every scan one entry."""
+    stem = input_stem(background)
+    return Path(background).parent.name if stem == "ct" else stem
