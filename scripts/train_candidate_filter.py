@@ -83,9 +83,14 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
         description=(
             f"Keeps or rejects each nodule component {segmentation.full_id} predicts, from a 32-voxel box around it"
             + (f" and the box's middle magnified {args.centre_zoom}x" if args.centre_zoom > 1 else "")
-            + " "
-            "(false-positive reduction: vessel pieces against nodules). Trained only on synthetic chest CTs made by "
-            "`deepdiag phantom`; not validated on patient scans."
+            + " (false-positive reduction: vessel pieces against nodules). Trained on synthetic chest CTs made by "
+            "`deepdiag phantom`"
+            + (
+                f" and on {len(args.real_backgrounds)} real chest CTs with inserted nodules"
+                if args.real_backgrounds
+                else ""
+            )
+            + "; not validated on annotated patient nodules."
         ),
     )
 
