@@ -113,7 +113,7 @@ def main() -> None:
             seconds.clear()
             shape = profile(path, model, device, scratch, seconds)
             staged = sum(seconds[label] for _, _, label in STAGES)
-            seconds["rest of segment_volume (normalizing, argmax, loading the filter)"] = (
+            seconds["rest of segment_volume (normalizing, argmaxes, copies)"] = (
                 seconds["segment_volume, all stages"] - staged
             )
             rows[name] = shape | {label: round(value, 2) for label, value in seconds.items()}
