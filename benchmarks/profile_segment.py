@@ -110,6 +110,7 @@ def main() -> None:
         seconds: dict[str, float] = defaultdict(float)
         timed_stages(seconds)
         for name, path in scans.items():
+            print(f"profiling {name}", file=sys.stderr, flush=True)  # a minute or so each on 2 cores
             seconds.clear()
             shape = profile(path, model, device, scratch, seconds)
             staged = sum(seconds[label] for _, _, label in STAGES)

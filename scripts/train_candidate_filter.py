@@ -42,7 +42,7 @@ from deepdiag.segmentation.candidate_filter import network_input  # noqa: E402
 from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
-from deepdiag.training.real_backgrounds import background_name, real_background_examples  # noqa: E402
+from deepdiag.training.real_backgrounds import real_background_examples, real_example_name  # noqa: E402
 
 PATCH = [32, 32, 32]
 
@@ -162,14 +162,13 @@ def real_background_patches(args, segmentation, spot_scorer, device, cache: Path
     parts = []
     search = spot_search(args)
     for background in args.real_backgrounds:
+        inserted = real_insertions(args)
         examples = real_background_examples(
-            background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache, real_insertions(args)
+            background, args.real_cases, args.real_seed, SPACING, WINDOW, args.cache, inserted
         )
         for index, example in enumerate(examples):
-            name = (
-                f"real-{background_name(background)}-s{args.real_seed}-{index:03d}"
-                f"-patch{PATCH[0]}-components-of-{segmentation.card.full_id}"
-            )
+            copy = real_example_name(background, args.real_seed, index, inserted)  # carries the shapes
+            name = f"{copy}-patch{PATCH[0]}-components-of-{segmentation.card.full_id}"
             rng = np.random.default_rng(np.random.SeedSequence(args.real_seed, spawn_key=(index, 7)))
             parts.append(
                 cached_patches(

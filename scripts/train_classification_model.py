@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from functools import partial
 from multiprocessing import get_context
-from pathlib import Path
 
 import torch  # noqa: E402
 from training_common import (
@@ -53,6 +52,7 @@ from deepdiag.training.classification import (
     real_background_patches,
     train_classifier,
 )  # noqa: E402
+from deepdiag.training.real_backgrounds import background_name  # noqa: E402
 
 PATCH = [40, 40, 40]
 SPACING = [1.0, 1.0, 1.0]
@@ -160,9 +160,7 @@ def data_description(args) -> str:
     )
     if not args.real_backgrounds:
         return phantoms
-    names = ", ".join(
-        Path(b).name if Path(b).name != "ct.nii.gz" else Path(b).parent.name for b in args.real_backgrounds
-    )
+    names = ", ".join(background_name(b) for b in args.real_backgrounds)
     return (
         f"{phantoms}; {args.real_cases} copies of each real CT {names} with 8-12 nodules of 3-30 mm inserted "
         f"(all shapes, LIDC-IDRI outlines among them; seed {args.real_seed}); calibration adds one more copy of "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -69,7 +69,7 @@ def case_patches(
     name = f"seed{seed}-case{index:03d}-{nodule_set}-patch{patch[0]}at{spacing[0]}mm.npz"
 
     def make() -> NodulePatches:
-        config = replace(varied_scanner_config(seed, index, nodules), shapes=shapes)
+        config = varied_scanner_config(seed, index, nodules, shapes=shapes)
         return truth_patches(generate_case(config, seed, index), classes, patch, spacing, window)
 
     return cached_patches(Path(cache) / name if cache else None, make)

@@ -56,7 +56,6 @@ def real_example_name(
 
 
 def background_name(background: str | Path) -> str:
-    """The scan's name in cache names: its file name, or its folder's where the file has the generic
-    name of shared data's chest CTs (``<scan>/ct.nii.gz``), which would make every scan one entry."""
-    stem = input_stem(background)
-    return Path(background).parent.name if stem == "ct" else stem
+    """The scan's name in cache names: its folder's and its file's, so that scans of one file name
+    (shared data's chest CTs are all ``<scan>/ct.nii.gz``) never share a cache entry."""
+    return f"{Path(background).parent.name}-{input_stem(background)}"
