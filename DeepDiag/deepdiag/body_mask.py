@@ -31,9 +31,16 @@ def inside_field(array: np.ndarray) -> np.ndarray:
 
 
 def padding_as_air(array: np.ndarray) -> np.ndarray:
-    """A float32 copy with outside-field padding set to air, for resampling and the networks: a
-    linear interpolation between -3024 and tissue would make a rim of false lung at the field's edge."""
-    return np.maximum(array.astype(np.float32), OUTSIDE_FIELD_HU)
+    """A copy with outside-field padding set to air, for resampling and the networks: a linear
+    interpolation between -3024 and tissue would make a rim of false lung at the field's edge.
+    Integer scans stay in their own type (the resampler interpolates in double either way; a
+    float32 copy of an int16 scan costs twice the memory and 0.4 s); a type that cannot hold a
+    value below air has no padding and is returned as it is."""
+    if np.issubdtype(array.dtype, np.floating):
+        return np.maximum(array.astype(np.float32), OUTSIDE_FIELD_HU)
+    if np.iinfo(array.dtype).min > OUTSIDE_FIELD_HU:
+        return array
+    return np.maximum(array, np.array(OUTSIDE_FIELD_HU, dtype=array.dtype))
 
 
 def find_body(ct: Volume) -> np.ndarray:

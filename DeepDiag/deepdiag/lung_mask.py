@@ -16,6 +16,8 @@ from .body_mask import find_body
 from .geometry import Volume
 
 MIN_LUNG_ML = 100.0
+#: the 2D cross that fills holes on one axial slice, as a 3D structure with no neighbours across slices
+_IN_PLANE = np.stack([np.zeros((3, 3), bool), ndimage.generate_binary_structure(2, 1), np.zeros((3, 3), bool)])
 
 
 def find_lungs(ct: Volume, body: np.ndarray | None = None) -> np.ndarray:
@@ -35,5 +37,7 @@ def find_lungs(ct: Volume, body: np.ndarray | None = None) -> np.ndarray:
     # every voxel (8 s on a default case)
     boxes = ndimage.find_objects(components)
     keep = [c for c in candidates if -950 < np.median(ct.array[boxes[c - 1]][components[boxes[c - 1]] == c]) < -500]
-    lungs = np.isin(components, keep)
-    return np.stack([ndimage.binary_fill_holes(axial) for axial in lungs])
+    is_lung = np.zeros(count + 1, bool)
+    is_lung[keep] = True
+    # holes filled slice by slice, in one call: a structure without neighbours across slices
+    return ndimage.binary_fill_holes(is_lung[components], structure=_IN_PLANE)

@@ -28,6 +28,7 @@ from ..models.store import LoadedModel
 from ..phantom import PhantomConfig, write_case
 from ..phantom.insertion import insert_into
 from ..segmentation import segment_volume
+from ..segmentation.postprocess import component_centres
 from ..segmentation_file import write_segmentation
 from .classification import evaluate_classification_folder
 from .detection import evaluate_detection_folder, hits, operating_point, read_scans
@@ -155,8 +156,7 @@ def _classify_at_truth(
 
 def _component_centres_lps(labels: Volume) -> list[np.ndarray]:
     components, count = ndimage.label(labels.array == 2, structure=np.ones((3, 3, 3), bool))
-    centres = ndimage.center_of_mass(np.ones_like(components), components, np.arange(1, count + 1))
-    return [labels.ijk_to_lps(np.asarray(c)[::-1]) for c in centres]
+    return [labels.ijk_to_lps(np.asarray(c)[::-1]) for c in component_centres(components, count)]
 
 
 def write_marks_png(ct: Volume, labels: Volume, finding_centres_lps: list, path: Path, height: int = 512) -> Path:

@@ -32,6 +32,7 @@ from ..errors import DeepDiagError
 from ..models.card import ModelCard
 from ..models.store import LoadedModel
 from .bright_spots import Spot, SpotSearch, bright_spots
+from .postprocess import component_centres, most_likely_class
 
 NODULE_CLASS = 1  # classes of a candidate filter: 0 something else, 1 nodule
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
@@ -56,12 +57,11 @@ class CandidateFilter:
     def keep_nodules(self, probabilities: np.ndarray, image: np.ndarray, device: torch.device) -> np.ndarray:
         """Move the probability of nodule components the filter rejects to background; ``image``
         is the normalized model-grid crop the probabilities were predicted on."""
-        components, count = ndimage.label(np.argmax(probabilities, axis=0) == 2, structure=_CONNECTIVITY)
+        components, count = ndimage.label(most_likely_class(probabilities) == 2, structure=_CONNECTIVITY)
         if not count:
             return probabilities
-        centres = ndimage.center_of_mass(np.ones_like(components), components, np.arange(1, count + 1))
-        scores = nodule_probabilities(self.model, image, centres, device)
-        rejected = np.isin(components, np.flatnonzero(scores < self.min_probability) + 1)
+        scores = nodule_probabilities(self.model, image, component_centres(components, count), device)
+        rejected = np.concatenate([[False], scores < self.min_probability])[components]
         cleaned = probabilities.copy()
         cleaned[0][rejected] += cleaned[2][rejected]
         cleaned[2][rejected] = 0.0
@@ -73,7 +73,7 @@ class CandidateFilter:
         """Mark as nodule the bright spots in ``lungs`` (nodules included), away from every nodule
         component still in ``probabilities``, that the filter scores at least
         ``spot_min_probability``; returns a copy."""
-        excluded = ndimage.binary_dilation(np.argmax(probabilities, axis=0) == 2, iterations=SPOT_CLEARANCE_VOXELS)
+        excluded = ndimage.binary_dilation(most_likely_class(probabilities) == 2, iterations=SPOT_CLEARANCE_VOXELS)
         spots = bright_spots(image, lungs, spacing_kji, excluded, SpotSearch.from_card(self.model.card))
         scores = nodule_probabilities(self.model, image, [s.centre for s in spots], device)
         accepted = scores >= self.spot_min_probability

@@ -109,8 +109,11 @@ def normalize(array: np.ndarray, window: dict) -> np.ndarray:
 
 def back_to_input(
     probabilities: list[np.ndarray], model_volume: Volume, crop: Crop, target: Volume
-) -> list[np.ndarray]:
-    """Resample crop-sized probability maps (linear) onto the input grid; zero outside the crop."""
+) -> tuple[tuple[slice, slice, slice], list[np.ndarray]]:
+    """Resample crop-sized probability maps (linear) onto the input grid, within the region of
+    it that the crop covers: returns that region (``[k, j, i]`` slices of the input array; every
+    map is zero outside it) and the maps on it. Full-size maps would be three float32 copies of the
+    whole scan, mostly zeros."""
     ijk = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
     box = np.array(crop.start)[::-1] + ijk * (np.array(crop.stop)[::-1] - 1 - np.array(crop.start)[::-1])
     in_target = target.lps_to_ijk(model_volume.ijk_to_lps(box))
@@ -124,11 +127,9 @@ def back_to_input(
     crop_origin = model_volume.ijk_to_lps(np.array(crop.start)[::-1])
     outputs = []
     for probability in probabilities:
-        source = sitk.GetImageFromArray(probability.astype(np.float32))
+        source = sitk.GetImageFromArray(probability.astype(np.float32, copy=False))
         source.SetSpacing(model_volume.spacing)
         source.SetOrigin(tuple(crop_origin))
-        resampled = sitk.GetArrayFromImage(sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0))
-        full = np.zeros(target.array.shape, dtype=np.float32)
-        full[low[2] : high[2] + 1, low[1] : high[1] + 1, low[0] : high[0] + 1] = resampled
-        outputs.append(full)
-    return outputs
+        outputs.append(sitk.GetArrayFromImage(sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0)))
+    region = tuple(slice(int(bottom), int(top) + 1) for bottom, top in zip(low[::-1], high[::-1]))
+    return region, outputs

@@ -16,11 +16,12 @@ from ..models.store import LoadedModel
 from .candidate_filter import load_candidate_filter
 from .inference import predict_probabilities
 from .model_grid import back_to_input, find_chest, normalize, to_model_grid
-from .postprocess import keep_inside_chest, keep_nodules_on_output_grid, keep_plausible_nodules
+from .postprocess import keep_inside_chest, keep_nodules_on_output_grid, keep_plausible_nodules, most_likely_class
 
 _MIN_CHEST_LUNG_LITRES = 0.5
-# bytes per voxel held at the peak: input int16 + float32 copy + two float32 maps on the input
-# grid + the label map; and on the model grid: image, normalized crop, 3 probabilities, logits
+# bytes per voxel held at the peak (an upper bound): input int16 + its padding-as-air copy (float32 for
+# float scans) + two float32 maps on the input region the lungs cover + the label map; and on the
+# model grid: image, normalized crop, 3 probabilities, logits
 _BYTES_PER_INPUT_VOXEL = 2 + 4 + 8 + 1
 _BYTES_PER_MODEL_VOXEL = 4 + 4 + 12 + 12 + 12
 
@@ -86,7 +87,7 @@ def segment_volume(
     threshold_lungs = chest.lungs[crop.slices] if chest.lungs.any() else None
     probabilities = keep_inside_chest(probabilities, chest.body[crop.slices], threshold_lungs)
     lungs = (
-        np.argmax(probabilities, axis=0) >= 1 if searches_spots else None
+        most_likely_class(probabilities) >= 1 if searches_spots else None
     )  # before the rules drop components to background
     probabilities = keep_plausible_nodules(
         probabilities,
@@ -101,16 +102,16 @@ def segment_volume(
     maps = [probabilities[1], probabilities[2]]
     if searches_spots:
         report("spots", 0.9)  # a few seconds on CPU: the progress bar should not look stuck
-        before = np.argmax(probabilities, axis=0) == 2
+        before = most_likely_class(probabilities) == 2
         probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device)
         # spot nodules passed their own rule (the filter's score), not the U-Net components' volume rule
         maps = [
             probabilities[1],
             probabilities[2],
-            ((np.argmax(probabilities, axis=0) == 2) & ~before).astype(np.float32),
+            ((most_likely_class(probabilities) == 2) & ~before).astype(np.float32),
         ]
-    lung_map, nodule_map, *spot_map = back_to_input(maps, model_volume, crop, volume)
-    labels = keep_nodules_on_output_grid(
+    region, (lung_map, nodule_map, *spot_map) = back_to_input(maps, model_volume, crop, volume)
+    region_labels = keep_nodules_on_output_grid(
         _labels(lung_map, nodule_map),
         nodule_map,
         volume.spacing[::-1],
@@ -118,9 +119,14 @@ def segment_volume(
         min_peak,
         spot_map[0] > 0.5 if spot_map else None,
     )
-    nodule_count = int(ndimage.label(labels == 2)[1])
+    nodule_count = int(ndimage.label(region_labels == 2)[1])
     report("done", 1.0)
-    probability = volume.with_array(nodule_map) if with_probabilities else None
+    labels = np.zeros(volume.array.shape, dtype=np.uint8)
+    labels[region] = region_labels
+    probability = None
+    if with_probabilities:
+        probability = volume.with_array(np.zeros(volume.array.shape, dtype=np.float32))
+        probability.array[region] = nodule_map
     return SegmentationResult(volume.with_array(labels), probability, nodule_count, warnings)
 
 

@@ -25,9 +25,12 @@ def keep_inside_chest(probabilities: np.ndarray, body: np.ndarray, lungs: np.nda
     probabilities[1:, outside] = 0.0
     if lungs is None:
         return probabilities
-    pieces, count = ndimage.label(np.argmax(probabilities, axis=0) >= 1)
+    pieces, count = ndimage.label(most_likely_class(probabilities) >= 1)
     if count:
-        astray = (pieces > 0) & ~np.isin(pieces, np.unique(pieces[lungs & (pieces > 0)]))
+        reaching = np.zeros(count + 1, bool)
+        reaching[pieces[lungs]] = True
+        astray = ~reaching[pieces]  # piece 0 (background) never reaches: it is left as it is
+        astray &= pieces > 0
         probabilities[0][astray] = 1.0
         probabilities[1:, astray] = 0.0
     return probabilities
@@ -53,7 +56,7 @@ def keep_plausible_nodules(
     :func:`thickness_ratio`).
     """
     cleaned = probabilities.copy()
-    labels = np.argmax(probabilities, axis=0)
+    labels = most_likely_class(probabilities)
     components, count = ndimage.label(labels == 2)
     voxel_mm3 = float(np.prod(spacing_kji))
     if count:  # specks and hesitant blobs first, all at once: a confused model can leave thousands
@@ -120,6 +123,27 @@ def keep_nodules_on_output_grid(
         failing = np.where(spot, volumes < SMALLEST_NODULE_MM3, failing)
     labels[np.isin(components, indices[failing])] = 1
     return labels
+
+
+def most_likely_class(probabilities: np.ndarray) -> np.ndarray:
+    """``np.argmax(probabilities, axis=0)`` (the first class on ties) as uint8, for the three
+    classes background, lungs, nodules. numpy's argmax across the leading axis walks the arrays
+    with a stride and takes 0.2-1 s on a chest crop; three comparisons take a tenth of that."""
+    background, lungs, nodules = probabilities
+    labels = (lungs > background).astype(np.uint8)
+    labels[nodules > np.maximum(background, lungs)] = 2
+    return labels
+
+
+def component_centres(components: np.ndarray, count: int) -> list[tuple[float, float, float]]:
+    """The mean voxel index (k, j, i) of each component 1..count, as ``ndimage.center_of_mass``
+    with unit weights gives it; that sums over the whole grid once per axis (0.9 s on a chest
+    crop), this reads only the components' voxels."""
+    where = np.nonzero(components)
+    members = components[where]
+    sizes = np.maximum(np.bincount(members, minlength=count + 1)[1:], 1)
+    sums = [np.bincount(members, weights=axis, minlength=count + 1)[1:] for axis in where]
+    return list(zip(*(total / sizes for total in sums)))
 
 
 def component_sizes_and_peaks(components: np.ndarray, count: int, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from ..models.store import LoadedModel
 from ..segmentation.bright_spots import SpotSearch, bright_spots
 from ..segmentation.candidate_filter import nodule_probabilities, patch_around
 from ..segmentation.inference import predict_probabilities
-from ..segmentation.postprocess import keep_plausible_nodules
+from ..segmentation.postprocess import component_centres, keep_plausible_nodules, most_likely_class
 from .classification import JITTER_VOXELS, NodulePatches
 from .segmentation_data import Example
 
@@ -148,9 +148,9 @@ def predicted_components(
     image = example.image.astype(np.float32)
     probabilities = predict_probabilities(segmentation.network, image, tuple(segmentation.card.patch_size), device)
     probabilities = keep_plausible_nodules(probabilities, spacing_kji, MINING_MIN_VOLUME_MM3)
-    components, count = ndimage.label(np.argmax(probabilities, axis=0) == 2, structure=np.ones((3, 3, 3), dtype=bool))
+    components, count = ndimage.label(most_likely_class(probabilities) == 2, structure=np.ones((3, 3, 3), dtype=bool))
     near = set(np.unique(components[near_nodule]).tolist())
-    centres = ndimage.center_of_mass(np.ones_like(components), components, np.arange(1, count + 1))
+    centres = component_centres(components, count)
     on_nodule, off_nodule = [], []
     for value, (centre, box) in enumerate(zip(centres, ndimage.find_objects(components)), start=1):
         touched = instances[box][components[box] == value]
