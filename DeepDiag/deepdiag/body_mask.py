@@ -51,7 +51,7 @@ def find_body(ct: Volume) -> np.ndarray:
     components, count = ndimage.label(tissue)
     if count == 0:
         return np.zeros(ct.array.shape, bool)
-    largest = np.argmax(np.bincount(components.ravel())[1:]) + 1
+    largest = np.argmax(np.bincount(components[tissue])[1:]) + 1  # over the tissue only: see find_lungs
     field = inside_field(coarse)
     body = np.stack([_axial_body(axial, in_field) for axial, in_field in zip(components == largest, field)])
     k, j, i = (np.arange(n) // _STEP for n in ct.array.shape)

@@ -16,8 +16,6 @@ from .body_mask import find_body
 from .geometry import Volume
 
 MIN_LUNG_ML = 100.0
-#: the 2D cross that fills holes on one axial slice, as a 3D structure with no neighbours across slices
-_IN_PLANE = np.stack([np.zeros((3, 3), bool), ndimage.generate_binary_structure(2, 1), np.zeros((3, 3), bool)])
 
 
 def find_lungs(ct: Volume, body: np.ndarray | None = None) -> np.ndarray:
@@ -31,13 +29,23 @@ def find_lungs(ct: Volume, body: np.ndarray | None = None) -> np.ndarray:
     components, count = ndimage.label(air)
     if count == 0:
         return np.zeros_like(air)
-    sizes_ml = np.bincount(components.ravel(), minlength=count + 1)[1:] * ct.voxel_volume_mm3() / 1000
+    # counted over the air voxels only: np.bincount over a whole int32 label grid takes 1.4 s on a
+    # chest CT's model grid, over its air voxels 0.04 s
+    sizes_ml = np.bincount(components[air], minlength=count + 1)[1:] * ct.voxel_volume_mm3() / 1000
     candidates = np.flatnonzero(sizes_ml >= MIN_LUNG_ML) + 1
     # each median within the component's own box: ndimage.median over the whole label image sorts
     # every voxel (8 s on a default case)
     boxes = ndimage.find_objects(components)
     keep = [c for c in candidates if -950 < np.median(ct.array[boxes[c - 1]][components[boxes[c - 1]] == c]) < -500]
-    is_lung = np.zeros(count + 1, bool)
-    is_lung[keep] = True
-    # holes filled slice by slice, in one call: a structure without neighbours across slices
-    return ndimage.binary_fill_holes(is_lung[components], structure=_IN_PLANE)
+    lungs = np.zeros(air.shape, bool)
+    if not keep:
+        return lungs
+    for c in keep:
+        lungs[boxes[c - 1]] |= components[boxes[c - 1]] == c
+    # a hole lies inside the lungs' box, and what touches the box's faces is open to the outside:
+    # filling within the box is exact, and a third of the work on a full chest CT
+    box = tuple(
+        slice(min(boxes[c - 1][a].start for c in keep), max(boxes[c - 1][a].stop for c in keep)) for a in range(3)
+    )
+    lungs[box] = np.stack([ndimage.binary_fill_holes(axial) for axial in lungs[box]])
+    return lungs

@@ -13,7 +13,20 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
 
+from ..precision import reduced_precision
+
 _FEATURE_CHANNELS = 128  # ResNet-18 after layer2
+
+
+class _Backbone(torch.nn.Sequential):
+    """The ResNet stages, in reduced precision at inference where the hardware runs it natively
+    (:mod:`deepdiag.precision`): they hold most of the cost. The features leave as float32, so the
+    proposals, boxes and scores are computed as before (bfloat16 would round a box corner at 300
+    pixels to 2 pixels). A Sequential as before: the weights' names are unchanged."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with reduced_precision(images.device):
+            return super().forward(images).float()
 
 
 def build_detector(parameters: dict) -> FasterRCNN:
@@ -22,7 +35,7 @@ def build_detector(parameters: dict) -> FasterRCNN:
     The slices are given at exactly that size, so the detector's own resizing is the identity.
     """
     resnet = torchvision.models.resnet18(weights=None)
-    backbone = torch.nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1, resnet.layer2)
+    backbone = _Backbone(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool, resnet.layer1, resnet.layer2)
     backbone.out_channels = _FEATURE_CHANNELS
     size = int(parameters["image_size"])
     return FasterRCNN(

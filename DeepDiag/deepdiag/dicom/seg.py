@@ -116,5 +116,5 @@ def coded(code: Code) -> hd.sr.CodedConcept:
 
 def _components_largest_first(mask: np.ndarray) -> list[np.ndarray]:
     components, count = ndimage.label(mask, structure=_CONNECTIVITY)
-    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    sizes = np.bincount(components[mask], minlength=count + 1)[1:]
     return [components == value for value in np.argsort(-sizes, kind="stable") + 1]

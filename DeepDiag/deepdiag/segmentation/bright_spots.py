@@ -111,23 +111,20 @@ def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.nda
         if response is None:
             response, best_scale = at_scale, np.zeros(at_scale.shape, np.uint8)
             continue
-        stronger = at_scale > response
-        response[stronger] = at_scale[stronger]
-        best_scale[stronger] = index
+        best_scale[at_scale > response] = index
+        np.maximum(response, at_scale, out=response)
     return response, best_scale
 
 
 def _laplacian(smoothed: np.ndarray, spacing_kji) -> np.ndarray:
-    """Sum of the central second differences (zero on the crop's faces)."""
+    """Sum of the central second differences (zero on the crop's faces), one pass per axis."""
     result = np.zeros_like(smoothed)
+    term = np.empty_like(smoothed)
     for axis, step in enumerate(spacing_kji):
-
-        def along(start, stop):
-            return tuple(slice(start, stop) if a == axis else slice(None) for a in range(3))
-
-        result[along(1, -1)] += (
-            smoothed[along(2, None)] - 2 * smoothed[along(1, -1)] + smoothed[along(0, -2)]
-        ) / step**2
+        ndimage.correlate1d(smoothed, np.array([1.0, -2.0, 1.0]) / step**2, axis=axis, output=term)
+        for face in (0, -1):
+            term[(slice(None),) * axis + (face,)] = 0.0
+        result += term
     return result
 
 

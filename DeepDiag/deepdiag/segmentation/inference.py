@@ -1,4 +1,4 @@
-"""Sliding-window inference with MONAI: Gaussian blending, mixed precision on CUDA."""
+"""Sliding-window inference with MONAI: Gaussian blending, reduced precision where native (:mod:`..precision`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
+
+from ..precision import reduced_precision
 
 _OVERLAP = 0.25
 
@@ -48,7 +50,7 @@ def predict_probabilities(
     done = [0]
 
     def predictor(batch: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        with reduced_precision(device):
             logits = network(batch)
         done[0] += batch.shape[0]
         if on_progress:

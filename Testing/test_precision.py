@@ -1,0 +1,86 @@
+"""Reduced precision at inference (bfloat16 on CPUs that run it natively, float16 on CUDA) gives
+the results of float32: the same nodules and findings; DEEPDIAG_PRECISION=float32 turns it off,
+and training never runs in it.
+
+bfloat16 is forced here, so that these tests check the reduced path on any CPU (where it is not
+native it is emulated: slower, the same numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from deepdiag import precision
+from deepdiag.detection.inference import detect_volume
+from deepdiag.errors import DeepDiagError
+from deepdiag.image_io import read_volume
+from deepdiag.models import find_model
+from deepdiag.models.store import load_model
+from deepdiag.segmentation.pipeline import segment_volume
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def bfloat16_cpu(monkeypatch):
+    monkeypatch.delenv(precision.PRECISION_VARIABLE, raising=False)
+    monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: True)
+
+
+def _case_ct(small_case):
+    return read_volume(next((small_case / "images").glob("*.nrrd")))
+
+
+def test_float32_setting_turns_reduced_precision_off_on_every_device(bfloat16_cpu, monkeypatch):
+    assert precision.reduced_precision_dtype("cpu") == torch.bfloat16
+    assert precision.reduced_precision_dtype("cuda") == torch.float16
+    monkeypatch.setenv(precision.PRECISION_VARIABLE, "float32")
+    assert precision.reduced_precision_dtype("cpu") is None
+    assert precision.reduced_precision_dtype("cuda") is None
+
+
+def test_an_unknown_precision_setting_is_refused_with_the_variable_and_the_choices(monkeypatch):
+    monkeypatch.setenv(precision.PRECISION_VARIABLE, "half")
+    with pytest.raises(DeepDiagError, match="DEEPDIAG_PRECISION must be one of auto, float32, got 'half'"):
+        precision.reduced_precision_dtype("cpu")
+
+
+def test_only_inference_runs_in_reduced_precision_never_training(bfloat16_cpu):
+    with precision.reduced_precision(CPU):
+        assert not torch.is_autocast_enabled("cpu"), "training and fine-tuning compute as before"
+    with torch.inference_mode(), precision.reduced_precision(CPU):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_bfloat16_segmentation_finds_the_nodules_of_float32(bfloat16_cpu, monkeypatch, small_case):
+    ct = _case_ct(small_case)
+    model = load_model(find_model(None, "segmentation", "lung-nodules-seg"), CPU)
+    reduced = segment_volume(ct, model, CPU).labels.array
+    monkeypatch.setenv(precision.PRECISION_VARIABLE, "float32")
+    full = segment_volume(ct, model, CPU).labels.array
+    nodules, full_nodules = reduced == 2, full == 2
+    assert full_nodules.sum() > 100, "the case's two nodules of 10-18 mm are found in float32"
+    assert ndimage.label(nodules)[1] == ndimage.label(full_nodules)[1]
+    dice = 2 * (nodules & full_nodules).sum() / (nodules.sum() + full_nodules.sum())
+    assert dice >= 0.98, f"nodule Dice of bfloat16 against float32: {dice:.3f}"
+    assert ((reduced >= 1) == (full >= 1)).mean() >= 0.999, "the lungs agree"
+
+
+def test_bfloat16_detection_gives_the_findings_of_float32_with_float32_boxes(bfloat16_cpu, monkeypatch, small_case):
+    ct = _case_ct(small_case)
+    model = load_model(find_model(None, "detection", "lung-nodules-det"), CPU)
+    with torch.inference_mode():
+        features = model.network.backbone(torch.zeros(1, 3, 64, 64))
+    assert features.dtype == torch.float32, "proposals and boxes are computed from float32 features"
+    reduced = detect_volume(ct, model, CPU, model.card.default_min_score).findings
+    monkeypatch.setenv(precision.PRECISION_VARIABLE, "float32")
+    full = detect_volume(ct, model, CPU, model.card.default_min_score).findings
+    assert full, "the case's nodules are found in float32"
+    assert len(reduced) == len(full)
+    for ours, theirs in zip(reduced, full):
+        assert np.linalg.norm(np.subtract(ours.center_lps, theirs.center_lps)) < 1.0
+        assert abs(ours.diameter_mm - theirs.diameter_mm) < 1.0
+        assert abs(ours.score - theirs.score) < 0.02

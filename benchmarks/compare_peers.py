@@ -1,0 +1,149 @@
+"""`deepdiag segment` side by side with what a user would pick instead, on the same scans, in one
+run: a default phantom and the real full-thorax CTs of shared data.
+
+- **deepdiag**: ``deepdiag segment`` as a user runs it (lungs and nodules, candidate filter).
+- **deepdiag REV** (``--baseline REV``): the same command from a git worktree of an earlier
+  commit or tag, with the nodule Dice and component counts of the two outputs.
+- **plain MONAI**: LoadImage, Orientation, Spacing, ScaleIntensityRange, sliding-window inference
+  and the inverse transform, with the same weights (``segment_benchmark.py``'s pipeline).
+- **lungmask R231**: lungmask's own pipeline (PyPI ``lungmask``, ``make benchmark-peers`` installs
+  it) with its R231 architecture and *random* weights, since its weights cannot be downloaded
+  here; its cost does not depend on the weights (its connected-component step may: say so when
+  quoting it).
+
+Every run is a fresh process (its peak resident memory is its own), one after the other. The
+ratios are measured in one run on one machine; absolute seconds do not carry to another machine.
+
+Usage: python benchmarks/compare_peers.py [--baseline REV] [--peers monai lungmask] [--scans NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "DeepDiag"))
+from measure import cli_code, measured  # noqa: E402
+from segment_benchmark import reference_code  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
+REAL_SCANS = {name: REAL / name / "ct.nii.gz" for name in ("thorax_4dct_phase00", "covid_ricord_419639")}
+
+
+def lungmask_code(image: Path, weights: Path, output: Path) -> str:
+    return f"""
+import numpy as np, SimpleITK as sitk
+from lungmask import LMInferer
+inferer = LMInferer(modelpath={str(weights)!r}, force_cpu=True, tqdm_disable=True)
+np.save({str(output)!r}, inferer.apply(sitk.ReadImage({str(image)!r})))
+"""
+
+
+def random_r231_weights(path: Path) -> Path:
+    """lungmask's R231 network (as lungmask.mask.get_model builds it) with seeded random weights."""
+    import torch
+    from lungmask.resunet import UNet
+
+    torch.manual_seed(0)
+    network = UNet(n_classes=3, padding=True, depth=5, up_mode="upsample", batch_norm=True, residual=False)
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def baseline_engine(revision: str, folder: Path) -> Path:
+    """A git worktree of ``revision`` (removed at the end by :func:`remove_worktree`); its engine folder."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), revision], check=True)
+    return folder / "DeepDiag"
+
+
+def remove_worktree(folder: Path) -> None:
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
+
+
+def default_phantom(folder: Path) -> Path:
+    from deepdiag.phantom import PhantomConfig, generate_case, write_case
+
+    write_case(generate_case(PhantomConfig(), seed=4, index=0), folder)
+    return next((folder / "images").glob("*.nrrd"))
+
+
+def agreement(ours: Path, theirs: Path) -> dict:
+    """Nodule Dice and nodule component counts of two .seg.nrrd outputs of the same scan."""
+    from scipy import ndimage
+
+    from deepdiag.segmentation_file import read_segmentation
+
+    a, b = (read_segmentation(path)[0].array for path in (ours, theirs))
+    nodules_a, nodules_b = a == 2, b == 2
+    total = int(nodules_a.sum() + nodules_b.sum())
+    return {
+        "nodule_dice": round(2 * int((nodules_a & nodules_b).sum()) / total, 4) if total else 1.0,
+        "nodule_components": [int(ndimage.label(m, structure=np.ones((3, 3, 3)))[1]) for m in (nodules_a, nodules_b)],
+        "lung_dice": round(2 * int(((a >= 1) & (b >= 1)).sum()) / max(int((a >= 1).sum() + (b >= 1).sum()), 1), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", help="git commit or tag of the release to compare with (a worktree)")
+    parser.add_argument("--peers", nargs="*", default=["monai", "lungmask"], choices=["monai", "lungmask"])
+    parser.add_argument("--scans", nargs="*", help="scan names to run (default: all)")
+    args = parser.parse_args()
+    from deepdiag.models import find_model
+
+    model_folder = find_model(None, "segmentation", "lung-nodules-seg")
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        scans = {"default phantom (seed 4)": default_phantom(scratch / "phantom")}
+        scans |= {name: path for name, path in REAL_SCANS.items() if path.is_file()}
+        scans = {name: path for name, path in scans.items() if not args.scans or name in args.scans}
+        old_engine = baseline_engine(args.baseline, scratch / "baseline") if args.baseline else None
+        weights = random_r231_weights(scratch / "r231-random.pth") if "lungmask" in args.peers else None
+        try:
+            rows = {
+                name: run_all(name, path, scratch, model_folder, old_engine, weights, args)
+                for name, path in scans.items()
+            }
+        finally:
+            if old_engine:
+                remove_worktree(old_engine.parent)
+    print(json.dumps({"model": model_folder.name, "cpu_cores": len(os.sched_getaffinity(0)), "scans": rows}, indent=1))
+
+
+def run_all(name: str, image: Path, scratch: Path, model_folder: Path, old_engine, weights, args) -> dict:
+    print(f"{name}: deepdiag", file=sys.stderr, flush=True)
+    out = scratch / "out" / name.split()[0]
+    segment = ["segment", str(image), "--device", "cpu", "--progress", "none", "-o"]
+    row = {"deepdiag": measured(cli_code(*segment, str(out / "new")))}
+    stem = next((out / "new").glob("*.seg.nrrd"))
+    if old_engine:
+        print(f"{name}: deepdiag {args.baseline}", file=sys.stderr, flush=True)
+        row[f"deepdiag {args.baseline}"] = measured(cli_code(*segment, str(out / "old")), old_engine)
+        row["agreement with the baseline"] = agreement(stem, out / "old" / stem.name)
+    if "monai" in args.peers:
+        print(f"{name}: plain MONAI", file=sys.stderr, flush=True)
+        row["plain MONAI"] = measured(reference_code(image, model_folder, out / "monai.npy", "cpu"))
+    if weights:
+        print(f"{name}: lungmask R231 (random weights)", file=sys.stderr, flush=True)
+        row["lungmask R231 (random weights)"] = measured(lungmask_code(image, weights, out / "lungmask.npy"))
+    ours = row["deepdiag"][0]
+    return {
+        key: (value if isinstance(value, dict) else {"seconds": round(value[0], 1), "peak_gb": round(value[1], 2)})
+        for key, value in row.items()
+    } | {
+        f"{key} / deepdiag": round(value[0] / ours, 2)
+        for key, value in row.items()
+        if key != "deepdiag" and isinstance(value, tuple)
+    }
+
+
+if __name__ == "__main__":
+    main()
