@@ -11,7 +11,8 @@ run: a default phantom and the real full-thorax CTs of shared data.
   here; its cost does not depend on the weights (its connected-component step may: say so when
   quoting it).
 
-Every run is a fresh process (its peak resident memory is its own), one after the other. The
+Every run is a fresh process (its peak resident memory is its own), one after the other, after
+one warm-up import of each engine. The
 ratios are measured in one run on one machine; absolute seconds do not carry to another machine.
 
 Usage: python benchmarks/compare_peers.py [--baseline REV] [--peers monai lungmask] [--scans NAME ...]
@@ -31,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
-from measure import cli_code, measured  # noqa: E402
+from measure import ENGINE, cli_code, measured  # noqa: E402
 from segment_benchmark import reference_code  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
@@ -69,10 +70,12 @@ def remove_worktree(folder: Path) -> None:
 
 
 def default_phantom(folder: Path) -> Path:
-    from deepdiag.phantom import PhantomConfig, generate_case, write_case
+    """The default phantom of seed 4, as NIfTI: MONAI's LoadImage reads .nrrd only with itk installed."""
+    from deepdiag.image_io import write_volume
+    from deepdiag.phantom import PhantomConfig, generate_case
 
-    write_case(generate_case(PhantomConfig(), seed=4, index=0), folder)
-    return next((folder / "images").glob("*.nrrd"))
+    folder.mkdir(parents=True)
+    return write_volume(generate_case(PhantomConfig(), seed=4, index=0).ct, folder / "phantom_s4_000.nii.gz")
 
 
 def agreement(ours: Path, theirs: Path) -> dict:
@@ -107,6 +110,10 @@ def main() -> None:
         scans = {name: path for name, path in scans.items() if not args.scans or name in args.scans}
         old_engine = baseline_engine(args.baseline, scratch / "baseline") if args.baseline else None
         weights = random_r231_weights(scratch / "r231-random.pth") if "lungmask" in args.peers else None
+        # the first process to import torch and MONAI reads them from disk: warm both engines up
+        # first, so that the first scan's first run is not charged for it
+        for engine in filter(None, [ENGINE, old_engine]):
+            measured("import deepdiag.segmentation.batch, deepdiag.detection.batch", engine)
         try:
             rows = {
                 name: run_all(name, path, scratch, model_folder, old_engine, weights, args)
