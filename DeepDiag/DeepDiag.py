@@ -18,7 +18,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-from DeepDiagGUI import EngineModuleWidget, preferredDevice, setPreferredDevice
+from DeepDiagGUI import DEVICES, EngineModuleWidget, preferredDevice, setPreferredDevice
 from DeepDiagLib import ClassificationLogic, ClassificationTask, EngineTask, FineTuningLogic, ModelLogic
 from DeepDiagLib.dependencies import checkPythonVersion, installEnginePackages, missingEnginePackages
 
@@ -72,7 +72,7 @@ class DeepDiagWidget(EngineModuleWidget):
         self.ui.installButton.connect("clicked(bool)", self.onInstallButton)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
         self.ui.importModelButton.connect("clicked(bool)", self.onImportModelButton)
-        self.ui.deviceSelector.addItems(["auto", "cpu", "cuda"])
+        self.ui.deviceSelector.addItems(list(DEVICES))
         self.ui.deviceSelector.currentText = preferredDevice()
         self.ui.deviceSelector.connect("currentTextChanged(QString)", setPreferredDevice)
         self.ui.addCaseButton.connect("clicked(bool)", self.onAddCaseButton)

@@ -130,3 +130,10 @@ def test_the_hubs_device_choice_reaches_a_new_run_of_every_module(scene, device_
 
 def _device_of(options: list[str]) -> str:
     return options[options.index("--device") + 1]
+
+
+def test_the_hub_offers_the_devices_the_engine_takes(device_preference):
+    from deepdiag.cli import DEVICES
+
+    assert device_preference.DEVICES == DEVICES
+    assert "mps" in DEVICES

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-DEVICES = ("auto", "cpu", "cuda")
+#: as the engine's --device takes them (deepdiag.cli.DEVICES; this module stays free of the engine)
+DEVICES = ("auto", "cpu", "cuda", "mps")
 _DEVICE_SETTING = "DeepDiag/Device"
 _DEVICE_SEEN_ATTRIBUTE = "DeepDiag.DevicePreferenceSeen"
 
 
 def preferredDevice() -> str:
-    """The device chosen in the hub (application settings): auto, cpu or cuda."""
+    """The device chosen in the hub (application settings): auto, cpu, cuda or mps."""
     import qt
 
     value = str(qt.QSettings().value(_DEVICE_SETTING, "auto"))

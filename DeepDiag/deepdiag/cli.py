@@ -22,6 +22,9 @@ from .progress import PROGRESS_MODES, ProgressReporter
 from .tasks import TASKS
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: what --device takes (segmentation.inference.pick_device resolves it; named here so that the
+#: command line parses without importing torch)
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 #: runs a subcommand; returns False when part of a batch failed (exit code 1)
 Command = Callable[[argparse.Namespace, ProgressReporter], "bool | None"]
@@ -453,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--name", help="id of the new model (default: the base id, next version)")
     train.add_argument("--seed", type=int, default=0, help="seed of the split, sampling and augmentation (default 0)")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    train.add_argument("--device", choices=DEVICES, default="auto")
 
     phantom = _add_command(
         commands, "phantom", run_phantom, "make synthetic chest CTs with lung nodules and exact ground truth"
@@ -528,7 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_device(command: argparse.ArgumentParser) -> None:
     command.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present (default)"
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="auto: CUDA when present, else the CPU (default); mps: Apple GPUs",
     )
 
 

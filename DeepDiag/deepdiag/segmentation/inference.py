@@ -8,18 +8,18 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from ..errors import DeepDiagError
 from ..precision import reduced_precision
 
 _OVERLAP = 0.25
+WINDOWS_PER_BATCH = 4
 
 
 def pick_device(device: str) -> torch.device:
-    """``auto``: CUDA when present, else CPU."""
+    """``auto``: CUDA when present, else CPU (Apple's MPS only when asked for: ``mps``)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        from ..errors import DeepDiagError
-
         if torch.version.cuda:  # a CUDA build of torch that finds no usable GPU: no GPU, or a driver too old for it
             raise DeepDiagError(
                 f"--device cuda was asked for, but this torch (built for CUDA {torch.version.cuda}) finds no usable "
@@ -27,6 +27,12 @@ def pick_device(device: str) -> torch.device:
             )
         raise DeepDiagError(
             "--device cuda was asked for, but this torch is a CPU-only build: install a CUDA build, or use --device cpu"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        built = "built with MPS" if torch.backends.mps.is_built() else "built without MPS"
+        raise DeepDiagError(
+            f"--device mps was asked for, but this torch ({built}) finds no Apple GPU: MPS needs a Mac with Apple "
+            "silicon or an AMD GPU, macOS 12.3 or later and a torch built with MPS; or use --device cpu"
         )
     return torch.device(device)
 
@@ -37,8 +43,15 @@ def predict_probabilities(
     patch_size: tuple[int, int, int],
     device: torch.device,
     on_progress: Callable[[float], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> np.ndarray:
-    """Class probabilities (softmax) of shape ``(classes, *image.shape)`` for a normalized image."""
+    """Class probabilities (softmax) of shape ``(classes, *image.shape)`` for a normalized image.
+
+    Windows go through the network ``WINDOWS_PER_BATCH`` at a time; when the device runs out of
+    memory (a small GPU, or one another program shares) they go one at a time instead, with the
+    same result, and ``on_warning`` says so. Each window is normalized on its own (instance
+    normalization), so a batch of one computes what a batch of four does.
+    """
     windows = int(
         np.prod(
             [
@@ -47,6 +60,22 @@ def predict_probabilities(
             ]
         )
     )
+    tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
+    try:
+        logits = _sliding_window(network, tensor, patch_size, device, WINDOWS_PER_BATCH, windows, on_progress)
+    except torch.OutOfMemoryError:
+        _release_cached_memory(device)
+        if on_warning:
+            on_warning(
+                f"{device.type.upper()} memory ran out with {WINDOWS_PER_BATCH} windows at a time; went on with one "
+                "at a time (the same result, slower)"
+            )
+        # if even one window does not fit, the error goes on to the batch, which names the scan and the way out
+        logits = _sliding_window(network, tensor, patch_size, device, 1, windows, on_progress)
+    return torch.softmax(logits[0], dim=0).numpy()
+
+
+def _sliding_window(network, tensor, patch_size, device, per_batch: int, windows: int, on_progress) -> torch.Tensor:
     done = [0]
 
     def predictor(batch: torch.Tensor) -> torch.Tensor:
@@ -57,16 +86,21 @@ def predict_probabilities(
             on_progress(min(done[0] / windows, 1.0))
         return logits.float()
 
-    tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
     with torch.inference_mode():
-        logits = sliding_window_inference(
+        return sliding_window_inference(
             tensor,
             roi_size=patch_size,
-            sw_batch_size=4,
+            sw_batch_size=per_batch,
             predictor=predictor,
             overlap=_OVERLAP,
             mode="gaussian",
             sw_device=device,
             device=torch.device("cpu"),
         )
-        return torch.softmax(logits[0], dim=0).numpy()
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()

@@ -71,7 +71,12 @@ def segment_volume(
     image = normalize(model_volume.array[crop.slices], card.input["intensity"])
     report("infer", 0.1)
     probabilities = predict_probabilities(
-        model.network, image, tuple(card.patch_size), device, lambda f: report("infer", 0.1 + 0.75 * f)
+        model.network,
+        image,
+        tuple(card.patch_size),
+        device,
+        lambda f: report("infer", 0.1 + 0.75 * f),
+        warnings.append,
     )
     report("postprocess", 0.85)
     rules = card.postprocessing
