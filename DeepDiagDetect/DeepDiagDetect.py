@@ -13,7 +13,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-from DeepDiagGUI import ModelModuleWidget
+from DeepDiagGUI import DEVICES, ModelModuleWidget
 from DeepDiagLib import DetectionLogic
 
 
@@ -32,7 +32,7 @@ class DeepDiagDetect(ScriptedLoadableModule):
 class DeepDiagDetectParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = ""
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
     minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.8  # replaced by the chosen model's card default
 
 

@@ -14,7 +14,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
 )
 
-from DeepDiagGUI import ModelModuleWidget
+from DeepDiagGUI import DEVICES, ModelModuleWidget
 from DeepDiagLib import SegmentationLogic
 
 
@@ -33,7 +33,7 @@ class DeepDiagSegment(ScriptedLoadableModule):
 class DeepDiagSegmentParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = ""
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
 
 
 class DeepDiagSegmentWidget(ModelModuleWidget):

@@ -4,6 +4,8 @@ test_scene_state.py)."""
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -16,20 +18,26 @@ PATCH = (16, 16, 16)
 
 
 class _SmallGpu(torch.nn.Module):
-    """A network on a device that holds at most ``capacity`` windows at a time."""
+    """A network on a device that holds at most ``capacity`` windows at a time; it records
+    whether the activations of its failed batches were still held when it ran again."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, error: type[Exception] = torch.OutOfMemoryError) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.conv = torch.nn.Conv3d(1, 3, 3, padding=1)
-        self.capacity = capacity
+        self.capacity, self.error = capacity, error
         self.batches: list[int] = []
+        self.failed: list[weakref.ref] = []
+        self.failed_still_held: list[bool] = []
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         self.batches.append(batch.shape[0])
+        self.failed_still_held += [ref() is not None for ref in self.failed]
+        activation = self.conv(batch)
         if batch.shape[0] > self.capacity:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return self.conv(batch)
+            self.failed.append(weakref.ref(activation))
+            raise self.error("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return activation
 
 
 def _image() -> np.ndarray:
@@ -42,10 +50,6 @@ def test_asking_for_an_apple_gpu_where_there_is_none_names_the_device_and_the_wa
         pick_device("mps")
 
 
-def test_auto_picks_cuda_only_when_present_and_never_mps():
-    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def test_running_out_of_gpu_memory_goes_on_one_window_at_a_time_with_the_same_result():
     image, warnings = _image(), []
     roomy = predict_probabilities(_SmallGpu(capacity=WINDOWS_PER_BATCH), image, PATCH, torch.device("cpu"))
@@ -54,6 +58,21 @@ def test_running_out_of_gpu_memory_goes_on_one_window_at_a_time_with_the_same_re
     assert small.batches[0] == WINDOWS_PER_BATCH and set(small.batches[1:]) == {1}
     np.testing.assert_allclose(tight, roomy, atol=1e-5)
     assert len(warnings) == 1 and "memory ran out" in warnings[0] and "one at a time" in warnings[0]
+    assert not any(small.failed_still_held), "the failed batch's memory is free before the retry"
+
+
+def test_an_apple_gpu_running_out_of_memory_goes_on_one_window_at_a_time_too():
+    # MPS reports it as a RuntimeError "MPS backend out of memory", not as torch.OutOfMemoryError
+    small = _SmallGpu(capacity=1, error=lambda message: RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"))
+    predict_probabilities(small, _image(), PATCH, torch.device("cpu"))
+    assert set(small.batches[1:]) == {1}
+
+
+def test_other_runtime_errors_are_not_taken_for_a_full_gpu():
+    broken = _SmallGpu(capacity=1, error=lambda message: RuntimeError("expected scalar type Float"))
+    with pytest.raises(RuntimeError, match="expected scalar type"):
+        predict_probabilities(broken, _image(), PATCH, torch.device("cpu"))
+    assert broken.batches == [WINDOWS_PER_BATCH], "no retry"
 
 
 def test_a_gpu_too_small_for_one_window_hands_the_error_on_to_the_batch_after_freeing_its_cache(monkeypatch):

@@ -132,8 +132,16 @@ def _device_of(options: list[str]) -> str:
     return options[options.index("--device") + 1]
 
 
-def test_the_hub_offers_the_devices_the_engine_takes(device_preference):
+def test_the_hub_and_every_module_offer_the_devices_the_engine_takes(device_preference):
+    from xml.etree import ElementTree
+
     from deepdiag.cli import DEVICES
 
-    assert device_preference.DEVICES == DEVICES
-    assert "mps" in DEVICES
+    assert device_preference.DEVICES == DEVICES and "mps" in DEVICES
+    for module in ("DeepDiagSegment", "DeepDiagDetect"):
+        ui = ElementTree.parse(PROJECT_ROOT / module / "Resources" / "UI" / f"{module}.ui")
+        selector = next(w for w in ui.iter("widget") if any(s.text == "device" for s in w.iterfind("property/string")))
+        offered = tuple(item.findtext("property/string") for item in selector.iterfind("item"))
+        assert offered == DEVICES, f"{module}'s device selector offers {offered}"
+        source = (PROJECT_ROOT / module / f"{module}.py").read_text()
+        assert "Choice(list(DEVICES))" in source, f"{module}'s parameter node takes what the hub may hand it"

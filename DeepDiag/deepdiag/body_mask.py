@@ -36,7 +36,7 @@ def padding_as_air(array: np.ndarray) -> np.ndarray:
     Integer scans stay in their own type (the resampler interpolates in double either way; a
     float32 copy of an int16 scan costs twice the memory and 0.4 s); a type that cannot hold a
     value below air has no padding and is returned as it is."""
-    if np.issubdtype(array.dtype, np.floating):
+    if not np.issubdtype(array.dtype, np.integer):  # float, and bool (a mask read as an image)
         return np.maximum(array.astype(np.float32), OUTSIDE_FIELD_HU)
     if np.iinfo(array.dtype).min > OUTSIDE_FIELD_HU:
         return array

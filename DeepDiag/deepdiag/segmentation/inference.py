@@ -62,16 +62,33 @@ def predict_probabilities(
     )
     tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
     try:
-        logits = _sliding_window(network, tensor, patch_size, device, WINDOWS_PER_BATCH, windows, on_progress)
-    except torch.OutOfMemoryError:
-        _release_cached_memory(device)
-        if on_warning:
-            on_warning(
-                f"{device.type.upper()} memory ran out with {WINDOWS_PER_BATCH} windows at a time; went on with one "
-                "at a time (the same result, slower)"
-            )
-        # if even one window does not fit, the error goes on to the batch, which names the scan and the way out
-        logits = _sliding_window(network, tensor, patch_size, device, 1, windows, on_progress)
+        return _probabilities(
+            _sliding_window(network, tensor, patch_size, device, WINDOWS_PER_BATCH, windows, on_progress)
+        )
+    except RuntimeError as error:  # torch.OutOfMemoryError is one
+        if not out_of_memory(error):
+            raise
+    # retried outside the except block: inside it, the error's traceback would keep the failed
+    # batch's tensors (and their device memory) alive during the retry
+    _release_cached_memory(device)
+    if on_warning:
+        on_warning(
+            f"{device.type.upper()} memory ran out with {WINDOWS_PER_BATCH} windows at a time; went on with one at "
+            "a time (the same result, slower)"
+        )
+    # if even one window does not fit, the error goes on to the batch, which names the scan and the way out
+    return _probabilities(_sliding_window(network, tensor, patch_size, device, 1, windows, on_progress))
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory: CUDA raises torch.OutOfMemoryError,
+    Apple's MPS a RuntimeError "MPS backend out of memory"."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    )
+
+
+def _probabilities(logits: torch.Tensor) -> np.ndarray:
     return torch.softmax(logits[0], dim=0).numpy()
 
 
