@@ -32,6 +32,8 @@ class DeepDiagDetect(ScriptedLoadableModule):
 class DeepDiagDetectParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = ""
+    # all the hub may hand on: Choice raises ValueError on any other value (verified in
+    # Base/Python/slicer/parameterNodeWrapper/validators.py)
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     minScore: Annotated[float, WithinRange(0.0, 1.0)] = 0.8  # replaced by the chosen model's card default
 

@@ -33,6 +33,8 @@ class DeepDiagSegment(ScriptedLoadableModule):
 class DeepDiagSegmentParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelId: str = ""
+    # all the hub may hand on: Choice raises ValueError on any other value (verified in
+    # Base/Python/slicer/parameterNodeWrapper/validators.py)
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
 
 
