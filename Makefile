@@ -36,13 +36,14 @@ benchmark: $(BIN)/.installed
 benchmark-fine-tune: $(BIN)/.installed
 	$(BIN)/python benchmarks/fine_tune_benchmark.py
 
-# About 25 minutes on 2 CPU cores, most of it lungmask's: deepdiag segment against its release
-# BASELINE (a git worktree), the plain MONAI pipeline and lungmask, on a phantom and the two real
-# chest CTs; and the U-Net's FLOPs lower bound. lungmask is a peer, not a dependency: installed here only.
+# About 35 minutes on 2 CPU cores, most of it lungmask's: deepdiag segment, detect and analyze
+# against the release BASELINE (a git worktree), the plain MONAI pipeline and lungmask, on a phantom
+# and the two real chest CTs; then the U-Net's FLOPs lower bound. lungmask is a peer, not a
+# dependency: it is installed here only.
 BASELINE ?= 3c6370d
 benchmark-peers: $(BIN)/.installed
 	$(BIN)/pip install --quiet lungmask==0.2.22
-	$(BIN)/python benchmarks/compare_peers.py --baseline $(BASELINE)
+	$(BIN)/python benchmarks/compare_peers.py --baseline $(BASELINE) --tasks segment detect analyze
 	$(BIN)/python benchmarks/flops_bound.py
 
 # Two workers, each taking whole test files (their module fixtures are made once): on two cores

@@ -15,7 +15,11 @@ Every run is a fresh process (its peak resident memory is its own), one after th
 one warm-up import of each engine. The
 ratios are measured in one run on one machine; absolute seconds do not carry to another machine.
 
+With ``--tasks detect analyze`` (and ``--baseline``) it also times ``deepdiag detect`` and
+``deepdiag analyze`` against the release, with how far their findings moved.
+
 Usage: python benchmarks/compare_peers.py [--baseline REV] [--peers monai lungmask] [--scans NAME ...]
+       [--tasks segment detect analyze]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from measure import ENGINE, cli_code, measured  # noqa: E402
 from segment_benchmark import reference_code  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
+TASKS = ("segment", "detect", "analyze")
 REAL_SCANS = {name: REAL / name / "ct.nii.gz" for name in ("thorax_4dct_phase00", "covid_ricord_419639")}
 
 
@@ -61,7 +66,9 @@ def random_r231_weights(path: Path) -> Path:
 
 def baseline_engine(revision: str, folder: Path) -> Path:
     """A git worktree of ``revision`` (removed at the end by :func:`remove_worktree`); its engine folder."""
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), revision], check=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--quiet", "--detach", str(folder), revision], check=True
+    )
     return folder / "DeepDiag"
 
 
@@ -99,6 +106,9 @@ def main() -> None:
     parser.add_argument("--baseline", help="git commit or tag of the release to compare with (a worktree)")
     parser.add_argument("--peers", nargs="*", default=["monai", "lungmask"], choices=["monai", "lungmask"])
     parser.add_argument("--scans", nargs="*", help="scan names to run (default: all)")
+    parser.add_argument(
+        "--tasks", nargs="*", default=["segment"], choices=TASKS, help="commands to time (peers: segment only)"
+    )
     args = parser.parse_args()
     from deepdiag.models import find_model
 
@@ -126,8 +136,15 @@ def main() -> None:
 
 
 def run_all(name: str, image: Path, scratch: Path, model_folder: Path, old_engine, weights, args) -> dict:
-    print(f"{name}: deepdiag", file=sys.stderr, flush=True)
     out = scratch / "out" / name.split()[0]
+    row = run_segment(name, image, out, model_folder, old_engine, weights, args) if "segment" in args.tasks else {}
+    for task in (t for t in ("detect", "analyze") if t in args.tasks):
+        row |= run_findings_task(task, name, image, out, old_engine, args.baseline)
+    return row
+
+
+def run_segment(name: str, image: Path, out: Path, model_folder: Path, old_engine, weights, args) -> dict:
+    print(f"{name}: deepdiag", file=sys.stderr, flush=True)
     segment = ["segment", str(image), "--device", "cpu", "--progress", "none", "-o"]
     row = {"deepdiag": measured(cli_code(*segment, str(out / "new")))}
     stem = next((out / "new").glob("*.seg.nrrd"))
@@ -141,14 +158,41 @@ def run_all(name: str, image: Path, scratch: Path, model_folder: Path, old_engin
     if weights:
         print(f"{name}: lungmask R231 (random weights)", file=sys.stderr, flush=True)
         row["lungmask R231 (random weights)"] = measured(lungmask_code(image, weights, out / "lungmask.npy"))
-    ours = row["deepdiag"][0]
+    return _with_ratios(row, "deepdiag")
+
+
+def run_findings_task(task: str, name: str, image: Path, out: Path, old_engine, baseline: str | None) -> dict:
+    """``deepdiag detect`` or ``analyze`` now and (with a baseline) in the release, and how far
+    the findings moved: their counts and the largest distance from one to the nearest other."""
+    command = [task, str(image), "--device", "cpu", "--progress", "none", "-o"]
+    print(f"{name}: deepdiag {task}", file=sys.stderr, flush=True)
+    row = {f"deepdiag {task}": measured(cli_code(*command, str(out / f"new-{task}")))}
+    if old_engine:
+        print(f"{name}: deepdiag {task} {baseline}", file=sys.stderr, flush=True)
+        row[f"deepdiag {task} {baseline}"] = measured(cli_code(*command, str(out / f"old-{task}")), old_engine)
+        row[f"{task} findings against the baseline"] = findings_agreement(out / f"new-{task}", out / f"old-{task}")
+    return _with_ratios(row, f"deepdiag {task}")
+
+
+def findings_agreement(ours: Path, theirs: Path) -> dict:
+    def centres(folder: Path) -> np.ndarray:
+        document = json.loads(next(folder.glob("*.findings.json")).read_text())
+        return np.array([f["center_lps"] for f in document["findings"]], dtype=float).reshape(-1, 3)
+
+    a, b = centres(ours), centres(theirs)
+    moved = max((float(np.min(np.linalg.norm(b - c, axis=1))) for c in a), default=0.0) if len(b) else None
+    return {"findings": [len(a), len(b)], "largest_move_mm": None if moved is None else round(moved, 2)}
+
+
+def _with_ratios(row: dict, ours_key: str) -> dict:
+    ours = row[ours_key][0]
     return {
         key: (value if isinstance(value, dict) else {"seconds": round(value[0], 1), "peak_gb": round(value[1], 2)})
         for key, value in row.items()
     } | {
-        f"{key} / deepdiag": round(value[0] / ours, 2)
+        f"{key} / {ours_key}": round(value[0] / ours, 2)
         for key, value in row.items()
-        if key != "deepdiag" and isinstance(value, tuple)
+        if key != ours_key and isinstance(value, tuple)
     }
 
 
