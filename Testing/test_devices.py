@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from deepdiag.devices import pick_device
 from deepdiag.errors import DeepDiagError
 from deepdiag.segmentation import inference
-from deepdiag.segmentation.inference import WINDOWS_PER_BATCH, pick_device, predict_probabilities
+from deepdiag.segmentation.inference import WINDOWS_PER_BATCH, predict_probabilities
 
 PATCH = (16, 16, 16)
 
@@ -77,7 +78,21 @@ def test_other_runtime_errors_are_not_taken_for_a_full_gpu():
 
 def test_a_gpu_too_small_for_one_window_hands_the_error_on_to_the_batch_after_freeing_its_cache(monkeypatch):
     released = []
-    monkeypatch.setattr(inference, "_release_cached_memory", released.append)
+    monkeypatch.setattr(inference, "release_cached_memory", released.append)
     with pytest.raises(torch.OutOfMemoryError):  # the batch names the scan: test_hostile_input.py
         predict_probabilities(_SmallGpu(capacity=0), _image(), PATCH, torch.device("cpu"))
     assert len(released) == 1, "the cached memory is handed back before the second try"
+
+
+def test_an_apple_gpu_that_stays_out_of_memory_is_the_batchs_gpu_row_not_an_internal_error():
+    from deepdiag.batch import run_batch
+    from deepdiag.progress import ProgressReporter
+
+    def process_one(path, progress):
+        raise RuntimeError("MPS backend out of memory (MPS allocated: 9.00 GB)")
+
+    results = []
+    reporter = ProgressReporter("none")
+    reporter.result = results.append
+    assert not run_batch(["big.nrrd"], process_one, reporter, {})
+    assert "big.nrrd: the GPU ran out of memory" in results[0]["failed"][0]["error"]

@@ -36,12 +36,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
-from measure import ENGINE, cli_code, measured  # noqa: E402
+from measure import ENGINE, benchmark_scans, cli_code, dice, measured  # noqa: E402
 from segment_benchmark import reference_code  # noqa: E402
 
-REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
 TASKS = ("segment", "detect", "analyze")
-REAL_SCANS = {name: REAL / name / "ct.nii.gz" for name in ("thorax_4dct_phase00", "covid_ricord_419639")}
 
 
 def lungmask_code(image: Path, weights: Path, output: Path) -> str:
@@ -76,15 +74,6 @@ def remove_worktree(folder: Path) -> None:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(folder)], check=False)
 
 
-def default_phantom(folder: Path) -> Path:
-    """The default phantom of seed 4, as NIfTI: MONAI's LoadImage reads .nrrd only with itk installed."""
-    from deepdiag.image_io import write_volume
-    from deepdiag.phantom import PhantomConfig, generate_case
-
-    folder.mkdir(parents=True)
-    return write_volume(generate_case(PhantomConfig(), seed=4, index=0).ct, folder / "phantom_s4_000.nii.gz")
-
-
 def agreement(ours: Path, theirs: Path) -> dict:
     """Nodule Dice and nodule component counts of two .seg.nrrd outputs of the same scan."""
     from scipy import ndimage
@@ -93,11 +82,10 @@ def agreement(ours: Path, theirs: Path) -> dict:
 
     a, b = (read_segmentation(path)[0].array for path in (ours, theirs))
     nodules_a, nodules_b = a == 2, b == 2
-    total = int(nodules_a.sum() + nodules_b.sum())
     return {
-        "nodule_dice": round(2 * int((nodules_a & nodules_b).sum()) / total, 4) if total else 1.0,
+        "nodule_dice": dice(nodules_a, nodules_b),
         "nodule_components": [int(ndimage.label(m, structure=np.ones((3, 3, 3)))[1]) for m in (nodules_a, nodules_b)],
-        "lung_dice": round(2 * int(((a >= 1) & (b >= 1)).sum()) / max(int((a >= 1).sum() + (b >= 1).sum()), 1), 4),
+        "lung_dice": dice(a >= 1, b >= 1),
     }
 
 
@@ -115,9 +103,11 @@ def main() -> None:
     model_folder = find_model(None, "segmentation", "lung-nodules-seg")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        scans = {"default phantom (seed 4)": default_phantom(scratch / "phantom")}
-        scans |= {name: path for name, path in REAL_SCANS.items() if path.is_file()}
-        scans = {name: path for name, path in scans.items() if not args.scans or name in args.scans}
+        scans = {
+            name: path
+            for name, path in benchmark_scans(scratch / "phantom").items()
+            if not args.scans or name in args.scans
+        }
         old_engine = baseline_engine(args.baseline, scratch / "baseline") if args.baseline else None
         weights = random_r231_weights(scratch / "r231-random.pth") if "lungmask" in args.peers else None
         # the first process to import torch and MONAI reads them from disk: warm both engines up

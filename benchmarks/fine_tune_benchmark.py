@@ -39,8 +39,8 @@ def main() -> None:
     folder = Path(args.folder or tempfile.mkdtemp(prefix="deepdiag-finetune-"))
     os.environ["DEEPDIAG_MODELS"] = str(folder / "models")  # never the user's own model folder
 
+    from deepdiag.devices import pick_device
     from deepdiag.models.registry import find_model
-    from deepdiag.segmentation.inference import pick_device
     from deepdiag.training.fine_tune import FineTuneOptions, fine_tune
 
     device = pick_device("auto")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
-REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
-SCANS = [REAL / "thorax_4dct_phase00" / "ct.nii.gz", REAL / "covid_ricord_419639" / "ct.nii.gz"]
+from measure import benchmark_scans  # noqa: E402
 
 
 def peak_matmul_flops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
@@ -47,30 +47,22 @@ def window_flops(network: torch.nn.Module, patch: tuple[int, int, int]) -> int:
     return counter.get_total_flops()
 
 
-def windows_over(shape, patch, overlap: float = 0.25) -> int:
-    """How many windows MONAI's sliding window places over ``shape`` (as deepdiag's inference counts them)."""
-    return int(
-        np.prod([max(1, int(np.ceil((n - p) / (p * (1 - overlap)))) + 1) if n > p else 1 for n, p in zip(shape, patch)])
-    )
-
-
 def lung_boxes(card) -> dict[str, tuple[int, int, int]]:
     from deepdiag.image_io import read_volume
-    from deepdiag.phantom import PhantomConfig, generate_case
     from deepdiag.segmentation.model_grid import find_chest, to_model_grid
 
-    volumes = {p.parent.name: read_volume(p) for p in SCANS if p.is_file()}
-    volumes["default phantom (seed 4)"] = generate_case(PhantomConfig(), seed=4, index=0).ct
     boxes = {}
-    for name, volume in volumes.items():
-        crop = find_chest(to_model_grid(volume, card.spacing_mm)).crop
-        boxes[name] = tuple(b - a for a, b in zip(crop.start, crop.stop))
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, path in benchmark_scans(Path(scratch)).items():
+            crop = find_chest(to_model_grid(read_volume(path), card.spacing_mm)).crop
+            boxes[name] = tuple(b - a for a, b in zip(crop.start, crop.stop))
     return boxes
 
 
 def main() -> None:
     from deepdiag.models import find_model
     from deepdiag.models.store import load_model
+    from deepdiag.segmentation.inference import window_count
 
     model = load_model(find_model(None, "segmentation", "lung-nodules-seg"), torch.device("cpu"))
     patch = tuple(model.card.patch_size)
@@ -78,7 +70,7 @@ def main() -> None:
     peaks = {"float32": peak_matmul_flops(torch.float32), "bfloat16": peak_matmul_flops(torch.bfloat16)}
     rows = {}
     for name, box in lung_boxes(model.card).items():
-        windows = windows_over(box, patch)
+        windows = window_count(box, patch)
         single_pass = per_window * float(np.prod(box)) / float(np.prod(patch))
         rows[name] = {
             "lung_box_voxels": list(box),

@@ -1,4 +1,5 @@
-"""Wall time and peak memory of a piece of Python run in a fresh process (its peak is its own)."""
+"""What the benchmarks share: the scans they run on, wall time and peak memory of a piece of Python
+run in a fresh process (its peak is its own), and the Dice of two masks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "DeepDiag"
+REAL_CHEST_CTS = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
+DEFAULT_PHANTOM = "default phantom (seed 4)"
+
+
+def benchmark_scans(folder: Path) -> dict[str, Path]:
+    """The default phantom of seed 4 (written into ``folder``) and the real full-thorax CTs of
+    shared data that are present, by name. The phantom is NIfTI: MONAI's LoadImage reads .nrrd
+    only with itk installed."""
+    sys.path.insert(0, str(ENGINE))
+    from deepdiag.image_io import write_volume
+    from deepdiag.phantom import PhantomConfig, generate_case
+
+    folder.mkdir(parents=True, exist_ok=True)
+    phantom = write_volume(generate_case(PhantomConfig(), seed=4, index=0).ct, folder / "phantom_s4_000.nii.gz")
+    real = {name: REAL_CHEST_CTS / name / "ct.nii.gz" for name in ("thorax_4dct_phase00", "covid_ricord_419639")}
+    return {DEFAULT_PHANTOM: phantom} | {name: path for name, path in real.items() if path.is_file()}
+
+
+def dice(a, b) -> float:
+    """Dice of two boolean masks (1 when both are empty), to 4 decimals."""
+    total = int(a.sum()) + int(b.sum())
+    return round(2 * int((a & b).sum()) / total, 4) if total else 1.0
 
 
 def measured(code: str, engine: Path = ENGINE) -> tuple[float, float]:

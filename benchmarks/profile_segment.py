@@ -21,18 +21,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
-REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
-SCANS = [REAL / "thorax_4dct_phase00" / "ct.nii.gz", REAL / "covid_ricord_419639" / "ct.nii.gz"]
 
 started = time.perf_counter()
 import torch  # noqa: E402
+from measure import benchmark_scans  # noqa: E402
 
-from deepdiag.image_io import read_volume  # noqa: E402
+from deepdiag.devices import pick_device  # noqa: E402
+from deepdiag.image_io import input_stem, read_volume  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model  # noqa: E402
 from deepdiag.segmentation import pipeline  # noqa: E402
 from deepdiag.segmentation.candidate_filter import CandidateFilter  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.segmentation_file import write_segmentation  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - started
@@ -79,16 +78,8 @@ def profile(path: Path, model, device, output: Path, seconds: dict[str, float]) 
     with stage(seconds, "segment_volume, all stages"):
         result = pipeline.segment_volume(volume, model, device)
     with stage(seconds, "write .seg.nrrd"):
-        write_segmentation(output / f"{path.parent.name}.seg.nrrd", result.labels, model.card.segment_classes())
+        write_segmentation(output / f"{input_stem(path)}.seg.nrrd", result.labels, model.card.segment_classes())
     return {"size": list(volume.size), "spacing_mm": [round(s, 3) for s in volume.spacing]}
-
-
-def default_phantom(folder: Path) -> Path:
-    from deepdiag.phantom import PhantomConfig, generate_case, write_case
-
-    case = generate_case(PhantomConfig(), seed=4, index=0)
-    write_case(case, folder)
-    return next((folder / "images").glob("*.nrrd"))
 
 
 def main() -> None:
@@ -105,8 +96,7 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        scans = {p.parent.name: p for p in SCANS if p.is_file()}
-        scans["default phantom (seed 4)"] = default_phantom(scratch / "phantom")
+        scans = benchmark_scans(scratch / "phantom")
         seconds: dict[str, float] = defaultdict(float)
         timed_stages(seconds)
         for name, path in scans.items():

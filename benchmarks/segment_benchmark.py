@@ -20,7 +20,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
-from measure import cli_code, measured  # noqa: E402
+from measure import cli_code, dice, measured  # noqa: E402
 
 
 def reference_code(image: Path, model_folder: Path, output: Path, device: str) -> str:
@@ -89,13 +89,13 @@ def main() -> None:
         reference = np.load(folder / "reference.npy")
         reference = np.transpose(reference, (2, 1, 0)) if reference.shape != labels.array.shape else reference
         agreement = {
-            name: _dice(labels.array == value, reference == value) for name, value in (("lungs", 1), ("nodules", 2))
+            name: dice(labels.array == value, reference == value) for name, value in (("lungs", 1), ("nodules", 2))
         }
         outside = _outside_body(case.ct.array)
         against_truth = {
             name: {
-                "lungs_dice": _dice(pred > 0, case.labels.array > 0),
-                "nodules_dice": _dice(pred == 2, case.labels.array == 2),
+                "lungs_dice": dice(pred > 0, case.labels.array > 0),
+                "nodules_dice": dice(pred == 2, case.labels.array == 2),
                 "lung_voxels_outside_the_body": round(float((pred[outside] == 1).sum() / max((pred == 1).sum(), 1)), 4),
             }
             for name, pred in (("deepdiag", labels.array), ("reference", reference))
@@ -121,11 +121,6 @@ def _outside_body(ct: np.ndarray) -> np.ndarray:
     components, _ = ndimage.label(ct < -500)
     edge = np.unique(np.concatenate([components[:, [0, -1]].ravel(), components[:, :, [0, -1]].ravel()]))
     return np.isin(components, edge[edge > 0])
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return round(2 * int((a & b).sum()) / total, 4) if total else 1.0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "DeepDiag"))
 
 from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM, SMALL_NODULES_TEXT  # noqa: E402
 
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.held_out import (  # noqa: E402
     evaluate_classification_on_phantoms,
     evaluate_detection_on_phantoms,
@@ -34,7 +35,6 @@ from deepdiag.evaluation.held_out import (  # noqa: E402
 )  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
 
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.real_scans import (  # noqa: E402
     INSERTED,
     INSERTED_LIDC,
@@ -33,7 +34,6 @@ from deepdiag.evaluation.real_scans import (  # noqa: E402
 )
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
 UNTOUCHED = [REAL / "thorax_4dct_phase00" / "ct.nii.gz", REAL / "covid_ricord_419639" / "ct.nii.gz"]

@@ -35,11 +35,11 @@ from training_common import (
 )
 
 from deepdiag import __version__  # noqa: E402
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.models import ModelCard, find_model  # noqa: E402
 from deepdiag.models.store import load_model, save_model  # noqa: E402
 from deepdiag.segmentation.bright_spots import MIN_BLOBNESS, SpotSearch  # noqa: E402
 from deepdiag.segmentation.candidate_filter import network_input  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
 from deepdiag.training.real_backgrounds import real_background_examples, real_example_name  # noqa: E402

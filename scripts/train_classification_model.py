@@ -37,13 +37,13 @@ from training_common import (
 )
 
 from deepdiag import __version__  # noqa: E402
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.classification import expected_calibration_error  # noqa: E402
 from deepdiag.lung_rads import NODULE_TYPES  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
 from deepdiag.models.store import save_model  # noqa: E402
 from deepdiag.phantom import PhantomConfig  # noqa: E402
 from deepdiag.phantom.config import NODULE_SHAPES  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.classification import (
     NodulePatches,
     case_patches,

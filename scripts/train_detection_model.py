@@ -32,11 +32,11 @@ from training_common import (
 )
 
 from deepdiag import __version__  # noqa: E402
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_detection_on_phantoms  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
 from deepdiag.models.registry import find_model  # noqa: E402
 from deepdiag.models.store import LoadedModel, load_model, save_model  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.training.detection import train_detector  # noqa: E402
 from deepdiag.training.hard_negatives import MIN_SCORE as HARD_NEGATIVE_MIN_SCORE  # noqa: E402
 from deepdiag.training.hard_negatives import cached_hard_negatives

@@ -36,11 +36,11 @@ from training_common import (
 )
 
 from deepdiag import __version__  # noqa: E402
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_on_phantoms  # noqa: E402
 from deepdiag.models import ModelCard  # noqa: E402
 from deepdiag.models.registry import find_model  # noqa: E402
 from deepdiag.models.store import LoadedModel, save_model  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 from deepdiag.terminology import LUNG_NODULES, LUNGS  # noqa: E402
 from deepdiag.training.segmentation import Recipe, train  # noqa: E402
 

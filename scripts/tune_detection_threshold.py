@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "DeepDiag"))
 
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.detection import operating_point, read_scans  # noqa: E402
 from deepdiag.evaluation.held_out import evaluate_detection_on_phantoms  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
-from deepdiag.segmentation.inference import pick_device  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 

@@ -35,13 +35,14 @@ sys.path.insert(0, str(ROOT / "DeepDiag"))
 
 from training_common import SMALL_NODULE_CASES, SMALL_NODULE_MM, SMALL_NODULES_TEXT  # noqa: E402  (as the training's small-nodule phantoms)
 
+from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.segmentation import LARGE_MM, SMALL_MM  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.phantom import PhantomConfig, generate_case  # noqa: E402
 from deepdiag.segmentation.bright_spots import SpotSearch, bright_spots  # noqa: E402
 from deepdiag.segmentation.candidate_filter import SPOT_CLEARANCE_VOXELS, nodule_probabilities  # noqa: E402
-from deepdiag.segmentation.inference import pick_device, predict_probabilities  # noqa: E402
+from deepdiag.segmentation.inference import predict_probabilities  # noqa: E402
 from deepdiag.segmentation.model_grid import lung_crop, normalize, to_model_grid  # noqa: E402
 from deepdiag.segmentation.postprocess import keep_plausible_nodules  # noqa: E402
 from deepdiag.training.segmentation_data import varied_scanner_config  # noqa: E402

@@ -19,6 +19,7 @@ from .classification.candidates import from_findings
 from .detection.batch import DEFAULT_MODEL as DETECTOR
 from .detection.batch import check_min_score
 from .detection.inference import detect_volume
+from .devices import pick_device
 from .dicom.results import check_dicom_inputs, dicom_source, write_dicom_results
 from .findings_file import write_findings
 from .image_io import input_stem, read_volume, volume_header
@@ -28,7 +29,6 @@ from .models.store import LoadedModel, load_model
 from .progress import ProgressReporter
 from .report import write_key_image, write_report
 from .segmentation.batch import DEFAULT_MODEL as SEGMENTER
-from .segmentation.inference import pick_device
 from .segmentation.pipeline import check_memory, segment_volume
 from .segmentation_file import write_segmentation
 

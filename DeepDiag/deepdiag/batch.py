@@ -7,13 +7,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
+from .devices import out_of_memory
 from .errors import DeepDiagError
 from .image_io import input_stem
 from .progress import ProgressReporter
-
-_GPU_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 #: processes one input: (path, progress(stage, fraction of this input)) -> its output record
 ProcessOne = Callable[[str, Callable[[str, float], None]], dict]
@@ -57,12 +54,12 @@ def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressRepo
         except DeepDiagError as error:
             reporter.error(str(error), error.path)
             failures.append({"input": path, "error": str(error)})
-        except _GPU_OUT_OF_MEMORY:
-            message = f"{path}: the GPU ran out of memory; close other programs that use it, or run with --device cpu"
-            reporter.error(message, path)
-            failures.append({"input": path, "error": message})
         except Exception as error:  # a bug on one scan must not cost the user the rest of the batch
-            message = f"{path}: internal error: {type(error).__name__}: {error}"
+            message = (
+                f"{path}: the GPU ran out of memory; close other programs that use it, or run with --device cpu"
+                if out_of_memory(error)  # CUDA's and Apple's MPS's, which report it differently
+                else f"{path}: internal error: {type(error).__name__}: {error}"
+            )
             reporter.error(message, path)
             failures.append({"input": path, "error": message})
     seconds = time.perf_counter() - started

@@ -209,7 +209,7 @@ def run_models_remove(args: argparse.Namespace, reporter: ProgressReporter) -> N
 
 
 def run_train(args: argparse.Namespace, reporter: ProgressReporter) -> None:
-    from .segmentation.inference import pick_device
+    from .devices import pick_device
     from .training.fine_tune import FineTuneOptions, fine_tune
 
     options = FineTuneOptions(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..devices import pick_device
 from ..errors import DeepDiagError
 from ..files import atomic_output
 from ..findings_file import Finding, read_findings, write_findings
@@ -19,7 +20,6 @@ from ..image_io import input_stem, read_volume, write_volume
 from ..lung_rads import baseline_category, scan_category
 from ..models import find_model
 from ..models.store import LoadedModel, load_model
-from ..segmentation.inference import pick_device
 from .candidates import Candidate, from_findings, from_segmentation, nodule_mask
 from .classifier import FINDING, class_names, finding_probabilities, region, saliency, volume_probabilities
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..batch import ProcessOne, refuse_duplicate_stems, run_batch
+from ..devices import pick_device
 from ..dicom.results import check_dicom_inputs, dicom_source, write_dicom_results
 from ..errors import DeepDiagError
 from ..findings_file import write_findings
@@ -10,7 +11,6 @@ from ..image_io import input_stem, read_volume, volume_header
 from ..models import find_model
 from ..models.store import load_model
 from ..progress import ProgressReporter
-from ..segmentation.inference import pick_device
 from ..segmentation.pipeline import check_memory
 from . import DEFAULT_MODEL
 from .inference import detect_volume

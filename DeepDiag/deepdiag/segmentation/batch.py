@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..batch import ProcessOne, refuse_duplicate_stems, run_batch
+from ..devices import pick_device
 from ..dicom.results import check_dicom_inputs, dicom_source, write_dicom_results
 from ..image_io import input_stem, read_volume, volume_header, write_volume
 from ..models import find_model
@@ -12,7 +13,6 @@ from ..models.store import load_model
 from ..preview import largest_component_center, write_preview
 from ..progress import ProgressReporter
 from ..segmentation_file import write_segmentation
-from .inference import pick_device
 from .pipeline import check_memory, segment_volume
 
 DEFAULT_MODEL = "lung-nodules-seg"

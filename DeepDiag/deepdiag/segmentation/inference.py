@@ -8,33 +8,23 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from ..errors import DeepDiagError
+from ..devices import out_of_memory, release_cached_memory
 from ..precision import reduced_precision
 
 _OVERLAP = 0.25
 WINDOWS_PER_BATCH = 4
 
 
-def pick_device(device: str) -> torch.device:
-    """``auto``: CUDA when present, else CPU (Apple's MPS only when asked for: ``mps``)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        if torch.version.cuda:  # a CUDA build of torch that finds no usable GPU: no GPU, or a driver too old for it
-            raise DeepDiagError(
-                f"--device cuda was asked for, but this torch (built for CUDA {torch.version.cuda}) finds no usable "
-                "GPU: check the NVIDIA driver (nvidia-smi), install the torch build that fits it, or use --device cpu"
-            )
-        raise DeepDiagError(
-            "--device cuda was asked for, but this torch is a CPU-only build: install a CUDA build, or use --device cpu"
+def window_count(shape: tuple[int, ...], patch_size: tuple[int, ...]) -> int:
+    """How many windows MONAI's sliding window places over ``shape`` at this module's overlap."""
+    return int(
+        np.prod(
+            [
+                max(1, int(np.ceil((n - p) / (p * (1 - _OVERLAP)))) + 1) if n > p else 1
+                for n, p in zip(shape, patch_size)
+            ]
         )
-    if device == "mps" and not torch.backends.mps.is_available():
-        built = "built with MPS" if torch.backends.mps.is_built() else "built without MPS"
-        raise DeepDiagError(
-            f"--device mps was asked for, but this torch ({built}) finds no Apple GPU: MPS needs a Mac with Apple "
-            "silicon or an AMD GPU, macOS 12.3 or later and a torch built with MPS; or use --device cpu"
-        )
-    return torch.device(device)
+    )
 
 
 def predict_probabilities(
@@ -52,14 +42,7 @@ def predict_probabilities(
     same result, and ``on_warning`` says so. Each window is normalized on its own (instance
     normalization), so a batch of one computes what a batch of four does.
     """
-    windows = int(
-        np.prod(
-            [
-                max(1, int(np.ceil((n - p) / (p * (1 - _OVERLAP)))) + 1) if n > p else 1
-                for n, p in zip(image.shape, patch_size)
-            ]
-        )
-    )
+    windows = window_count(image.shape, patch_size)
     tensor = torch.from_numpy(np.ascontiguousarray(image))[None, None].to(device)
     try:
         return _probabilities(
@@ -70,7 +53,7 @@ def predict_probabilities(
             raise
     # retried outside the except block: inside it, the error's traceback would keep the failed
     # batch's tensors (and their device memory) alive during the retry
-    _release_cached_memory(device)
+    release_cached_memory(device)
     if on_warning:
         on_warning(
             f"{device.type.upper()} memory ran out with {WINDOWS_PER_BATCH} windows at a time; went on with one at "
@@ -78,14 +61,6 @@ def predict_probabilities(
         )
     # if even one window does not fit, the error goes on to the batch, which names the scan and the way out
     return _probabilities(_sliding_window(network, tensor, patch_size, device, 1, windows, on_progress))
-
-
-def out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is a device running out of memory: CUDA raises torch.OutOfMemoryError,
-    Apple's MPS a RuntimeError "MPS backend out of memory"."""
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and "out of memory" in str(error)
-    )
 
 
 def _probabilities(logits: torch.Tensor) -> np.ndarray:
@@ -114,10 +89,3 @@ def _sliding_window(network, tensor, patch_size, device, per_batch: int, windows
             sw_device=device,
             device=torch.device("cpu"),
         )
-
-
-def _release_cached_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "mps":
-        torch.mps.empty_cache()

@@ -1,0 +1,49 @@
+"""The device a run computes on: picking it, and knowing when it ran out of memory.
+
+The names a user can ask for are ``deepdiag.cli.DEVICES`` (there so that the command line parses
+without importing torch).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import DeepDiagError
+
+
+def pick_device(device: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU (Apple's MPS only when asked for: ``mps``)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        if torch.version.cuda:  # a CUDA build of torch that finds no usable GPU: no GPU, or a driver too old for it
+            raise DeepDiagError(
+                f"--device cuda was asked for, but this torch (built for CUDA {torch.version.cuda}) finds no usable "
+                "GPU: check the NVIDIA driver (nvidia-smi), install the torch build that fits it, or use --device cpu"
+            )
+        raise DeepDiagError(
+            "--device cuda was asked for, but this torch is a CPU-only build: install a CUDA build, or use --device cpu"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        built = "built with MPS" if torch.backends.mps.is_built() else "built without MPS"
+        raise DeepDiagError(
+            f"--device mps was asked for, but this torch ({built}) finds no Apple GPU: MPS needs a Mac with Apple "
+            "silicon or an AMD GPU, macOS 12.3 or later and a torch built with MPS; or use --device cpu"
+        )
+    return torch.device(device)
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory: CUDA raises torch.OutOfMemoryError,
+    Apple's MPS a RuntimeError "MPS backend out of memory"."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    )
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Hand the memory a GPU's allocator keeps cached back to the device, before a retry."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
