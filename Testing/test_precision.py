@@ -17,6 +17,7 @@ from scipy import ndimage
 
 from deepdiag import precision
 from deepdiag.detection.inference import detect_volume
+from deepdiag.devices import pick_device
 from deepdiag.errors import DeepDiagError
 from deepdiag.image_io import read_volume
 from deepdiag.models import find_model
@@ -48,10 +49,10 @@ def test_float32_setting_turns_reduced_precision_off_on_every_device(bfloat16_cp
     assert precision.reduced_precision_dtype("cuda") is None
 
 
-def test_an_unknown_precision_setting_is_refused_with_the_variable_and_the_choices(monkeypatch):
+def test_an_unknown_precision_setting_is_refused_before_any_scan_with_the_variable_and_the_choices(monkeypatch):
     monkeypatch.setenv(precision.PRECISION_VARIABLE, "half")
     with pytest.raises(DeepDiagError, match="DEEPDIAG_PRECISION must be one of auto, float32, got 'half'"):
-        precision.reduced_precision_dtype("cpu")
+        pick_device("cpu")  # what every model command does once, before its first scan
 
 
 def test_only_inference_runs_in_reduced_precision_never_training(bfloat16_cpu):

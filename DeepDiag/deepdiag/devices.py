@@ -9,10 +9,19 @@ from __future__ import annotations
 import torch
 
 from .errors import DeepDiagError
+from .precision import reduced_precision_dtype
 
 
 def pick_device(device: str) -> torch.device:
-    """``auto``: CUDA when present, else CPU (Apple's MPS only when asked for: ``mps``)."""
+    """``auto``: CUDA when present, else CPU (Apple's MPS only when asked for: ``mps``). Every
+    model command picks its device once, before any scan: a bad ``DEEPDIAG_PRECISION`` is refused
+    here, not once per scan."""
+    picked = _available_device(device)
+    reduced_precision_dtype(picked.type)
+    return picked
+
+
+def _available_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
