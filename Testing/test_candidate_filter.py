@@ -97,6 +97,45 @@ def _card(**changes) -> ModelCard:
     return card
 
 
+class CentreDarkness(CentreBrightness):
+    """The opposite verdict: "nodule" exactly when the centre voxel is dark."""
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return super().forward(patches).flip(1)
+
+
+def test_filters_combined_by_min_keep_only_what_each_one_accepts():
+    image, probabilities = _two_blobs()
+    both = _filter()
+    both.others = (LoadedModel(both.model.card, CentreDarkness(), None),)
+    centres = [(12, 12, 10), (12, 12, 30)]
+    alone = both.model, both.others[0]
+    single = [nodule_probabilities(m, image, centres, torch.device("cpu")) for m in alone]
+    assert single[0][1] > 0.99 and single[1][0] > 0.99, "each filter accepts one blob"
+    combined = both.nodule_probabilities(image, centres, torch.device("cpu"))
+    assert combined == pytest.approx(np.minimum(*single))
+    cleaned = both.keep_nodules(probabilities, image, torch.device("cpu"))
+    assert not (np.argmax(cleaned, axis=0) == 2).any(), "neither blob has both filters' consent"
+    both.combine = "mean"
+    assert both.nodule_probabilities(image, centres, torch.device("cpu")) == pytest.approx((single[0] + single[1]) / 2)
+    first = both.nodule_probabilities(image, centres, torch.device("cpu"), combine="first")
+    assert first == pytest.approx(single[0]), "the first filter alone"
+
+
+def test_a_card_names_several_filters_and_how_they_combine():
+    card = _card(candidate_filter={"model": ["lung-nodules-fpr@9", "lung-nodules-fpr@9"], "combine": "mean"})
+    loaded = load_candidate_filter(card, torch.device("cpu"))
+    assert loaded.model.card.full_id == "lung-nodules-fpr@9" and len(loaded.others) == 1
+    assert loaded.combine == loaded.spot_combine == "mean", "spots are combined alike unless the card says otherwise"
+    card.postprocessing["candidate_filter"]["spot_combine"] = "first"
+    assert load_candidate_filter(card, torch.device("cpu")).spot_combine == "first"
+    with pytest.raises(DeepDiagError, match="candidate_filter names no model"):
+        load_candidate_filter(_card(candidate_filter={"model": [], "min_probability": 0.5}), torch.device("cpu"))
+    card.postprocessing["candidate_filter"]["combine"] = "vote"
+    with pytest.raises(DeepDiagError, match="candidate_filter.combine must be one of min, mean, got 'vote'"):
+        load_candidate_filter(card, torch.device("cpu"))
+
+
 def test_a_segmentation_card_without_a_filter_loads_none():
     assert load_candidate_filter(_card(), torch.device("cpu")) is None
 

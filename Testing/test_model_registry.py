@@ -193,16 +193,13 @@ def test_only_the_default_versions_and_what_they_name_ship_as_weights():
     scripts; the extension carries the defaults and the candidate filter their cards name."""
     from deepdiag.models.card import ModelCard
     from deepdiag.models.registry import BUILTIN_MODELS
+    from deepdiag.segmentation.candidate_filter import named_filters
 
     shipped = {p.name: ModelCard.read(p) for p in BUILTIN_MODELS.iterdir() if p.is_dir()}
     newest = {}
     for card in shipped.values():
         newest[card.id] = max(newest.get(card.id, 0), card.version)
-    named = {
-        card.postprocessing["candidate_filter"]["model"]
-        for card in shipped.values()
-        if "candidate_filter" in card.postprocessing
-    }
+    named = {name for card in shipped.values() for name in named_filters(card.postprocessing)}
     assert set(shipped) == {f"{i}@{v}" for i, v in newest.items()} | named
     assert sum(f.stat().st_size for f in BUILTIN_MODELS.rglob("*") if f.is_file()) < 20 * 1024**2
     archived = {p.stem for p in (BUILTIN_MODELS.parents[3] / "docs" / "models" / "cards").glob("*.json")}

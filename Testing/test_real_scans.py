@@ -138,10 +138,14 @@ def test_lungs_never_outside_the_body_on_a_real_scan(segmented_thorax):
     from deepdiag.image_io import read_volume
 
     labels, _ = segmented_thorax
-    ct = read_volume(FULL_THORAX["thorax_4dct_phase00"]).array
+    volume = read_volume(FULL_THORAX["thorax_4dct_phase00"])
+    ct = volume.array
     # outside the body: air joined to the slice's edge (not air inside the chest)
     outside = np.stack([_joined_to_edge(axial < -500) for axial in ct])
     assert not (labels[outside] > 0).any()
+    # and the lungs are there: a body mask that left them out would pass the line above
+    voxel_litres = float(np.prod(volume.spacing)) / 1e6
+    assert 3.0 < (labels >= 1).sum() * voxel_litres < 8.0
 
 
 def test_no_sliver_of_a_nodule_on_a_real_scans_own_grid(segmented_thorax):

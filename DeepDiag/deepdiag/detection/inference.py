@@ -17,7 +17,7 @@ import torch
 from ..findings_file import Finding, numbered
 from ..geometry import Volume
 from ..models.store import LoadedModel
-from ..segmentation.candidate_filter import load_candidate_filter, nodule_probabilities
+from ..segmentation.candidate_filter import load_candidate_filter
 from ..segmentation.model_grid import find_chest, normalize, to_model_grid
 from ..segmentation.pipeline import input_warnings
 from .merge import SliceBox, merge_slice_boxes
@@ -75,7 +75,7 @@ def detect_volume(
 def _second_stage(candidate_filter, image: np.ndarray, kept: list, device: torch.device, min_score: float) -> list:
     """The findings the filter accepts; under the ``geometric_mean`` rule with the geometric mean
     of both stages' scores as their score (``min_score`` then applies to it)."""
-    scores = nodule_probabilities(candidate_filter.model, image, [center for center, _, _ in kept], device)
+    scores = candidate_filter.nodule_probabilities(image, [center for center, _, _ in kept], device)
     accepted = [(finding, p) for finding, p in zip(kept, scores) if p >= candidate_filter.min_probability]
     if candidate_filter.score == "detector":
         return [finding for finding, _ in accepted]

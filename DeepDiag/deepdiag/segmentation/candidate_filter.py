@@ -13,6 +13,15 @@ least ``q`` as nodules, on scans whose slices are at most ``"spot_max_slice_mm"`
 thicker slices, interpolated vessel crossings look like small spheres). The spots are searched
 the way the filter's own card says (``input.spot_search``): the way its training spots were.
 
+``"model"`` may also name several filters, ``["lung-nodules-fpr@9", "lung-nodules-fpr@11"]``, with
+``"combine": "min"`` (a candidate is as likely a nodule as the least convinced filter says: each
+must accept it) or ``"mean"``. Filters trained on different data err on different real structures
+(on the held-out real CT one keeps a vessel piece that the other rejects, the other three spots
+that the first rejects), so requiring both to agree drops what either one alone lets through;
+MONAI has no ensemble rule for a list of patch classifiers' scores.
+``"spot_combine"`` (default: as ``"combine"``) may differ for the spots, ``"first"`` leaving them to
+the first filter alone: spots already need its stricter ``spot_min_probability``.
+
 A filter whose card sets ``input.centre_zoom`` (2) also sees the middle of its box magnified
 that many times, as a second channel: its first layer halves the resolution, and a 3 mm nodule
 is 3 voxels on the model grid, so without it the filter judges small nodules from 1-2 voxels.
@@ -50,6 +59,20 @@ class CandidateFilter:
     #: score (the filter only drops findings); "geometric_mean" ranks by both stages and "filter"
     #: by the filter alone, as the LUNA16 two-stage systems rank by their false-positive reduction stage
     score: str = "detector"
+    #: further filters judging every candidate too, and how their probabilities combine with this one's
+    others: tuple[LoadedModel, ...] = ()
+    combine: str = "min"
+    spot_combine: str = "min"
+
+    def nodule_probabilities(
+        self, image: np.ndarray, centres, device: torch.device, combine: str | None = None
+    ) -> np.ndarray:
+        """The nodule probability for a patch around each centre, the filters' combined by
+        ``combine`` (default: the card's ``combine``; ``"first"``: the first filter alone)."""
+        combine = combine or self.combine
+        models = (self.model,) if combine == "first" else (self.model, *self.others)
+        scores = np.stack([nodule_probabilities(m, image, centres, device) for m in models])
+        return scores.mean(axis=0) if combine == "mean" else scores.min(axis=0)
 
     def searches_spots(self, slice_mm: float) -> bool:
         return self.spot_min_probability is not None and slice_mm <= self.spot_max_slice_mm
@@ -60,7 +83,7 @@ class CandidateFilter:
         components, count = ndimage.label(most_likely_class(probabilities) == 2, structure=_CONNECTIVITY)
         if not count:
             return probabilities
-        scores = nodule_probabilities(self.model, image, component_centres(components, count), device)
+        scores = self.nodule_probabilities(image, component_centres(components, count), device)
         rejected = np.concatenate([[False], scores < self.min_probability])[components]
         cleaned = probabilities.copy()
         cleaned[0][rejected] += cleaned[2][rejected]
@@ -75,7 +98,7 @@ class CandidateFilter:
         ``spot_min_probability``; returns a copy."""
         excluded = ndimage.binary_dilation(most_likely_class(probabilities) == 2, iterations=SPOT_CLEARANCE_VOXELS)
         spots = bright_spots(image, lungs, spacing_kji, excluded, SpotSearch.from_card(self.model.card))
-        scores = nodule_probabilities(self.model, image, [s.centre for s in spots], device)
+        scores = self.nodule_probabilities(image, [s.centre for s in spots], device, self.spot_combine)
         accepted = scores >= self.spot_min_probability
         return mark_spots(probabilities, [s for s, keep in zip(spots, accepted) if keep], scores[accepted])
 
@@ -93,38 +116,63 @@ def mark_spots(probabilities: np.ndarray, spots: list[Spot], scores) -> np.ndarr
 
 
 def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFilter | None:
-    """The filter a segmentation or detection card's post-processing names, or None when it names
-    none. It must see the image as that model does: same grid spacing, same intensity window."""
+    """The filter(s) a segmentation or detection card's post-processing names, or None when it
+    names none. Each must see the image as that model does (same grid spacing, same intensity
+    window), and several must search spots alike."""
     named = card.postprocessing.get("candidate_filter")
     if not named:
         return None
     from ..models import find_model
     from ..models.store import load_model
 
-    model = load_model(find_model(named["model"], "candidate-classification", named["model"]), device)
-    if model.card.spacing_mm != card.spacing_mm or model.card.input.get("intensity") != card.input.get("intensity"):
-        raise DeepDiagError(
-            f"the candidate filter {model.card.full_id} does not see the image as {card.full_id} "
-            "does (grid spacing or intensity window differ)",
-            model.folder,
-        )
+    models = [
+        load_model(find_model(model_id, "candidate-classification", model_id), device)
+        for model_id in named_filters(card.postprocessing)
+    ]
+    if not models:
+        raise DeepDiagError(f'{card.full_id}: postprocessing.candidate_filter names no model ("model": id@version)')
+    for model in models:
+        if model.card.spacing_mm != card.spacing_mm or model.card.input.get("intensity") != card.input.get("intensity"):
+            raise DeepDiagError(
+                f"the candidate filter {model.card.full_id} does not see the image as {card.full_id} "
+                "does (grid spacing or intensity window differ)",
+                model.folder,
+            )
+        if SpotSearch.from_card(model.card) != SpotSearch.from_card(models[0].card):
+            raise DeepDiagError(
+                f"the candidate filters {models[0].card.full_id} and {model.card.full_id} search spots differently "
+                "(input.spot_search); filters judging the same spots must have been trained on the same kind",
+                model.folder,
+            )
     spot_min_probability = named.get("spot_min_probability")
+    combine = _rule(named, "combine", _COMBINE_RULES, "min", models[0].folder)
     return CandidateFilter(
-        model,
+        models[0],
         float(named.get("min_probability", 0.5)),
         None if spot_min_probability is None else float(spot_min_probability),
         float(named.get("spot_max_slice_mm", float("inf"))),
-        _score_rule(named, model.folder),
+        _rule(named, "score", _SCORE_RULES, "detector", models[0].folder),
+        tuple(models[1:]),
+        combine,
+        _rule(named, "spot_combine", (*_COMBINE_RULES, "first"), combine, models[0].folder),
     )
 
 
+def named_filters(postprocessing: dict) -> list[str]:
+    """The candidate filters (id@version or folder) a card's post-processing names, in order."""
+    named = postprocessing.get("candidate_filter") or {}
+    model = named.get("model", [])
+    return [model] if isinstance(model, str) else list(model)
+
+
 _SCORE_RULES = ("detector", "geometric_mean", "filter")
+_COMBINE_RULES = ("min", "mean")
 
 
-def _score_rule(named: dict, folder) -> str:
-    rule = named.get("score", "detector")
-    if rule not in _SCORE_RULES:
-        raise DeepDiagError(f"candidate_filter.score must be one of {', '.join(_SCORE_RULES)}, got {rule!r}", folder)
+def _rule(named: dict, key: str, choices: tuple[str, ...], default: str, folder) -> str:
+    rule = named.get(key, default)
+    if rule not in choices:
+        raise DeepDiagError(f"candidate_filter.{key} must be one of {', '.join(choices)}, got {rule!r}", folder)
     return rule
 
 
