@@ -96,7 +96,7 @@ def record_real_figures(figures: dict, segmentation, detection, classification) 
     data = (
         f"../{REAL.relative_to(ROOT.parent)}: {', '.join(s.parent.name for s in UNTOUCHED)} untouched; "
         f"{HELD_OUT_BACKGROUND.parent.name} (kept out of training) with inserted nodules, its known lesions left out. "
-        "covid_ricord_419639 was a training background of lung-nodules-fpr@9: its marks are no held-out figure"
+        "covid_ricord_419639 was a training background of the candidate filters: its marks are no held-out figure"
     )
     inserted_sets = {
         "inserted": "inserted_held_out_background",
