@@ -204,3 +204,17 @@ def test_only_the_default_versions_and_what_they_name_ship_as_weights():
     assert sum(f.stat().st_size for f in BUILTIN_MODELS.rglob("*") if f.is_file()) < 20 * 1024**2
     archived = {p.stem for p in (BUILTIN_MODELS.parents[3] / "docs" / "models" / "cards").glob("*.json")}
     assert archived and not archived & set(shipped)
+
+
+def test_figures_recorded_later_keep_the_cards_other_figures(tmp_path, tiny_model):
+    """Two evaluations recording into one card (phantoms, then real scans, or both at once) each
+    keep what the other wrote; a figure measured again replaces only itself."""
+    from deepdiag.models.card import ModelCard
+    from deepdiag.models.store import record_metrics
+
+    folder = shutil.copytree(tiny_model, tmp_path / "tiny-test-seg@1")
+    before = ModelCard.read(folder).metrics
+    record_metrics(folder, real_scans={"untouched": 3})  # a real-scan run
+    record_metrics(folder, sensitivity_ge6mm=0.9)  # a phantom run, after it or at the same time
+    record_metrics(folder, sensitivity_ge6mm=0.95)  # measured again
+    assert ModelCard.read(folder).metrics == {**before, "sensitivity_ge6mm": 0.95, "real_scans": {"untouched": 3}}

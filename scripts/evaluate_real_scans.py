@@ -33,7 +33,8 @@ from deepdiag.evaluation.real_scans import (  # noqa: E402
     write_inserted_cases,
 )
 from deepdiag.models import find_model  # noqa: E402
-from deepdiag.models.store import load_model, record_in_card  # noqa: E402
+from deepdiag.models.card import ModelCard  # noqa: E402
+from deepdiag.models.store import load_model, record_metrics  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
 UNTOUCHED = [REAL / "thorax_4dct_phase00" / "ct.nii.gz", REAL / "covid_ricord_419639" / "ct.nii.gz"]
@@ -107,14 +108,14 @@ def record_real_figures(figures: dict, segmentation, detection, classification) 
         (detection, "detection"),
         (classification, "classification_at_truth_centres"),
     ):
-        real = {**model.card.metrics.get("real_scans", {}), "data": data}
+        real = {**ModelCard.read(model.folder).metrics.get("real_scans", {}), "data": data}
         if "untouched" in figures and task != "classification_at_truth_centres":
             real["untouched"] = [_untouched_figures(u, task) for u in figures["untouched"]]
         for key, name in inserted_sets.items():
             if key in figures:
                 inserted = figures[key]
                 real[name] = {k: inserted[k] for k in ("background", "cases", "seed", "shapes")} | inserted[task]
-        record_in_card(model.folder, metrics={**model.card.metrics, "real_scans": real})
+        record_metrics(model.folder, real_scans=real)
 
 
 def _untouched_figures(untouched: dict, task: str) -> dict:

@@ -95,6 +95,13 @@ def record_in_card(folder: str | Path, **entries) -> ModelCard:
     return ModelCard.read(folder)
 
 
+def record_metrics(folder: str | Path, **figures) -> ModelCard:
+    """Set these entries of a card's ``metrics``, keeping every other figure in it. The card is
+    read when writing, not when the measuring began: two evaluations recording into one card at
+    the same time each keep the other's figures."""
+    return record_in_card(folder, metrics={**ModelCard.read(Path(folder)).metrics, **figures})
+
+
 def save_model(network: torch.nn.Module, card: ModelCard, folder: str | Path, half: bool = True) -> Path:
     """Write a model folder atomically (a temporary folder renamed into place); never overwrites."""
     folder = Path(folder)
