@@ -7,9 +7,11 @@ fine-tuned model; the fine-tuned model must leave far fewer false nodules and ke
 the shipped model's files must be unchanged. The lungs used to be the larger gain (Dice 0.27 to
 0.75): the base marked the air around this scanner's patients as lung. Since the engine keeps the
 lungs inside the body, the base finds them already (0.991 before, 0.992 after with
-lung-nodules-seg@11), and the false nodules are what fine-tuning removes (6 to 0 per scan). These
-45 steps are too few to lift the nodule Dice itself (0.51 before, 0.13 after); the benchmark's
-480 steps do (0.57 to 0.73 on five default-size cases, with an earlier base model).
+lung-nodules-seg@11), and the false nodules are what fine-tuning removes (6 to 0 per scan with
+lung-nodules-seg@11; 1 to 0 with lung-nodules-seg@13, whose second candidate filter already drops
+most of them). These 45 steps are too few to lift the nodule Dice itself (0.54 before, 0.13
+after); the benchmark's 480 steps do (0.57 to 0.73 on five default-size cases, with an earlier
+base model).
 """
 
 from __future__ import annotations
@@ -138,6 +140,6 @@ def test_fine_tuning_on_another_scanner_improves_the_held_out_case(shifted_cases
     after = _figures(new_model, shifted_cases, "tuned", env)
     figures = f"before {before}, after {after}"
     assert after["lungs_dice"] >= MIN_LUNGS_DICE and before["lungs_dice"] >= MIN_LUNGS_DICE, figures
-    assert before["false_positives_per_scan"] >= 2, figures  # the shift confuses the base model
+    assert before["false_positives_per_scan"] >= 1, figures  # the shift confuses the base model
     assert after["false_positives_per_scan"] <= before["false_positives_per_scan"] / 2, figures
     assert _hashes() == shipped
