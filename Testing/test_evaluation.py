@@ -68,6 +68,9 @@ def test_missed_small_nodule_and_extra_blob_are_counted_and_dice_ignores_small_n
     assert figures["sensitivity_3to6mm"] == 0.0
     assert figures["sensitivity_ge6mm"] == 1.0
     assert figures["false_positives_per_scan"] == 1
+    result = run_cli("evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "pred"), "--per-case")
+    (case,) = json.loads(result.stdout)["per_case"]
+    assert case["false_positive_centres_lps"] == [[24.0, 30.0, 12.0]], "where the false blob is (x, y, z in mm)"
     fp = _ball(labels.shape, (12, 30, 24), 2).sum()
     large = _ball(labels.shape, (24, 24, 14), 5).sum()
     assert figures["nodule_dice_ge6mm"] == pytest.approx(2 * large / (2 * large + fp), abs=1e-4)
@@ -80,3 +83,14 @@ def test_a_missing_prediction_is_named(truth_dir, tmp_path):
         "evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "empty"), "--progress", "none"
     )
     assert result.returncode == 1 and "no prediction for case c" in result.stderr
+
+
+def test_a_false_positive_at_the_same_place_of_every_copy_is_the_backgrounds_own():
+    """On copies of one real background, a structure of the scan itself is marked on each copy;
+    one caused by an inserted nodule is not."""
+    from deepdiag.evaluation.real_scans import _in_every_copy
+
+    vessel = [[10.0, 20.0, 30.0], [11.0, 20.0, 30.0], [10.0, 21.0, 29.0]]  # within 5 mm of each other
+    copies = [[vessel[0], [80.0, 0.0, 0.0]], [vessel[1]], [vessel[2], [-60.0, 5.0, 5.0]]]
+    assert _in_every_copy(copies) == 1.0  # 3 of the 5 false positives, over 3 copies
+    assert _in_every_copy([[vessel[0]], []]) == 0.0, "missing from one copy"

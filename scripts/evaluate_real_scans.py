@@ -3,7 +3,8 @@
 1. The untouched real full-thorax CTs in shared data: how many nodule components and findings
    each model marks, which lie on a known real lesion, with a PNG of each (--output, not committed).
 2. The held-out real background (thorax_4dct_phase00, kept out of every training) with nodules of
-   3-30 mm of all three types inserted: sensitivity by size and false positives per scan
+   3-30 mm of all three types inserted: sensitivity by size and false positives per scan, and
+   how many of them lie at the same place on every copy, a structure of the background itself
    (segmentation), FROC and findings per scan at the default score (detection), type accuracy at
    the inserted nodules' centres (classification). ``--shapes lidc`` inserts real LIDC-IDRI
    outlines instead of the procedural shapes the models were trained on (another seed, another

@@ -131,7 +131,9 @@ def evaluate_inserted(
         if classification is not None:
             _classify_at_truth(classification, volume, image, Path(truth_dir), folder / "at_truth", device)
     segmentation_figures = evaluate_folder(truth_dir, folder / "pred")
-    segmentation_figures.pop("per_case")
+    segmentation_figures["false_positives_per_scan_in_every_copy"] = _in_every_copy(
+        [case["false_positive_centres_lps"] for case in segmentation_figures.pop("per_case")]
+    )
     detection_figures = evaluate_detection_folder(truth_dir, folder / "findings")
     scans = read_scans(truth_dir, folder / "findings")
     default = operating_point(scans, detection.card.default_min_score, smallest_mm=3.0)
@@ -141,6 +143,24 @@ def evaluate_inserted(
     if classification is not None:
         figures["classification_at_truth_centres"] = evaluate_classification_folder(truth_dir, folder / "at_truth")
     return figures
+
+
+#: a false positive of one copy and one of another this close are the same place of the background
+SAME_PLACE_MM = 5.0
+
+
+def _in_every_copy(false_positive_centres: list[list]) -> float:
+    """False positives per copy that lie at the same place in every copy of the background: a
+    structure of the background scan itself (a vessel, a lesion nobody annotated), not one that
+    an inserted nodule caused."""
+    copies = [np.asarray(centres, dtype=float).reshape(-1, 3) for centres in false_positive_centres]
+    if not copies:
+        return 0.0
+
+    def everywhere(point: np.ndarray) -> bool:
+        return all(len(c) and np.linalg.norm(c - point, axis=1).min() <= SAME_PLACE_MM for c in copies)
+
+    return round(sum(everywhere(point) for centres in copies for point in centres) / len(copies), 3)
 
 
 def _classify_at_truth(

@@ -5,8 +5,9 @@
 - Per-nodule sensitivity: a truth nodule is found if any predicted nodule voxel overlaps it;
   reported for ≥ 6 mm and 3–6 mm (equivalent diameter).
 - False positives: predicted nodule components (26-connected) that overlap no truth nodule,
-  averaged per scan. Components that reach into a ``known_lesions`` sphere of the truth (real
-  findings of a real background scan, not part of the inserted truth) are left out.
+  averaged per scan; each case also lists their centres (``false_positive_centres_lps``).
+  Components that reach into a ``known_lesions`` sphere of the truth (real findings of a real
+  background scan, not part of the inserted truth) are left out.
 - Lungs Dice: truth lungs including nodules against predicted lungs including nodules, mean over scans.
 """
 
@@ -73,6 +74,7 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
     ignored = ndimage.binary_dilation(np.isin(instances, small_ids)) | np.isin(components, only_small)
     counted = predicted_nodules & ~ignored
     found = {i: bool(predicted_nodules[instances == i].any()) for i in sizes}
+    false = [c for c in range(1, count + 1) if c not in touched and c not in known]
     truth_lungs = labels.array > 0
     return {
         "case": name,
@@ -83,7 +85,11 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
         "nodules_large": sum(d >= LARGE_MM for d in sizes.values()),
         "found_small": sum(found[i] for i, d in sizes.items() if SMALL_MM <= d < LARGE_MM),
         "nodules_small": sum(SMALL_MM <= d < LARGE_MM for d in sizes.values()),
-        "false_positive_components": count - len(touched) - len(known),
+        "false_positive_components": len(false),
+        "false_positive_centres_lps": [
+            [round(float(x), 1) for x in prediction.ijk_to_lps(np.asarray(c)[::-1])]
+            for c in (ndimage.center_of_mass(predicted_nodules, components, false) if false else [])
+        ],
         "lungs_dice": _dice(predicted_lungs, truth_lungs),
     }
 
