@@ -129,8 +129,9 @@ def test_a_card_names_several_filters_and_how_they_combine():
     assert loaded.combine == loaded.spot_combine == "mean", "spots are combined alike unless the card says otherwise"
     card.postprocessing["candidate_filter"]["spot_combine"] = "first"
     assert load_candidate_filter(card, torch.device("cpu")).spot_combine == "first"
-    with pytest.raises(DeepDiagError, match="candidate_filter names no model"):
-        load_candidate_filter(_card(candidate_filter={"model": [], "min_probability": 0.5}), torch.device("cpu"))
+    for unnamed in ([], None, "", ["lung-nodules-fpr@9", 3]):
+        with pytest.raises(DeepDiagError, match="candidate_filter.model must name a filter"):
+            load_candidate_filter(_card(candidate_filter={"model": unnamed}), torch.device("cpu"))
     card.postprocessing["candidate_filter"]["combine"] = "vote"
     with pytest.raises(DeepDiagError, match="candidate_filter.combine must be one of min, mean, got 'vote'"):
         load_candidate_filter(card, torch.device("cpu"))

@@ -190,7 +190,7 @@ def test_folders_being_written_or_removed_are_never_listed(user_models, tiny_mod
 
 def test_only_the_default_versions_and_what_they_name_ship_as_weights():
     """Superseded versions are reproducible from their cards in docs/models/cards and the training
-    scripts; the extension carries the defaults and the candidate filter their cards name."""
+    scripts; the extension carries the defaults and the candidate filters their cards name."""
     from deepdiag.models.card import ModelCard
     from deepdiag.models.registry import BUILTIN_MODELS
     from deepdiag.segmentation.candidate_filter import named_filters

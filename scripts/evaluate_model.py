@@ -55,6 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     device = pick_device(args.device)
     model = load_model(args.model, device)
+    if args.small_nodules and model.card.task != "segmentation":
+        parser.error(f"--small-nodules is for segmentation models; {model.card.full_id} is a {model.card.task} model")
     folder = args.folder or tempfile.mkdtemp(prefix="deepdiag-eval-")
     if model.card.task == "classification":
         segmentation = load_model(find_model(None, "segmentation", "lung-nodules-seg"), device)

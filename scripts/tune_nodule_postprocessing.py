@@ -41,7 +41,11 @@ from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model, record_in_card  # noqa: E402
 from deepdiag.phantom import PhantomConfig, generate_case  # noqa: E402
 from deepdiag.segmentation.bright_spots import SpotSearch, bright_spots  # noqa: E402
-from deepdiag.segmentation.candidate_filter import SPOT_CLEARANCE_VOXELS, nodule_probabilities  # noqa: E402
+from deepdiag.segmentation.candidate_filter import (  # noqa: E402
+    SPOT_CLEARANCE_VOXELS,
+    named_filters,
+    nodule_probabilities,
+)
 from deepdiag.segmentation.inference import predict_probabilities  # noqa: E402
 from deepdiag.segmentation.model_grid import lung_crop, normalize, to_model_grid  # noqa: E402
 from deepdiag.segmentation.postprocess import keep_plausible_nodules  # noqa: E402
@@ -88,6 +92,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     model = load_model(args.model)
+    if args.record and len(named_filters(model.card.postprocessing, model.card.full_id)) > 1:
+        parser.error(
+            f"{model.card.full_id} names several candidate filters; this tuning tries one (--candidate-filter) and "
+            "--record would replace them: make a new version with scripts/new_postprocessing_version.py instead"
+        )
     device = pick_device("auto")
     candidate_filter = None
     if args.candidate_filter:

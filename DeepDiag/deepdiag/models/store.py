@@ -97,8 +97,9 @@ def record_in_card(folder: str | Path, **entries) -> ModelCard:
 
 def record_metrics(folder: str | Path, **figures) -> ModelCard:
     """Set these entries of a card's ``metrics``, keeping every other figure in it. The card is
-    read when writing, not when the measuring began: two evaluations recording into one card at
-    the same time each keep the other's figures."""
+    read when writing, not when the measuring began, so an evaluation that ran beside another
+    keeps what the other recorded meanwhile (there is no lock: two writes in the same instant can
+    still race)."""
     return record_in_card(folder, metrics={**ModelCard.read(Path(folder)).metrics, **figures})
 
 

@@ -127,10 +127,12 @@ def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFil
 
     models = [
         load_model(find_model(model_id, "candidate-classification", model_id), device)
-        for model_id in named_filters(card.postprocessing)
+        for model_id in named_filters(card.postprocessing, card.full_id)
     ]
-    if not models:
-        raise DeepDiagError(f'{card.full_id}: postprocessing.candidate_filter names no model ("model": id@version)')
+    spot_min_probability = named.get("spot_min_probability")
+    combine = _rule(named, "combine", _COMBINE_RULES, "min", models[0].folder)
+    spot_combine = _rule(named, "spot_combine", (*_COMBINE_RULES, "first"), combine, models[0].folder)
+    spots_combined = spot_min_probability is not None and spot_combine != "first"
     for model in models:
         if model.card.spacing_mm != card.spacing_mm or model.card.input.get("intensity") != card.input.get("intensity"):
             raise DeepDiagError(
@@ -138,14 +140,12 @@ def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFil
                 "does (grid spacing or intensity window differ)",
                 model.folder,
             )
-        if SpotSearch.from_card(model.card) != SpotSearch.from_card(models[0].card):
+        if spots_combined and SpotSearch.from_card(model.card) != SpotSearch.from_card(models[0].card):
             raise DeepDiagError(
                 f"the candidate filters {models[0].card.full_id} and {model.card.full_id} search spots differently "
                 "(input.spot_search); filters judging the same spots must have been trained on the same kind",
                 model.folder,
             )
-    spot_min_probability = named.get("spot_min_probability")
-    combine = _rule(named, "combine", _COMBINE_RULES, "min", models[0].folder)
     return CandidateFilter(
         models[0],
         float(named.get("min_probability", 0.5)),
@@ -154,15 +154,23 @@ def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFil
         _rule(named, "score", _SCORE_RULES, "detector", models[0].folder),
         tuple(models[1:]),
         combine,
-        _rule(named, "spot_combine", (*_COMBINE_RULES, "first"), combine, models[0].folder),
+        spot_combine,
     )
 
 
-def named_filters(postprocessing: dict) -> list[str]:
+def named_filters(postprocessing: dict, card_id: str = "the card") -> list[str]:
     """The candidate filters (id@version or folder) a card's post-processing names, in order."""
     named = postprocessing.get("candidate_filter") or {}
     model = named.get("model", [])
-    return [model] if isinstance(model, str) else list(model)
+    models = [model] if isinstance(model, str) else model
+    if not named:
+        return []
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
+        raise DeepDiagError(
+            f"{card_id}: postprocessing.candidate_filter.model must name a filter (id@version) or a list of them, "
+            f"got {model!r}"
+        )
+    return list(models)
 
 
 _SCORE_RULES = ("detector", "geometric_mean", "filter")
