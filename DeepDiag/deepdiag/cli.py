@@ -22,8 +22,8 @@ from .progress import PROGRESS_MODES, ProgressReporter
 from .tasks import TASKS
 
 EXIT_OK, EXIT_INPUT_ERROR, EXIT_USAGE, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-#: what --device takes (segmentation.inference.pick_device resolves it; named here so that the
-#: command line parses without importing torch)
+#: what --device takes (devices.pick_device resolves it; named here so that the command line
+#: parses without importing torch)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 #: runs a subcommand; returns False when part of a batch failed (exit code 1)

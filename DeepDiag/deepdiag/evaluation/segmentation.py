@@ -86,6 +86,8 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
         "found_small": sum(found[i] for i, d in sizes.items() if SMALL_MM <= d < LARGE_MM),
         "nodules_small": sum(SMALL_MM <= d < LARGE_MM for d in sizes.values()),
         "false_positive_components": len(false),
+        # ndimage, not segmentation.postprocess.component_centres: importing the segmentation
+        # package loads torch, which `deepdiag evaluate segmentation` does without
         "false_positive_centres_lps": [
             [round(float(x), 1) for x in prediction.ijk_to_lps(np.asarray(c)[::-1])]
             for c in (ndimage.center_of_mass(predicted_nodules, components, false) if false else [])

@@ -160,11 +160,11 @@ def load_candidate_filter(card: ModelCard, device: torch.device) -> CandidateFil
 
 def named_filters(postprocessing: dict, card_id: str = "the card") -> list[str]:
     """The candidate filters (id@version or folder) a card's post-processing names, in order."""
-    named = postprocessing.get("candidate_filter") or {}
-    model = named.get("model", [])
-    models = [model] if isinstance(model, str) else model
+    named = postprocessing.get("candidate_filter")
     if not named:
         return []
+    model = named.get("model")
+    models = [model] if isinstance(model, str) else model
     if not isinstance(models, list) or not models or not all(isinstance(m, str) and m for m in models):
         raise DeepDiagError(
             f"{card_id}: postprocessing.candidate_filter.model must name a filter (id@version) or a list of them, "
