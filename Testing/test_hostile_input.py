@@ -149,6 +149,35 @@ def test_an_output_that_cannot_be_a_folder_is_refused_before_any_scan_is_read(tm
         assert result.returncode == 1 and str(output) in events[0]["message"]
 
 
+@pytest.mark.parametrize("task", ["segment", "detect", "analyze"])
+def test_a_batch_of_only_unreadable_inputs_is_refused_by_name_before_any_model_loads(tmp_path, task):
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT, cli_env
+
+    notes = tmp_path / "notes.nrrd"
+    notes.write_text("these are notes, not an image\n")
+    inputs = [str(tmp_path / "absent.nrrd"), str(notes)]
+    # the command in this process, then whether it imported torch (which every model load needs)
+    script = (
+        "import sys; from deepdiag.cli import main; code = main(sys.argv[1:]); "
+        "print('torch' in sys.modules); sys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, task, *inputs, "-o", str(tmp_path / "out"), "--progress", "json"],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, env=cli_env(), timeout=300,
+    )  # fmt: skip
+    *event_lines, torch_loaded = result.stdout.splitlines()
+    events = [json.loads(line) for line in event_lines]
+    assert result.returncode == 1 and torch_loaded == "False"
+    assert [(e["path"], e["message"].split(": ", 1)[1]) for e in events if e["event"] == "error"] == [
+        (inputs[0], "no such file or folder"),
+        (inputs[1], "not a readable image (unknown format or corrupt header)"),
+    ]
+    assert [f["input"] for f in events[-1]["failed"]] == inputs and events[-1]["outputs"] == []
+
+
 def test_a_gpu_out_of_memory_is_one_error_row_and_the_batch_goes_on():
     import torch
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
+from .batch import refused_before_loading
 from .errors import DeepDiagError
 from .files import check_output_folder
 from .progress import PROGRESS_MODES, ProgressReporter
@@ -84,6 +85,8 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 
 
 def run_segment(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    if refused_before_loading(args.inputs, reporter):
+        return False
     from .segmentation.batch import segment_files
 
     return segment_files(
@@ -92,6 +95,8 @@ def run_segment(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
 
 
 def run_detect(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    if refused_before_loading(args.inputs, reporter):
+        return False
     from .detection.batch import detect_files
 
     return detect_files(args.inputs, args.output, args.model, args.device, args.min_score, reporter, args.dicom_out)
@@ -114,6 +119,8 @@ def run_classify(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 
 
 def run_analyze(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
+    if refused_before_loading(args.inputs, reporter):
+        return False
     from .analyze import analyze_files
 
     return analyze_files(args.inputs, args.output, args.device, args.min_score, reporter, args.dicom_out)
