@@ -94,3 +94,12 @@ def test_a_false_positive_at_the_same_place_of_every_copy_is_the_backgrounds_own
     copies = [[vessel[0], [80.0, 0.0, 0.0]], [vessel[1]], [vessel[2], [-60.0, 5.0, 5.0]]]
     assert _in_every_copy(copies) == 1.0  # 3 of the 5 false positives, over 3 copies
     assert _in_every_copy([[vessel[0]], []]) == 0.0, "missing from one copy"
+
+
+def test_a_shared_scan_keeps_its_known_lesions_whether_named_by_file_or_by_folder():
+    from deepdiag.evaluation.real_scans import KNOWN_LESIONS, known_lesions
+
+    mass = KNOWN_LESIONS["thorax_4dct_phase00"]
+    assert known_lesions("/data/real/chest_ct/thorax_4dct_phase00/ct.nii.gz") == mass
+    assert known_lesions("/output/scans/thorax_4dct_phase00.nii.gz") == mass
+    assert known_lesions("/data/real/chest_ct/covid_ricord_419639/ct.nii.gz") == []

@@ -51,6 +51,14 @@ INSERTED = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0))
 INSERTED_LIDC = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0), shapes=("lidc",))
 
 
+def known_lesions(scan: str | Path) -> list[dict]:
+    """The ``KNOWN_LESIONS`` of a shared scan, by its file's stem or, as shared data keeps every scan
+    as ``<name>/ct.nii.gz``, by its folder's name: looked up by the stem alone, a copy inserted into
+    ``.../thorax_4dct_phase00/ct.nii.gz`` lost its mass and counted it as a false positive."""
+    path = Path(scan)
+    return KNOWN_LESIONS.get(input_stem(path)) or KNOWN_LESIONS.get(path.parent.name, [])
+
+
 def marks_on_untouched_scan(
     path: str | Path, segmentation: LoadedModel, detection: LoadedModel, device: torch.device, output_dir: str | Path
 ) -> dict:
@@ -58,7 +66,7 @@ def marks_on_untouched_scan(
     detector's default score) each model marks, which of them lie on a known lesion, and a PNG."""
     volume = read_volume(path)
     name = input_stem(path)
-    lesions = KNOWN_LESIONS.get(name, [])
+    lesions = known_lesions(path)
     started = time.perf_counter()
     segmented = segment_volume(volume, segmentation, device)
     segment_seconds = time.perf_counter() - started
@@ -104,7 +112,7 @@ def write_inserted_cases(
     host = read_volume(background)
     for index in range(cases):
         case = insert_into(host, background, config, seed, index)
-        case.truth["known_lesions"] = KNOWN_LESIONS.get(input_stem(background), [])
+        case.truth["known_lesions"] = known_lesions(background)
         write_case(case, truth_dir)
     return truth_dir
 
