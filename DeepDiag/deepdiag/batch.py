@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .dicom.results import check_dicom_inputs
 from .errors import DeepDiagError
 from .image_io import input_stem, volume_header
 from .progress import ProgressReporter
@@ -71,10 +72,13 @@ def run_batch(inputs: list[str], process_one: ProcessOne, reporter: ProgressRepo
     return not failures
 
 
-def refused_before_loading(inputs: list[str], reporter: ProgressReporter) -> bool:
+def refused_before_loading(inputs: list[str], reporter: ProgressReporter, dicom_out: bool = False) -> bool:
     """Whether no input can be read at all (missing, not an image, an empty DICOM folder): then each
     is reported with its reason, as :func:`run_batch` would, and the result event is sent, without
-    any model loaded. A batch with one readable input goes on as usual, the rest reported by it."""
+    any model loaded. A batch with one readable input goes on as usual, the rest reported by it.
+    With ``dicom_out``, an input that is no DICOM series is refused first, as the commands do."""
+    if dicom_out:
+        check_dicom_inputs(inputs)
     started, failures = time.perf_counter(), []
     for path in inputs:
         try:

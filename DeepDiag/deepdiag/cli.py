@@ -85,7 +85,7 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 
 
 def run_segment(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
-    if refused_before_loading(args.inputs, reporter):
+    if refused_before_loading(args.inputs, reporter, args.dicom_out):
         return False
     from .segmentation.batch import segment_files
 
@@ -95,7 +95,7 @@ def run_segment(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
 
 
 def run_detect(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
-    if refused_before_loading(args.inputs, reporter):
+    if refused_before_loading(args.inputs, reporter, args.dicom_out):
         return False
     from .detection.batch import detect_files
 
@@ -119,7 +119,7 @@ def run_classify(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 
 
 def run_analyze(args: argparse.Namespace, reporter: ProgressReporter) -> bool:
-    if refused_before_loading(args.inputs, reporter):
+    if refused_before_loading(args.inputs, reporter, args.dicom_out):
         return False
     from .analyze import analyze_files
 
