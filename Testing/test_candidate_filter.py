@@ -76,6 +76,42 @@ def test_a_threshold_above_every_score_leaves_no_nodule():
     assert not (np.argmax(cleaned, axis=0) == 2).any()
 
 
+def test_components_under_the_volume_rule_need_the_stricter_small_score():
+    image = np.zeros((16, 16, 60), dtype=np.float32)
+    probabilities = np.zeros((3, *image.shape), dtype=np.float32)
+    probabilities[1] = 1.0
+    # the filter scores brightness 0.6 at 0.98 and 0.9 at 1.0; 8 voxels of 1 mm3 are small, 125 are not
+    large, small_dim, small_bright = (
+        (slice(6, 11), slice(6, 11), slice(8, 13)),
+        (slice(7, 9), slice(7, 9), slice(24, 26)),
+        (slice(7, 9), slice(7, 9), slice(39, 41)),
+    )
+    for box, brightness in ((large, 0.6), (small_dim, 0.6), (small_bright, 0.9)):
+        image[box] = brightness
+        probabilities[(1, *box)], probabilities[(2, *box)] = 0.1, 0.9
+    strict = _filter()
+    strict.small_below_mm3, strict.small_min_volume_mm3, strict.small_min_probability = 25.0, 5.0, 0.99
+    cleaned = strict.keep_nodules(probabilities, image, torch.device("cpu"))
+    nodules = np.argmax(cleaned, axis=0) == 2
+    assert nodules[large].all(), "a large component needs only min_probability"
+    assert not nodules[small_dim].any(), "a small one scored 0.98 is dropped"
+    assert nodules[small_bright].all(), "a small one scored above 0.99 stays"
+    small = strict.small_nodules(cleaned)
+    assert small.sum() == 8 and small[small_bright].all(), "only the small survivor counts as small"
+    assert _filter().keep_nodules(probabilities, image, torch.device("cpu"))[2, 8, 8, 25] == np.float32(0.9), (
+        "without the small rule every component needs min_probability alone"
+    )
+
+
+def test_a_card_sets_the_small_component_rule_beside_its_volume_rule():
+    named = {"model": "lung-nodules-fpr@9", "small_min_volume_mm3": 5.0, "small_min_probability": 0.9}
+    loaded = load_candidate_filter(_card(min_nodule_volume_mm3=25.0, candidate_filter=named), torch.device("cpu"))
+    assert (loaded.small_below_mm3, loaded.small_min_volume_mm3, loaded.small_min_probability) == (25.0, 5.0, 0.9)
+    plain = _card(min_nodule_volume_mm3=25.0, candidate_filter={"model": "lung-nodules-fpr@9"})
+    unset = load_candidate_filter(plain, torch.device("cpu"))
+    assert unset.small_min_volume_mm3 is None and unset.small_below_mm3 == 0.0, "no component is small without the rule"
+
+
 def test_patches_reach_past_the_image_edge_as_air():
     image = np.ones((10, 10, 10), dtype=np.float32)
     patch = patch_around(image, (0, 0, 0), (6, 6, 6))

@@ -96,7 +96,7 @@ def test_chest_keeps_lungs_and_nodules_inside_the_body_and_by_the_lungs():
 
 
 def test_nodules_obey_the_cards_rules_on_the_scans_own_grid():
-    from deepdiag.segmentation.postprocess import keep_nodules_on_output_grid
+    from deepdiag.segmentation.postprocess import SMALLEST_NODULE_MM3, keep_nodules_on_output_grid
 
     labels = np.ones((20, 40, 40), np.uint8)
     nodule_map = np.zeros(labels.shape, np.float32)
@@ -107,10 +107,26 @@ def test_nodules_obey_the_cards_rules_on_the_scans_own_grid():
     labels[19, 20, 20], nodule_map[19, 20, 20] = 2, 0.97  # a spot's sliver of 2.5 mm3
     spots = np.zeros(labels.shape, bool)
     spots[17, 31, 6] = spots[19, 20, 20] = True
-    cleaned = keep_nodules_on_output_grid(labels.copy(), nodule_map, (2.5, 1.0, 1.0), 25.0, 0.5, spots)
+    cleaned = keep_nodules_on_output_grid(
+        labels.copy(), nodule_map, (2.5, 1.0, 1.0), 25.0, 0.5, ((spots, SMALLEST_NODULE_MM3),)
+    )
     assert ndimage.label(cleaned == 2)[1] == 2
     assert (cleaned[5:10, 5:15, 5:15] == 2).all() and (cleaned[17, 30:33, 5:8] == 2).all()
     assert cleaned[12, 30, 30] == cleaned[15, 7, 7] == cleaned[19, 20, 20] == 1  # dropped nodules become lung
+
+
+def test_a_small_nodule_the_filter_accepted_keeps_its_own_volume_rule_on_the_scans_own_grid():
+    from deepdiag.segmentation.postprocess import keep_nodules_on_output_grid
+
+    labels = np.ones((10, 20, 20), np.uint8)
+    nodule_map = np.zeros(labels.shape, np.float32)
+    labels[3, 5:7, 5:7], nodule_map[3, 5:7, 5:7] = 2, 0.8  # 10 mm3 at 2.5 mm slices: under the card's 25
+    labels[6, 15, 15], nodule_map[6, 15, 15] = 2, 0.8  # its sliver, 2.5 mm3
+    small = labels == 2
+    cleaned = keep_nodules_on_output_grid(labels.copy(), nodule_map, (2.5, 1.0, 1.0), 25.0, 0.5, ((small, 5.0),))
+    assert (cleaned[3, 5:7, 5:7] == 2).all(), "accepted at the filter's small score, it needs 5 mm3 here"
+    assert cleaned[6, 15, 15] == 1, "a sliver under the small rule's own volume is dropped"
+    assert not (keep_nodules_on_output_grid(labels.copy(), nodule_map, (2.5, 1.0, 1.0), 25.0, 0.5) == 2).any()
 
 
 def test_a_finding_must_touch_the_lungs():

@@ -16,7 +16,13 @@ from ..models.store import LoadedModel
 from .candidate_filter import load_candidate_filter
 from .inference import predict_probabilities
 from .model_grid import back_to_input, find_chest, normalize, to_model_grid
-from .postprocess import keep_inside_chest, keep_nodules_on_output_grid, keep_plausible_nodules, most_likely_class
+from .postprocess import (
+    SMALLEST_NODULE_MM3,
+    keep_inside_chest,
+    keep_nodules_on_output_grid,
+    keep_plausible_nodules,
+    most_likely_class,
+)
 
 _MIN_CHEST_LUNG_LITRES = 0.5
 # bytes per voxel held at the peak (an upper bound): input int16 + its padding-as-air copy (float32 for
@@ -94,35 +100,38 @@ def segment_volume(
     lungs = (
         most_likely_class(probabilities) >= 1 if searches_spots else None
     )  # before the rules drop components to background
+    small_min_volume = candidate_filter.small_min_volume_mm3 if candidate_filter else None
     probabilities = keep_plausible_nodules(
         probabilities,
         spacing_kji,
-        min_volume,
+        min_volume if small_min_volume is None else small_min_volume,  # the filter judges the smaller ones
         min_peak,
         threshold_lungs,
         float(rules.get("min_nodule_thickness_ratio", 0.0)),
     )
+    maps, own_volumes, small = [], [], None  # nodules that passed the filter's score instead of the volume rule
     if candidate_filter:
         probabilities = candidate_filter.keep_nodules(probabilities, image, device)
-    maps = [probabilities[1], probabilities[2]]
+        if small_min_volume is not None:
+            small = candidate_filter.small_nodules(probabilities)
+            maps.append(small.astype(np.float32))
+            own_volumes.append(small_min_volume)
     if searches_spots:
         report("spots", 0.9)  # a few seconds on CPU: the progress bar should not look stuck
         before = most_likely_class(probabilities) == 2
-        probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device)
-        # spot nodules passed their own rule (the filter's score), not the U-Net components' volume rule
-        maps = [
-            probabilities[1],
-            probabilities[2],
-            ((most_likely_class(probabilities) == 2) & ~before).astype(np.float32),
-        ]
-    region, (lung_map, nodule_map, *spot_map) = back_to_input(maps, model_volume, crop, volume)
+        probabilities = candidate_filter.add_spot_nodules(probabilities, lungs, image, spacing_kji, device, small)
+        maps.append(((most_likely_class(probabilities) == 2) & ~before).astype(np.float32))
+        own_volumes.append(SMALLEST_NODULE_MM3)
+    region, (lung_map, nodule_map, *passed_maps) = back_to_input(
+        [probabilities[1], probabilities[2], *maps], model_volume, crop, volume
+    )
     region_labels = keep_nodules_on_output_grid(
         _labels(lung_map, nodule_map),
         nodule_map,
         volume.spacing[::-1],
         min_volume,
         min_peak,
-        spot_map[0] > 0.5 if spot_map else None,
+        tuple((passed > 0.5, own) for passed, own in zip(passed_maps, own_volumes)),
     )
     nodule_count = int(ndimage.label(region_labels == 2)[1])
     report("done", 1.0)

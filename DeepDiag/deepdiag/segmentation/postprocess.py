@@ -104,13 +104,14 @@ def keep_nodules_on_output_grid(
     spacing_kji: tuple[float, ...],
     min_volume_mm3: float,
     min_peak_probability: float = 0.0,
-    spots: np.ndarray | None = None,
+    own_rules: tuple[tuple[np.ndarray, float], ...] = (),
 ) -> np.ndarray:
     """Apply the volume and peak rules again on the scan's own grid, in place: resampling a
     component back onto thick slices can leave slivers of a few mm³ that the model grid never had.
-    Components that hold a voxel of ``spots`` (nodules added from the bright-spot search, which
-    passed the filter's score instead) need only the volume of the smallest nodule reported
-    (3 mm). A dropped component becomes lung (it lay where lung and nodule outweighed background)."""
+    ``own_rules`` pairs the voxels of nodules that passed another rule on the model grid (the
+    filter's score instead of the volume and peak: the bright spots, the small components) with
+    the volume each component holding such a voxel needs here instead. A dropped component
+    becomes lung (it lay where lung and nodule outweighed background)."""
     components, count = ndimage.label(labels == 2)
     if not count:
         return labels
@@ -118,9 +119,9 @@ def keep_nodules_on_output_grid(
     sizes, peaks = component_sizes_and_peaks(components, count, nodule_map)
     volumes = sizes * float(np.prod(spacing_kji))
     failing = (volumes < min_volume_mm3) | (peaks < min_peak_probability)
-    if spots is not None:
-        spot = np.isin(indices, components[spots & (components > 0)])
-        failing = np.where(spot, volumes < SMALLEST_NODULE_MM3, failing)
+    for passed, own_min_volume_mm3 in own_rules:
+        holding = np.isin(indices, components[passed & (components > 0)])
+        failing = np.where(holding, volumes < own_min_volume_mm3, failing)
     labels[np.isin(components, indices[failing])] = 1
     return labels
 
