@@ -26,9 +26,10 @@ from .postprocess import (
 
 _MIN_CHEST_LUNG_LITRES = 0.5
 # bytes per voxel held at the peak (an upper bound): input int16 + its padding-as-air copy (float32 for
-# float scans) + two float32 maps on the input region the lungs cover + the label map; and on the
+# float scans) + four float32 maps on the input region the lungs cover (lungs, nodules, the spots and the
+# small components that passed the filter's score) + the label map; and on the
 # model grid: image, normalized crop, 3 probabilities, logits
-_BYTES_PER_INPUT_VOXEL = 2 + 4 + 8 + 1
+_BYTES_PER_INPUT_VOXEL = 2 + 4 + 16 + 1
 _BYTES_PER_MODEL_VOXEL = 4 + 4 + 12 + 12 + 12
 
 
