@@ -8,11 +8,13 @@
    (segmentation), FROC and findings per scan at the default score (detection), type accuracy at
    the inserted nodules' centres (classification). ``--shapes lidc`` inserts real LIDC-IDRI
    outlines instead of the procedural shapes the models were trained on (another seed, another
-   set, recorded apart).
+   set, recorded apart). ``--kernel sharp`` shows each copy as a sharp (lung) reconstruction kernel
+   would (the shared scans are soft-kernel reconstructions), recorded apart again.
 
     python scripts/evaluate_real_scans.py --output output/real-scans --record
     python scripts/evaluate_real_scans.py --segmentation-model lung-nodules-seg@10 --cases 4 --seed 6001
     python scripts/evaluate_real_scans.py --shapes lidc --seed 6002 --skip-untouched --record
+    python scripts/evaluate_real_scans.py --kernel sharp --skip-untouched --record
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.evaluation.real_scans import (  # noqa: E402
     INSERTED,
     INSERTED_LIDC,
+    SHARP_KERNEL,
     evaluate_inserted,
     marks_on_untouched_scan,
     write_inserted_cases,
@@ -60,6 +63,9 @@ def main() -> None:
     parser.add_argument(
         "--shapes", choices=("procedural", "lidc"), default="procedural", help="shapes of the inserted nodules"
     )
+    parser.add_argument(
+        "--kernel", choices=("as-scanned", "sharp"), default="as-scanned", help="the inserted copies' kernel"
+    )
     parser.add_argument("--record", action="store_true", help="write the figures into the cards' metrics.real_scans")
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -74,17 +80,26 @@ def main() -> None:
             for scan in UNTOUCHED
         ]
     if not args.skip_inserted:
-        lidc = args.shapes == "lidc"
-        folder = output / f"inserted{'-lidc' if lidc else ''}-s{args.seed}"
+        lidc, sharp = args.shapes == "lidc", args.kernel == "sharp"
+        folder = output / f"inserted{'-lidc' if lidc else ''}{'-sharp' if sharp else ''}-s{args.seed}"
         truth = folder / "truth"
         if len(list((truth / "truth").glob("*.json"))) < args.cases:
             config = INSERTED_LIDC if lidc else INSERTED
-            write_inserted_cases(_local_copy(HELD_OUT_BACKGROUND, output), args.cases, args.seed, folder, config)
-        figures["inserted_lidc_shapes" if lidc else "inserted"] = {
+            write_inserted_cases(
+                _local_copy(HELD_OUT_BACKGROUND, output),
+                args.cases,
+                args.seed,
+                folder,
+                config,
+                SHARP_KERNEL if sharp else None,
+            )
+        key = ("inserted_lidc_shapes" if lidc else "inserted") + ("_sharp_kernel" if sharp else "")
+        figures[key] = {
             "background": HELD_OUT_BACKGROUND.parent.name,
             "cases": args.cases,
             "seed": args.seed,
             "shapes": args.shapes,
+            "kernel": SHARP_KERNEL if sharp else "as scanned",
             **evaluate_inserted(truth, segmentation, detection, device, folder, classification),
         }
     print(json.dumps(figures, indent=1))
@@ -103,6 +118,8 @@ def record_real_figures(figures: dict, segmentation, detection, classification) 
     inserted_sets = {
         "inserted": "inserted_held_out_background",
         "inserted_lidc_shapes": "inserted_lidc_shapes_held_out_background",
+        "inserted_sharp_kernel": "inserted_sharp_kernel_held_out_background",
+        "inserted_lidc_shapes_sharp_kernel": "inserted_lidc_shapes_sharp_kernel_held_out_background",
     }
     for model, task in (
         (segmentation, "segmentation"),
@@ -115,7 +132,9 @@ def record_real_figures(figures: dict, segmentation, detection, classification) 
         for key, name in inserted_sets.items():
             if key in figures:
                 inserted = figures[key]
-                real[name] = {k: inserted[k] for k in ("background", "cases", "seed", "shapes")} | inserted[task]
+                real[name] = {k: inserted[k] for k in ("background", "cases", "seed", "shapes", "kernel")} | inserted[
+                    task
+                ]
         record_metrics(model.folder, real_scans=real)
 
 

@@ -26,6 +26,8 @@ from ..geometry import Volume
 from ..image_io import input_stem, read_volume
 from ..models.store import LoadedModel
 from ..phantom import PhantomConfig, write_case
+from ..phantom.case import PhantomCase
+from ..phantom.imaging import sharper_kernel
 from ..phantom.insertion import insert_into
 from ..segmentation import segment_volume
 from ..segmentation.postprocess import component_centres
@@ -49,6 +51,9 @@ KNOWN_LESIONS = {
 INSERTED = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0))
 #: the same with real LIDC-IDRI outlines, a shape no model was trained on
 INSERTED_LIDC = PhantomConfig(nodules=(8, 12), diameter_mm=(3.0, 30.0), shapes=("lidc",))
+#: a sharp (lung) kernel's rendition of a soft-kernel scan: detail above 0.8 mm boosted 2.5 times
+#: and 40 HU of fine noise added; on thorax_4dct_phase00 the noise in air goes from 15 to 36 HU
+SHARP_KERNEL = {"amount": 2.5, "noise_hu": 40.0}
 
 
 def known_lesions(scan: str | Path) -> list[dict]:
@@ -103,18 +108,37 @@ def marks_on_untouched_scan(
 
 
 def write_inserted_cases(
-    background: str | Path, cases: int, seed: int, folder: str | Path, config: PhantomConfig = INSERTED
+    background: str | Path,
+    cases: int,
+    seed: int,
+    folder: str | Path,
+    config: PhantomConfig = INSERTED,
+    kernel: dict | None = None,
 ) -> Path:
     """``cases`` copies of a real background scan with nodules inserted, in ``folder/truth`` as
-    ``deepdiag phantom`` lays them out, with the background's known lesions in each truth."""
+    ``deepdiag phantom`` lays them out, with the background's known lesions in each truth; with a
+    ``kernel`` (:data:`SHARP_KERNEL`), each copy as that sharper reconstruction kernel shows it."""
     background = Path(background)
     truth_dir = Path(folder) / "truth"
     host = read_volume(background)
     for index in range(cases):
-        case = insert_into(host, background, config, seed, index)
-        case.truth["known_lesions"] = known_lesions(background)
+        case = inserted_case(host, background, config, seed, index, kernel)
         write_case(case, truth_dir)
     return truth_dir
+
+
+def inserted_case(
+    host: Volume, background: Path, config: PhantomConfig, seed: int, index: int, kernel: dict | None = None
+) -> PhantomCase:
+    """Copy ``index`` of ``host`` (read from ``background``) with nodules inserted, its known lesions
+    in the truth, and shown through ``kernel`` when given."""
+    case = insert_into(host, background, config, seed, index)
+    case.truth["known_lesions"] = known_lesions(background)
+    if kernel:
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2)))
+        case.ct = case.ct.with_array(sharper_kernel(case.ct.array, case.ct.spacing, **kernel, rng=rng))
+        case.truth["kernel"] = kernel
+    return case
 
 
 def evaluate_inserted(

@@ -49,3 +49,22 @@ def correlated_noise(shape: tuple[int, int, int], rng: np.random.Generator) -> n
     ndimage.gaussian_filter(noise, sigma=sigma, output=noise)
     noise /= max(float(noise.std()), 1e-6)
     return noise
+
+
+def sharper_kernel(
+    image: np.ndarray, spacing_ijk, amount: float, noise_hu: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``image`` (int16 HU, ``[k, j, i]``) as a sharper reconstruction kernel would show it: each
+    slice's detail above 0.8 mm boosted by ``amount`` (edges ring, the scan's own noise grows) and
+    ``noise_hu`` of fine-grained noise added, as a lung or bone kernel gives beside a soft one.
+    Outside-field padding (below -1024 HU) stays as it is. A real scan's own kernel cannot be
+    undone, so this makes sharp-kernel versions of the soft-kernel real CTs in shared data."""
+    values = image.astype(np.float32)
+    in_plane = (0.0, 0.8 / spacing_ijk[1], 0.8 / spacing_ijk[0])
+    sharpened = values + amount * (values - ndimage.gaussian_filter(values, in_plane))
+    noise = ndimage.gaussian_filter(rng.standard_normal(image.shape, dtype=np.float32), (0.0, 0.5, 0.5))
+    sharpened += noise * (noise_hu / max(float(noise.std()), 1e-6))
+    result = np.clip(np.rint(sharpened), -1024, 3071).astype(np.int16)
+    padding = image < -1024
+    result[padding] = image[padding]
+    return result
