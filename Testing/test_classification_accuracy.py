@@ -3,7 +3,7 @@ a smaller version of issue 7's bar (type accuracy and Lung-RADS agreement >= 0.9
 long axis within 1.5 mm, saliency peak within 5 mm of the finding for >= 80 %), run at the truth
 centres (measured on a local threshold) so that it measures the classifier, not a detector's misses.
 The full measurement is
-``scripts/evaluate_model.py --model .../nodule-type-cls@1`` and is recorded in the card."""
+``scripts/evaluate_model.py --model .../nodule-type-cls@2`` and is recorded in the card."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ long-axis error on the nodules the newest segmentation model finds (and at the t
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@10 \\
         --seed 71 --small-nodules
     python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-det@1 --record
-    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/nodule-type-cls@1 --cases 16 --record
+    python scripts/evaluate_model.py --model DeepDiag/deepdiag/models/builtin/nodule-type-cls@2 --cases 16 --record
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Make a new version of a model that keeps its network and weights and changes only its
-post-processing (the rules, the candidate filter it names): the way lung-nodules-seg@11 and
-lung-nodules-det@3 were made from versions 10 and 2. Figures come after, from the evaluation
-scripts with --record.
+post-processing (the rules, the candidate filter it names) or how its input is prepared: the way
+lung-nodules-seg@11 and lung-nodules-det@3 were made from versions 10 and 2, and nodule-type-cls@2
+(``--set-input '{"max_air_noise_hu": 20.0}'``) from version 1. Figures come after, from the
+evaluation scripts with --record.
 
     python scripts/new_postprocessing_version.py --model DeepDiag/deepdiag/models/builtin/lung-nodules-seg@10 \\
         --version 11 \\
@@ -29,8 +30,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="the model folder to start from")
     parser.add_argument("--version", type=int, required=True)
     parser.add_argument(
-        "--set", required=True, help="JSON object: post-processing entries to set (replacing those of the same name)"
+        "--set", default="{}", help="JSON object: post-processing entries to set (replacing those of the same name)"
     )
+    parser.add_argument("--set-input", default="{}", help="JSON object: input entries to set, e.g. max_air_noise_hu")
     parser.add_argument("--why", required=True, help="what changed and why, for the card")
     args = parser.parse_args()
     source = Path(args.model)
@@ -39,11 +41,16 @@ def main() -> None:
     if target.exists():
         raise SystemExit(f"{target} exists; models are never overwritten")
     card.version = args.version
-    card.postprocessing = {**card.postprocessing, **json.loads(args.set)}
+    postprocessing, model_input = json.loads(args.set), json.loads(args.set_input)
+    card.postprocessing = {**card.postprocessing, **postprocessing}
+    card.input = {**card.input, **model_input}
     card.metrics = {}
     card.extra["made_from"] = {
         "model": f"{card.id}@{ModelCard.read(source).version}",
-        "changed": "post-processing only",
+        "changed": " and ".join(
+            name for name, changes in (("input handling", model_input), ("post-processing", postprocessing)) if changes
+        )
+        + " only",
         "why": args.why,
     }
     staging = source.parent / f".{target.name}.partial"

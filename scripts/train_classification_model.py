@@ -12,8 +12,8 @@ on nodules inserted into two real chest CTs (thorax_4dct_phase00 stays out for
 scripts/evaluate_real_scans.py) was tried and typed the held-out real nodules worse than version 1
 (docs/models/nodule-type-cls.md, "Tried and not shipped"):
 
-    python scripts/train_classification_model.py --output /tmp/nodule-type-cls@2 \
-        --version 2 --init-from nodule-type-cls@1 --train-cases 24 --data-seed 3100 --shapes round lobulated \
+    python scripts/train_classification_model.py --output /tmp/nodule-type-cls@3 \
+        --version 3 --init-from nodule-type-cls@1 --train-cases 24 --data-seed 3100 --shapes round lobulated \
         spiculated lidc --iterations 1500 --learning-rate 5e-4 --real-cases 6 --real-backgrounds \
         ../shared/data/real/chest_ct/covid_ricord_419639/ct.nii.gz \
         ../shared/data/real/totalseg/chest_ct_crop_1p5mm.nii.gz

@@ -17,6 +17,7 @@ from monai.visualize import OcclusionSensitivity
 
 from ..errors import DeepDiagError
 from ..geometry import Volume
+from ..kernel_noise import harmonized
 from ..models.store import LoadedModel
 from ..segmentation.model_grid import normalize
 from .patches import extract_patch, patch_onto_grid
@@ -39,7 +40,8 @@ def finding_probabilities(model: LoadedModel, volume: Volume, centers_lps: list,
     """Calibrated class probabilities, one row per finding centre."""
     if not centers_lps:
         return np.zeros((0, len(model.card.classes)), dtype=np.float32)
-    batch = torch.stack([_patch_tensor(model, volume, center) for center in centers_lps]).to(device)
+    seen = network_view(model, volume)
+    batch = torch.stack([_patch_tensor(model, seen, center) for center in centers_lps]).to(device)
     return _probabilities(model, batch)
 
 
@@ -89,8 +91,9 @@ def _heat_patches(model: LoadedModel, volume: Volume, centers_lps: list, classes
         mode="gaussian",
         verbose=False,
     )
+    seen = network_view(model, volume)
     for center, class_index in zip(centers_lps, classes):
-        patch = _patch_tensor(model, volume, center)[None].to(device)
+        patch = _patch_tensor(model, seen, center)[None].to(device)
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter(
                 "ignore", UserWarning
@@ -99,6 +102,14 @@ def _heat_patches(model: LoadedModel, volume: Volume, centers_lps: list, classes
             occluded, _ = occlusion(patch)
         drop = (baseline - occluded[0, class_index]).clamp(min=0).cpu().numpy().astype(np.float32)
         yield drop / drop.max() if drop.max() > 0 else drop
+
+
+def network_view(model: LoadedModel, volume: Volume) -> Volume:
+    """The scan as the network is given it: smoothed in-plane when its kernel is noisier than the
+    card's ``input.max_air_noise_hu`` (:mod:`deepdiag.kernel_noise`), else ``volume`` itself.
+    Measurements are always taken on the scan as it is."""
+    bound = model.card.input.get("max_air_noise_hu")
+    return harmonized(volume, None if bound is None else float(bound))[0]
 
 
 def _probabilities(model: LoadedModel, batch: torch.Tensor) -> np.ndarray:

@@ -139,6 +139,9 @@ def check_card_fields(document: dict, source) -> None:
         and not (number(window["min_hu"]) and number(window.get("max_hu")) and window["min_hu"] < window["max_hu"])
     ):
         refuse("input.intensity", f"must give min_hu below max_hu, not {window!r}")
+    noise_bound = model_input.get("max_air_noise_hu")
+    if noise_bound is not None and not (number(noise_bound) and noise_bound > 0):
+        refuse("input.max_air_noise_hu", f"must be a positive number of HU, not {noise_bound!r}")
     patch = document["patch_size"]
     if (
         not isinstance(patch, list)
