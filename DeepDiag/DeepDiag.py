@@ -220,6 +220,9 @@ class DeepDiagWidget(EngineModuleWidget):
         self.ui.classifiedTableView.setMRMLTableNode(added["table"])
         if "saliency" in added:
             self.logic.showSaliency(volumeNode, added["saliency"])
+        warnings = added["table"].GetAttribute("DeepDiag.Warnings")
+        if warnings:  # as DeepDiagSegment and DeepDiagDetect show theirs
+            slicer.util.warningDisplay(warnings, windowTitle=_("Classification finished with warnings"))
 
     def _updateDependencyStatus(self) -> None:
         """Probe the engine's packages once (at set-up and after an install), not on every

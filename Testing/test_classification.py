@@ -186,6 +186,7 @@ def test_logic_on_a_real_scene_classifies_fiducials_without_changing_them(scene,
     assert set(added) == {"table", "saliency"}  # the user's fiducials are the findings: no new fiducial node
     table = added["table"].GetTable()
     assert table.GetNumberOfRows() == len(nodules)
+    assert added["table"].GetAttribute("DeepDiag.Warnings") == ""  # a phantom's noise: nothing smoothed, nothing to say
     column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
     for row, n in enumerate(nodules):
         assert table.GetValue(row, column["Finding"]).ToString() == f"N{n['id']}"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from deepdiag.classification.classifier import finding_probabilities
+from deepdiag.classification.classifier import finding_probabilities, network_view
 from deepdiag.errors import DeepDiagError
 from deepdiag.evaluation.real_scans import INSERTED, SHARP_KERNEL, inserted_case
 from deepdiag.image_io import read_volume
@@ -58,6 +58,9 @@ def test_a_sharp_kernel_rendition_is_noisier_and_is_smoothed_in_plane_under_the_
     assert sigma_mm > 0
     assert air_noise_hu(seen) <= bound
     assert np.all(seen.array[:, :20, :] == -3024)
+    # the user is told, naming the model; a soft scan gives no such word
+    assert [classifier.card.full_id in w for w in network_view(classifier, sharp)[1]] == [True]
+    assert network_view(classifier, thorax)[1] == []
     # in-plane only: a slice's mean is kept, nothing of one slice leaks into the next
     middle = sharp.array.shape[0] // 2
     inside = sharp.array[middle] >= -1024

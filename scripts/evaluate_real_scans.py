@@ -43,6 +43,8 @@ from deepdiag.models.store import load_model, record_metrics  # noqa: E402
 REAL = ROOT.parent / "shared" / "data" / "real" / "chest_ct"
 UNTOUCHED = [REAL / "thorax_4dct_phase00" / "ct.nii.gz", REAL / "covid_ricord_419639" / "ct.nii.gz"]
 HELD_OUT_BACKGROUND = REAL / "thorax_4dct_phase00" / "ct.nii.gz"
+#: what a card records of an inserted set beside its figures
+_SET_DESCRIPTION = ("background", "cases", "seed", "shapes", "kernel")
 
 
 def main() -> None:
@@ -132,9 +134,7 @@ def record_real_figures(figures: dict, segmentation, detection, classification) 
         for key, name in inserted_sets.items():
             if key in figures:
                 inserted = figures[key]
-                real[name] = {k: inserted[k] for k in ("background", "cases", "seed", "shapes", "kernel")} | inserted[
-                    task
-                ]
+                real[name] = {k: inserted[k] for k in _SET_DESCRIPTION} | inserted[task]
         record_metrics(model.folder, real_scans=real)
 
 

@@ -95,6 +95,7 @@ class ClassificationLogic(SceneLogic):
             added["table"].SetNodeReferenceID("findings", markups.GetID())
         added["table"].SetAttribute("DeepDiag.Model", result.get("model", ""))
         added["table"].SetAttribute("DeepDiag.LungRADS", result.get("lung_rads", ""))
+        added["table"].SetAttribute("DeepDiag.Warnings", "\n".join(result.get("warnings", [])))
         return added
 
     def classifyFindings(

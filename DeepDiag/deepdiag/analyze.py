@@ -16,6 +16,7 @@ from .batch import ProcessOne, refuse_duplicate_stems, run_batch
 from .classification.batch import DEFAULT_MODEL as CLASSIFIER
 from .classification.batch import classify_candidates
 from .classification.candidates import from_findings
+from .classification.classifier import network_view
 from .detection.batch import DEFAULT_MODEL as DETECTOR
 from .detection.batch import check_min_score
 from .detection.inference import detect_volume
@@ -104,7 +105,8 @@ def analyze_one(
     progress("classify", 0.9)
     nodules = segmented.labels.array == 2
     candidates = from_findings(detected.findings, volume, nodules)
-    findings = classify_candidates(models.classification, volume, candidates, device)
+    seen, typing_warnings = network_view(models.classification, volume)
+    findings = classify_candidates(models.classification, volume, candidates, device, seen)
     stem = input_stem(path)
     key_images = {}
     for finding, candidate in zip(findings, candidates):
@@ -133,6 +135,8 @@ def analyze_one(
         "input": str(path),
         "findings": len(findings),
         "lung_rads": scan_category([f.details["lung_rads"] for f in findings]),
-        "warnings": segmented.warnings + [w for w in detected.warnings if w not in segmented.warnings],
+        "warnings": segmented.warnings
+        + [w for w in detected.warnings if w not in segmented.warnings]
+        + typing_warnings,
         **files,
     }

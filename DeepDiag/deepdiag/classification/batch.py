@@ -16,12 +16,21 @@ from ..devices import pick_device
 from ..errors import DeepDiagError
 from ..files import atomic_output
 from ..findings_file import Finding, read_findings, write_findings
+from ..geometry import Volume
 from ..image_io import input_stem, read_volume, write_volume
 from ..lung_rads import baseline_category, scan_category
 from ..models import find_model
 from ..models.store import LoadedModel, load_model
 from .candidates import Candidate, from_findings, from_segmentation, nodule_mask
-from .classifier import FINDING, class_names, finding_probabilities, region, saliency, volume_probabilities
+from .classifier import (
+    FINDING,
+    class_names,
+    finding_probabilities,
+    network_view,
+    region,
+    saliency,
+    volume_probabilities,
+)
 
 DEFAULT_MODEL = "nodule-type-cls"
 
@@ -51,7 +60,8 @@ def classify_file(
         return _classify_volume(model, volume, torch_device, image, output_dir, stem)
     candidates = _candidates(volume, findings_file, segmentation_file)
     report("classify", 0.3)
-    findings = classify_candidates(model, volume, candidates, torch_device)
+    seen, warnings = network_view(model, volume)
+    findings = classify_candidates(model, volume, candidates, torch_device, seen)
     if explain:  # computed before anything is written, so that a failure leaves no partial result
         report("explain", 0.6)
         names = class_names(model)
@@ -61,6 +71,7 @@ def classify_file(
             [f.center_lps for f in findings],
             [names.index(f.details["type"]) for f in findings],
             torch_device,
+            seen,
         )
     files = write_findings(output_dir, stem, findings, model.card.full_id, str(image))
     if explain:
@@ -71,14 +82,18 @@ def classify_file(
         "model": model.card.full_id,
         "findings": [_summary(f) for f in findings],
         "lung_rads": scan_category([f.details["lung_rads"] for f in findings]),
+        "warnings": warnings,
         **files,
     }
 
 
-def classify_candidates(model: LoadedModel, volume, candidates: list[Candidate], device: torch.device) -> list[Finding]:
-    """The candidates' findings with type, calibrated probabilities, measurements and category added."""
+def classify_candidates(
+    model: LoadedModel, volume, candidates: list[Candidate], device: torch.device, seen: Volume | None = None
+) -> list[Finding]:
+    """The candidates' findings with type, calibrated probabilities, measurements and category added
+    (``seen``: the scan as the classifier is given it, :func:`.classifier.network_view`)."""
     names = class_names(model)
-    probabilities = finding_probabilities(model, volume, [c.finding.center_lps for c in candidates], device)
+    probabilities = finding_probabilities(model, volume, [c.finding.center_lps for c in candidates], device, seen)
     findings = []
     for candidate, row in zip(candidates, probabilities):
         measured = candidate.measure(volume)

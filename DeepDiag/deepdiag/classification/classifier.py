@@ -17,7 +17,7 @@ from monai.visualize import OcclusionSensitivity
 
 from ..errors import DeepDiagError
 from ..geometry import Volume
-from ..kernel_noise import harmonized
+from ..kernel_noise import air_noise_hu, harmonized
 from ..models.store import LoadedModel
 from ..segmentation.model_grid import normalize
 from .patches import extract_patch, patch_onto_grid
@@ -36,11 +36,14 @@ def region(model: LoadedModel) -> str:
     return kind
 
 
-def finding_probabilities(model: LoadedModel, volume: Volume, centers_lps: list, device: torch.device) -> np.ndarray:
-    """Calibrated class probabilities, one row per finding centre."""
+def finding_probabilities(
+    model: LoadedModel, volume: Volume, centers_lps: list, device: torch.device, seen: Volume | None = None
+) -> np.ndarray:
+    """Calibrated class probabilities, one row per finding centre; ``seen``: the scan as the network
+    is given it (:func:`network_view`), when the caller has it already."""
     if not centers_lps:
         return np.zeros((0, len(model.card.classes)), dtype=np.float32)
-    seen = network_view(model, volume)
+    seen = seen if seen is not None else network_view(model, volume)[0]
     batch = torch.stack([_patch_tensor(model, seen, center) for center in centers_lps]).to(device)
     return _probabilities(model, batch)
 
@@ -57,12 +60,18 @@ def volume_probabilities(model: LoadedModel, volume: Volume, device: torch.devic
 
 
 def saliency(
-    model: LoadedModel, volume: Volume, centers_lps: list, classes: list[int], device: torch.device
+    model: LoadedModel,
+    volume: Volume,
+    centers_lps: list,
+    classes: list[int],
+    device: torch.device,
+    seen: Volume | None = None,
 ) -> np.ndarray:
     """Each finding's occlusion saliency for its chosen class, mapped onto ``volume``'s grid (0
-    elsewhere; overlapping patches keep the larger value)."""
+    elsewhere; overlapping patches keep the larger value); ``seen`` as for :func:`finding_probabilities`."""
     result = np.zeros(volume.array.shape, dtype=np.float32)
-    for center, heat in zip(centers_lps, _heat_patches(model, volume, centers_lps, classes, device)):
+    seen = seen if seen is not None else network_view(model, volume)[0]
+    for center, heat in zip(centers_lps, _heat_patches(model, seen, centers_lps, classes, device)):
         box, values = patch_onto_grid(heat, center, _patch_spacing(model), volume)
         result[box] = np.maximum(result[box], values)
     return result
@@ -73,15 +82,17 @@ def saliency_peaks(
 ) -> list[np.ndarray]:
     """LPS position of each finding's saliency maximum (where its saliency volume peaks)."""
     spacing, peaks = _patch_spacing(model), []
-    for center, heat in zip(centers_lps, _heat_patches(model, volume, centers_lps, classes, device)):
+    seen = network_view(model, volume)[0]
+    for center, heat in zip(centers_lps, _heat_patches(model, seen, centers_lps, classes, device)):
         kji = np.array(np.unravel_index(int(np.argmax(heat)), heat.shape), dtype=float)
         peaks.append(np.asarray(center) + (kji[::-1] - (np.array(heat.shape[::-1]) - 1) / 2) * spacing)
     return peaks
 
 
-def _heat_patches(model: LoadedModel, volume: Volume, centers_lps: list, classes: list[int], device: torch.device):
-    """Per finding, the drop of its class probability when each place of the patch is occluded,
-    scaled to 0..1 (the card's ``saliency``: occluding cube side in voxels and overlap)."""
+def _heat_patches(model: LoadedModel, seen: Volume, centers_lps: list, classes: list[int], device: torch.device):
+    """Per finding, on ``seen`` (the scan as the network is given it), the drop of its class
+    probability when each place of the patch is occluded, scaled to 0..1 (the card's ``saliency``:
+    occluding cube side in voxels and overlap)."""
     settings = model.card.extra.get("saliency", {})
     occlusion = OcclusionSensitivity(
         model.network,
@@ -91,7 +102,6 @@ def _heat_patches(model: LoadedModel, volume: Volume, centers_lps: list, classes
         mode="gaussian",
         verbose=False,
     )
-    seen = network_view(model, volume)
     for center, class_index in zip(centers_lps, classes):
         patch = _patch_tensor(model, seen, center)[None].to(device)
         with torch.no_grad(), warnings.catch_warnings():
@@ -104,12 +114,19 @@ def _heat_patches(model: LoadedModel, volume: Volume, centers_lps: list, classes
         yield drop / drop.max() if drop.max() > 0 else drop
 
 
-def network_view(model: LoadedModel, volume: Volume) -> Volume:
+def network_view(model: LoadedModel, volume: Volume) -> tuple[Volume, list[str]]:
     """The scan as the network is given it: smoothed in-plane when its kernel is noisier than the
-    card's ``input.max_air_noise_hu`` (:mod:`deepdiag.kernel_noise`), else ``volume`` itself.
-    Measurements are always taken on the scan as it is."""
+    card's ``input.max_air_noise_hu`` (:mod:`deepdiag.kernel_noise`), else ``volume`` itself; and
+    the warning that says so. Measurements are always taken on the scan as it is."""
     bound = model.card.input.get("max_air_noise_hu")
-    return harmonized(volume, None if bound is None else float(bound))[0]
+    seen, sigma_mm = harmonized(volume, None if bound is None else float(bound))
+    if not sigma_mm:
+        return seen, []
+    return seen, [
+        f"the scan is noisier than {model.card.full_id} was trained on ({air_noise_hu(volume):.0f} HU in its air, "
+        f"a sharp reconstruction kernel?): it typed the findings on the scan smoothed in-plane by {sigma_mm} mm; "
+        "the measurements are on the scan as it is"
+    ]
 
 
 def _probabilities(model: LoadedModel, batch: torch.Tensor) -> np.ndarray:

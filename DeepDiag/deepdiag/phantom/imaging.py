@@ -43,9 +43,12 @@ def smooth_field(grid: Grid, rng: np.random.Generator) -> np.ndarray:
     return field / max(float(field.std()), 1e-6)
 
 
-def correlated_noise(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+def correlated_noise(
+    shape: tuple[int, int, int], rng: np.random.Generator, correlation_voxels: float = _NOISE_CORRELATION_VOXELS
+) -> np.ndarray:
+    """Unit-variance noise, correlated in-plane over ``correlation_voxels`` as a kernel leaves it."""
     noise = rng.standard_normal(shape, dtype=np.float32)
-    sigma = (0.0, _NOISE_CORRELATION_VOXELS, _NOISE_CORRELATION_VOXELS)
+    sigma = (0.0, correlation_voxels, correlation_voxels)
     ndimage.gaussian_filter(noise, sigma=sigma, output=noise)
     noise /= max(float(noise.std()), 1e-6)
     return noise
@@ -62,8 +65,7 @@ def sharper_kernel(
     values = image.astype(np.float32)
     in_plane = (0.0, 0.8 / spacing_ijk[1], 0.8 / spacing_ijk[0])
     sharpened = values + amount * (values - ndimage.gaussian_filter(values, in_plane))
-    noise = ndimage.gaussian_filter(rng.standard_normal(image.shape, dtype=np.float32), (0.0, 0.5, 0.5))
-    sharpened += noise * (noise_hu / max(float(noise.std()), 1e-6))
+    sharpened += correlated_noise(image.shape, rng, correlation_voxels=0.5) * noise_hu  # finer than a soft kernel's
     result = np.clip(np.rint(sharpened), -1024, 3071).astype(np.int16)
     padding = image < -1024
     result[padding] = image[padding]
