@@ -3,12 +3,15 @@ image per finding."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
 import numpy as np
 from conftest import run_cli
 from PIL import Image
+
+from deepdiag.report import write_report
 
 
 def test_report_shows_one_key_image_per_finding(tmp_path, small_case):
@@ -29,3 +32,13 @@ def test_report_shows_one_key_image_per_finding(tmp_path, small_case):
         assert (np.all(picture == [255, 60, 40], axis=-1)).any(), "the measured nodule is outlined"
     assert f"category of the scan: <b>{output['lung_rads']}</b>" in page
     assert output["segmentation"].endswith(".seg.nrrd")
+    assert all(html.escape(w) in page for w in output["warnings"]), "the report shows the run's warnings"
+
+
+def test_the_report_puts_the_runs_warnings_above_the_findings_and_none_when_there_are_none(tmp_path):
+    warning = "the scan is noisier than lung-nodules-det@5 was trained on (36 HU in its air) <smoothed>"
+    page = write_report(tmp_path / "warned.report.html", "scan.nrrd", [], {}, ["m@1"], [warning]).read_text()
+    assert html.escape(warning) in page and "<smoothed>" not in page, "shown, escaped"
+    assert page.index("Read with care") < page.index("<table>")
+    quiet = write_report(tmp_path / "quiet.report.html", "scan.nrrd", [], {}, ["m@1"]).read_text()
+    assert "Read with care" not in quiet

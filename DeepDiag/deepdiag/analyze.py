@@ -122,7 +122,9 @@ def analyze_one(
         )
     }
     files |= write_findings(output_dir, stem, findings, models.detection.card.full_id, str(path))
-    files["report"] = str(write_report(output_dir / f"{stem}.report.html", str(path), findings, key_images, models.ids))
+    warnings = segmented.warnings + [w for w in detected.warnings if w not in segmented.warnings] + typing_warnings
+    report = write_report(output_dir / f"{stem}.report.html", str(path), findings, key_images, models.ids, warnings)
+    files["report"] = str(report)
     if dicom_out:
         files |= write_dicom_results(
             source,
@@ -135,8 +137,6 @@ def analyze_one(
         "input": str(path),
         "findings": len(findings),
         "lung_rads": scan_category([f.details["lung_rads"] for f in findings]),
-        "warnings": segmented.warnings
-        + [w for w in detected.warnings if w not in segmented.warnings]
-        + typing_warnings,
+        "warnings": warnings,
         **files,
     }

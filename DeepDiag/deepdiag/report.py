@@ -53,9 +53,16 @@ def write_key_image(
 
 
 def write_report(
-    path: str | Path, source: str, findings: Sequence[Finding], key_images: dict[str, str], models: Sequence[str]
+    path: str | Path,
+    source: str,
+    findings: Sequence[Finding],
+    key_images: dict[str, str],
+    models: Sequence[str],
+    warnings: Sequence[str] = (),
 ) -> Path:
-    """The HTML page; ``key_images`` maps finding ids to PNG paths relative to the page."""
+    """The HTML page; ``key_images`` maps finding ids to PNG paths relative to the page. The run's
+    ``warnings`` (not CT, hardly any lung, a sharp kernel smoothed) stand above the findings: the
+    radiologist reads the page, not the command's output."""
     category = scan_category([f.details["lung_rads"] for f in findings if "lung_rads" in f.details])
     rows = (
         "\n".join(_row(f, key_images.get(f.id)) for f in findings) or '<tr><td colspan="8">No nodule found.</td></tr>'
@@ -64,11 +71,12 @@ def write_report(
 <html><head><meta charset="utf-8"><title>DeepDiag report: {html.escape(Path(source).name)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:4px 8px}}
-img{{width:192px}}</style></head><body>
+img{{width:192px}}.warnings{{border:2px solid #c60;padding:0 1em;margin-bottom:1em}}</style></head><body>
 <h1>Lung nodule report</h1>
 <p>Scan: {html.escape(str(source))}<br>Findings: {len(findings)};
 Lung-RADS v2022 baseline category of the scan: <b>{category}</b>
  (most suspicious nodule)<br>Models: {html.escape(", ".join(models))}</p>
+{_warnings_block(warnings)}
 <table><tr><th>Finding</th><th>Key image</th><th>Type (probability)</th><th>Long / short axis mm</th>
 <th>Mean diameter mm</th>
 <th>Volume mm³</th><th>Mean HU</th><th>Lung-RADS</th></tr>
@@ -80,6 +88,13 @@ Lung-RADS v2022 baseline category of the scan: <b>{category}</b>
     with atomic_output(path) as temporary:
         temporary.write_text(page)
     return Path(path)
+
+
+def _warnings_block(warnings: Sequence[str]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return f'<div class="warnings"><p><b>Read with care:</b></p><ul>{items}</ul></div>'
 
 
 def _caption(finding: Finding) -> str:
