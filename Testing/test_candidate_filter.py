@@ -19,7 +19,7 @@ from deepdiag.segmentation.candidate_filter import (
     patch_around,
     with_zoomed_centre,
 )
-from deepdiag.training.candidate_filter import VESSEL_POINTS_PER_CASE, case_patches, stored_size
+from deepdiag.training.candidate_filter import VESSEL_POINTS_PER_CASE, case_patches, detector_patches, stored_size
 from deepdiag.training.classification import NodulePatches, centre_logits, train_classifier
 from deepdiag.training.segmentation_data import Example
 
@@ -361,3 +361,44 @@ def test_a_score_rule_the_engine_does_not_know_is_refused_naming_the_field():
     card.postprocessing["candidate_filter"] = {**card.postprocessing["candidate_filter"], "score": "best"}
     with pytest.raises(DeepDiagError, match="candidate_filter.score must be one of detector, geometric_mean, filter"):
         load_candidate_filter(card, torch.device("cpu"))
+
+
+class FixedBoxes(torch.nn.Module):
+    """A detector that reports the same boxes (i0, j0, i1, j1) on slices 10-14 of any image and
+    nothing elsewhere: candidates whose places the test knows."""
+
+    def __init__(self, boxes: list[list[float]]):
+        super().__init__()
+        self.boxes = torch.tensor(boxes, dtype=torch.float32)
+        self.transform = type("Transform", (), {"min_size": (0,), "max_size": 0})()
+        self.slice = 0
+
+    def forward(self, batch: list[torch.Tensor]) -> list[dict]:
+        outputs = []
+        for _ in batch:
+            on = 10 <= self.slice <= 14
+            boxes = self.boxes if on else torch.zeros((0, 4))
+            outputs.append({"boxes": boxes, "scores": torch.full((len(boxes),), 0.8)})
+            self.slice += 1
+        return outputs
+
+
+def test_a_detectors_candidates_become_positives_on_nodules_and_negatives_in_the_lungs_elsewhere():
+    labels = np.zeros((24, 48, 48), dtype=np.uint8)
+    labels[:, 4:44, 4:30] = 1  # the lungs; columns 30 and on are chest wall
+    image = np.full(labels.shape, 0.1, dtype=np.float16)
+    nodule = np.argwhere(np.ones((5, 5, 5))) + [10, 8, 8]
+    labels[tuple(nodule.T)] = 2
+    image[tuple(nodule.T)] = 0.7
+    example = Example(image, labels, [nodule.astype(np.int32)])
+    card = ModelCard(
+        id="boxes-test", version=1, task="detection", network={}, input={}, patch_size=[48, 48], classes=[]
+    )
+    on_nodule, in_lungs, by_nodule, in_wall = [9, 9, 12, 12], [18, 30, 22, 34], [14, 9, 16, 11], [38, 20, 42, 24]
+    detector = LoadedModel(card, FixedBoxes([on_nodule, in_lungs, by_nodule, in_wall]), None)
+    patches = detector_patches(example, (8, 8, 8), (1.0, 1.0, 1.0), detector)
+    assert patches.labels.tolist() == [1, 0], "one positive on the nodule, one negative in the lungs"
+    centre = tuple(n // 2 for n in stored_size((8, 8, 8)))
+    assert patches.images[0][centre] == np.float16(0.7), "the positive is where the detector put it, on the nodule"
+    assert patches.images[1][centre] == np.float16(0.1), "the negative is the candidate in the lungs"
+    assert 6.0 < patches.diameters_mm[0] < 6.5, "the positive carries its nodule's diameter (125 voxels: 6.2 mm)"

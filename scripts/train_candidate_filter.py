@@ -40,14 +40,19 @@ from deepdiag.models import ModelCard, find_model  # noqa: E402
 from deepdiag.models.store import load_model, save_model  # noqa: E402
 from deepdiag.segmentation.bright_spots import MIN_BLOBNESS, SpotSearch  # noqa: E402
 from deepdiag.segmentation.candidate_filter import network_input  # noqa: E402
-from deepdiag.training.candidate_filter import case_patches, spot_patches  # noqa: E402
+from deepdiag.training.candidate_filter import case_patches, detector_patches, spot_patches  # noqa: E402
 from deepdiag.training.classification import NodulePatches, cached_patches, centre_logits, train_classifier  # noqa: E402
 from deepdiag.training.real_backgrounds import real_background_examples, real_example_name  # noqa: E402
 
 PATCH = [32, 32, 32]
 
 
-def card_template(args, segmentation: ModelCard) -> ModelCard:
+def card_template(args, segmentation: ModelCard, detector: ModelCard | None) -> ModelCard:
+    judged = (
+        f"each candidate {detector.full_id} finds"
+        if detector
+        else f"each nodule component {segmentation.full_id} predicts"
+    )
     return ModelCard(
         id="lung-nodules-fpr",
         version=args.version,
@@ -67,7 +72,7 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
             },
         },
         input={
-            "region": "segmentation component",
+            "region": "detector candidate" if detector else "segmentation component",
             "channels": channels(args),
             "modality": "CT",
             "spacing_mm": list(segmentation.spacing_mm),
@@ -81,7 +86,7 @@ def card_template(args, segmentation: ModelCard) -> ModelCard:
             {"name": "nodule", "label_value": 1, "color": [0.95, 0.25, 0.15]},
         ],
         description=(
-            f"Keeps or rejects each nodule component {segmentation.full_id} predicts, from a 32-voxel box around it"
+            f"Keeps or rejects {judged}, from a 32-voxel box around it"
             + (f" and the box's middle magnified {args.centre_zoom}x" if args.centre_zoom > 1 else "")
             + " (false-positive reduction: vessel pieces against nodules). Trained on synthetic chest CTs made by "
             "`deepdiag phantom`"
@@ -111,9 +116,10 @@ def _search_suffix(search: SpotSearch) -> str:
     return f"-blobness{search.min_blobness:g}" + ("-without-chest-wall" if search.without_chest_wall else "")
 
 
-def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
+def patches(args, examples, segmentation, spot_scorer, detector, device) -> NodulePatches:
     """Per case: truth nodules, random vessel points and, on the first --mined-cases, the model's
-    mistakes; with --spots, the bright spots on and off the nodules."""
+    mistakes (and with --detection-model the detector's candidates); with --spots, the bright
+    spots on and off the nodules."""
     cache = Path(args.cache).parent / "candidate-filter"
     search = spot_search(args)
     parts = []
@@ -150,13 +156,23 @@ def patches(args, examples, segmentation, spot_scorer, device) -> NodulePatches:
                     ),
                 )
             )
+        if detector and mined:
+            parts.append(candidate_patches(example, f"{case_name}-patch{PATCH[0]}", detector, device, cache))
         if position % 10 == 9:
             log(f"  {position + 1} cases: {sum(int((p.labels == 0).sum()) for p in parts)} negatives so far")
-    parts += real_background_patches(args, segmentation, spot_scorer, device, cache)
+    parts += real_background_patches(args, segmentation, spot_scorer, detector, device, cache)
     return NodulePatches.concatenate(parts)
 
 
-def real_background_patches(args, segmentation, spot_scorer, device, cache: Path) -> list[NodulePatches]:
+def candidate_patches(example, name: str, detector, device, cache: Path) -> NodulePatches:
+    """The detector's candidates on one case (see detector_patches), cached by case and detector."""
+    return cached_patches(
+        cache / f"{name}-candidates-of-{detector.card.full_id}.npz",
+        lambda: detector_patches(example, tuple(PATCH), detector.card.spacing_mm[::-1], detector, device),
+    )
+
+
+def real_background_patches(args, segmentation, spot_scorer, detector, device, cache: Path) -> list[NodulePatches]:
     """The same patches on each --real-backgrounds scan with nodules inserted, always mined: what
     the segmentation model marks on the real background away from the nodules is a negative."""
     parts = []
@@ -194,6 +210,8 @@ def real_background_patches(args, segmentation, spot_scorer, device, cache: Path
                         ),
                     )
                 )
+            if detector:
+                parts.append(candidate_patches(example, f"{copy}-patch{PATCH[0]}", detector, device, cache))
         log(f"  real background {Path(background).name}: {args.real_cases} cases with inserted nodules")
     return parts
 
@@ -248,6 +266,11 @@ def main() -> None:
         "--spots-scored-by",
         help="an earlier filter (id@version): the false spots it scores highest become negatives first",
     )
+    parser.add_argument(
+        "--detection-model",
+        help="a detector (id@version) whose candidates on the mined phantoms and the real backgrounds become "
+        "examples too (on a nodule: positives; elsewhere: negatives): a filter for that detector's second stage",
+    )
     add_real_background_options(parser, cases=3, seed=5000)
     parser.add_argument(
         "--init-from", help="start from this filter's weights (id@version; same network) instead of a new network"
@@ -266,7 +289,14 @@ def main() -> None:
         raise SystemExit(
             "the training phantoms are prepared on the project's model grid; this segmentation model uses another"
         )
-    card = card_template(args, segmentation.card)
+    detector = (
+        load_model(find_model(args.detection_model, "detection", args.detection_model), device)
+        if args.detection_model
+        else None
+    )
+    if detector and list(detector.card.spacing_mm) != SPACING:
+        raise SystemExit("the training phantoms are prepared on the project's model grid; this detector uses another")
+    card = card_template(args, segmentation.card, detector.card if detector else None)
     if args.spots:
         card.input["spot_search"] = spot_search(args).as_card_entry()
     spot_scorer = (
@@ -274,7 +304,7 @@ def main() -> None:
         if args.spots_scored_by
         else None
     )
-    data = patches(args, prepare_examples(args), segmentation, spot_scorer, device)
+    data = patches(args, prepare_examples(args), segmentation, spot_scorer, detector, device)
     counts = {"nodules": int(data.labels.sum()), "not nodules": int((data.labels == 0).sum())}
     log(f"training on {counts}")
     torch.manual_seed(args.train_seed)
@@ -302,6 +332,7 @@ def main() -> None:
             f"every truth nodule at its centre, and {segmentation.card.full_id}'s nodule components on a nodule "
             f"(first {args.mined_cases} phantoms) at their own centres"
             + ("; the two strongest bright spots on each nodule" if args.spots else "")
+            + (f"; {detector.card.full_id}'s candidates on a nodule, at their own centres" if detector else "")
         ),
         "negatives": (
             f"{segmentation.card.full_id}'s nodule components at least 4 voxels from every nodule on the first "
@@ -311,6 +342,12 @@ def main() -> None:
                 "; bright spots (spot search) at least 4 voxels from every nodule, 40 per phantom"
                 + (f", the 20 that {spot_scorer.card.full_id} scores highest first" if spot_scorer else "")
                 if args.spots
+                else ""
+            )
+            + (
+                f"; every candidate of {detector.card.full_id} (any score) touching the lungs and at least 4 voxels "
+                f"from every nodule, on the first {args.mined_cases} phantoms and every real-background copy"
+                if detector
                 else ""
             )
         ),

@@ -7,7 +7,8 @@ model's false-positive components at permissive thresholds (the mistakes the fil
 undo), and points on vessels and airway walls drawn at random (dense structures that are not
 nodules, so that the filter does not learn "bright means nodule"). :func:`spot_patches` adds the
 bright spots the spot search finds: on a nodule as positives, elsewhere as negatives (those an
-earlier filter scores highest first: the spots it would wrongly accept).
+earlier filter scores highest first: the spots it would wrongly accept). :func:`detector_patches`
+adds a detector's own candidates, so that a filter can be trained as that detector's second stage.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..detection.inference import slice_boxes
+from ..detection.merge import merge_slice_boxes
 from ..measurements import equivalent_diameter_mm
 from ..models.store import LoadedModel
 from ..segmentation.bright_spots import SpotSearch, bright_spots
@@ -34,6 +37,8 @@ DENSE = 0.36
 VESSEL_POINTS_PER_CASE = 20
 #: a negative lies at least this many voxels from every truth nodule
 CLEARANCE_VOXELS = 4
+#: a detector candidate within this many voxels of the lungs is one the detector would report
+LUNG_CONTACT_VOXELS = 2
 SPOTS_PER_NODULE = 2  # a large nodule has dozens of spots; the strongest two are enough
 HARD_SPOTS_PER_CASE = 20  # false spots an earlier filter scores highest
 RANDOM_SPOTS_PER_CASE = 20
@@ -96,6 +101,33 @@ def spot_patches(
             first = set(hardest.tolist())
             order = np.concatenate([hardest, [n for n in order if n not in first]])
         negatives = [away[n] for n in order[: HARD_SPOTS_PER_CASE + RANDOM_SPOTS_PER_CASE]]
+    return _labelled_patches(image, positives, negatives, stored_size(patch))
+
+
+def detector_patches(
+    example: Example,
+    patch: tuple[int, int, int],
+    spacing_kji,
+    detector: LoadedModel,
+    device: torch.device = torch.device("cpu"),
+) -> NodulePatches:
+    """Patches centred where a 2.5D detector puts its merged 3D candidates on one prepared
+    training case, at every score it reports: those on a nodule are positives (often off the
+    nodule's centre: the filter must accept a nodule where the detector sees it), those away from
+    every nodule and touching the lungs negatives (vessel cross-sections, the chest wall, the
+    real scan's own structures)."""
+    image = example.image.astype(np.float32)
+    instances = _instances(example)
+    near_nodule = _near_nodules(instances)
+    near_lungs = ndimage.binary_dilation(example.labels >= 1, iterations=LUNG_CONTACT_VOXELS)
+    diameters_mm = _diameters_mm(example, spacing_kji)
+    positives, negatives = [], []
+    for centre, _, _ in merge_slice_boxes(slice_boxes(detector.network, image, device), spacing_kji):
+        at = tuple(np.clip(np.round(centre).astype(int), 0, np.array(image.shape) - 1))
+        if instances[at]:
+            positives.append((np.asarray(centre), diameters_mm[instances[at] - 1]))
+        elif near_lungs[at] and not near_nodule[at]:
+            negatives.append(np.asarray(centre))
     return _labelled_patches(image, positives, negatives, stored_size(patch))
 
 
