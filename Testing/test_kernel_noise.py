@@ -1,5 +1,6 @@
 """Sharp reconstruction kernels: the scan's noise measured in its air, a sharp-kernel scan smoothed
-under the classifier's bound before the network sees it, and a scan within the bound untouched."""
+under the classifier's and the detector's bound before their networks see it, and a scan within
+the bound untouched."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import torch
 from conftest import SHARED_DATA
 
 from deepdiag.classification.classifier import finding_probabilities, network_view
+from deepdiag.detection.inference import detect_volume
 from deepdiag.errors import DeepDiagError
+from deepdiag.evaluation.detection import hits, in_known_lesion
 from deepdiag.evaluation.real_scans import INSERTED, SHARP_KERNEL, inserted_case
 from deepdiag.image_io import read_volume
 from deepdiag.kernel_noise import air_noise_hu, harmonized
@@ -93,3 +96,26 @@ def test_a_card_whose_noise_bound_is_not_a_positive_number_is_refused(classifier
         (tmp_path / "model.json").write_text(json.dumps(document))
         with pytest.raises(DeepDiagError, match="input.max_air_noise_hu"):
             ModelCard.read(tmp_path)
+
+
+def test_on_a_sharp_kernel_real_ct_the_bounded_detector_marks_fewer_false_positives_and_says_why(thorax):
+    """Copy 0 of the held-out real CT's inserted set (seed 6001) through a sharp kernel: version 4
+    of the detector, the same weights without the bound, marked 3 places there that are no
+    inserted nodule at its default score; the shipped detector marks at most one."""
+    detector = load_model(find_model(None, "detection", "lung-nodules-det"), CPU)
+    without_bound = load_model(detector.folder, CPU)
+    without_bound.card.input.pop("max_air_noise_hu")
+    case = inserted_case(thorax, THORAX, INSERTED, 6001, 0, SHARP_KERNEL)
+    nodules = [(n["center_lps"], n["equivalent_diameter_mm"]) for n in case.truth["nodules"]]
+    false_positives, warnings = {}, {}
+    for name, model in (("shipped", detector), ("without the bound", without_bound)):
+        result = detect_volume(case.ct, model, CPU, model.card.default_min_score)
+        false_positives[name] = sum(
+            not in_known_lesion(f.center_lps, case.truth) and not any(hits(f.center_lps, *n) for n in nodules)
+            for f in result.findings
+        )
+        warnings[name] = [w for w in result.warnings if "smoothed" in w]
+    assert false_positives["shipped"] < false_positives["without the bound"], false_positives
+    assert false_positives["shipped"] <= 1, false_positives
+    assert [detector.card.full_id in w for w in warnings["shipped"]] == [True]
+    assert warnings["without the bound"] == []

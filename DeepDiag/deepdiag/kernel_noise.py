@@ -57,6 +57,21 @@ def harmonized(volume: Volume, max_noise_hu: float | None) -> tuple[Volume, floa
     return volume.with_array(smoothed), sigma_mm
 
 
+def network_view(card, volume: Volume, what_it_did: str) -> tuple[Volume, list[str]]:
+    """The scan as the network of the model ``card`` describes is given it: smoothed in-plane
+    when its kernel is noisier than the card's ``input.max_air_noise_hu``, else ``volume``
+    itself; and the warning that says so, ``what_it_did`` naming the model's work ("typed the
+    findings")."""
+    bound = card.input.get("max_air_noise_hu")
+    seen, sigma_mm = harmonized(volume, None if bound is None else float(bound))
+    if not sigma_mm:
+        return seen, []
+    return seen, [
+        f"the scan is noisier than {card.full_id} was trained on ({air_noise_hu(volume):.0f} HU in its air, "
+        f"a sharp reconstruction kernel?): it {what_it_did} on the scan smoothed in-plane by {sigma_mm} mm"
+    ]
+
+
 def _measured_slices(array: np.ndarray) -> np.ndarray:
     step = max(1, array.shape[0] // _SLICES_MEASURED)
     return array[::step].astype(np.float32)

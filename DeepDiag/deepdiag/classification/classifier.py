@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from monai.visualize import OcclusionSensitivity
 
+from .. import kernel_noise
 from ..errors import DeepDiagError
 from ..geometry import Volume
-from ..kernel_noise import air_noise_hu, harmonized
 from ..models.store import LoadedModel
 from ..segmentation.model_grid import normalize
 from .patches import extract_patch, patch_onto_grid
@@ -115,18 +115,10 @@ def _heat_patches(model: LoadedModel, seen: Volume, centers_lps: list, classes: 
 
 
 def network_view(model: LoadedModel, volume: Volume) -> tuple[Volume, list[str]]:
-    """The scan as the network is given it: smoothed in-plane when its kernel is noisier than the
-    card's ``input.max_air_noise_hu`` (:mod:`deepdiag.kernel_noise`), else ``volume`` itself; and
-    the warning that says so. Measurements are always taken on the scan as it is."""
-    bound = model.card.input.get("max_air_noise_hu")
-    seen, sigma_mm = harmonized(volume, None if bound is None else float(bound))
-    if not sigma_mm:
-        return seen, []
-    return seen, [
-        f"the scan is noisier than {model.card.full_id} was trained on ({air_noise_hu(volume):.0f} HU in its air, "
-        f"a sharp reconstruction kernel?): it typed the findings on the scan smoothed in-plane by {sigma_mm} mm; "
-        "the measurements are on the scan as it is"
-    ]
+    """The scan as the network is given it (:func:`deepdiag.kernel_noise.network_view`) and the
+    warning when it was smoothed. Measurements are always taken on the scan as it is."""
+    seen, warnings = kernel_noise.network_view(model.card, volume, "typed the findings")
+    return seen, [f"{warning}; the measurements are on the scan as it is" for warning in warnings]
 
 
 def _probabilities(model: LoadedModel, batch: torch.Tensor) -> np.ndarray:

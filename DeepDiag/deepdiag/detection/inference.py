@@ -3,7 +3,9 @@
 A 2.5D detector sees a vessel's cross-section as a round spot. As in the LUNA16 two-stage
 systems, a detection card may name a 3D candidate filter (``postprocessing.candidate_filter``,
 the segmentation's false-positive reduction network) that judges each finding in its 3D box;
-findings it scores below its ``min_probability`` are dropped.
+findings it scores below its ``min_probability`` are dropped. A card that bounds the noise its
+networks saw (``input.max_air_noise_hu``) has a sharp-kernel scan smoothed in-plane first
+(:mod:`deepdiag.kernel_noise`): the detector read a lung kernel's noise as nodules.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 from ..findings_file import Finding, numbered
 from ..geometry import Volume
+from ..kernel_noise import network_view
 from ..models.store import LoadedModel
 from ..segmentation.candidate_filter import load_candidate_filter
 from ..segmentation.model_grid import find_chest, normalize, to_model_grid
@@ -43,10 +46,11 @@ def detect_volume(
     """Findings (centre in LPS mm, diameter, score >= ``min_score``) of a CT volume in HU."""
     report = on_progress or (lambda stage, fraction: None)
     report("resample", 0.0)
-    model_volume = to_model_grid(volume, model.card.spacing_mm)
+    seen, noise_warnings = network_view(model.card, volume, "looked for nodules")
+    model_volume = to_model_grid(seen, model.card.spacing_mm)
     chest = find_chest(model_volume)
     crop = chest.crop
-    warnings = input_warnings(volume, chest.lung_litres)
+    warnings = input_warnings(volume, chest.lung_litres) + noise_warnings
     image = normalize(model_volume.array[crop.slices], model.card.input["intensity"])
     boxes = slice_boxes(model.network, image, device, lambda f: report("detect", 0.1 + 0.85 * f))
     report("merge", 0.95)
