@@ -64,6 +64,10 @@ def test_a_sharp_kernel_rendition_is_noisier_and_is_smoothed_in_plane_under_the_
     # the user is told, naming the model; a soft scan gives no such word
     assert [classifier.card.full_id in w for w in network_view(classifier, sharp)[1]] == [True]
     assert network_view(classifier, thorax)[1] == []
+    # models of one run with the same bound share one smoothing (analyze: the detector's and the classifier's)
+    views = {}
+    assert network_view(classifier, sharp, views)[0] is network_view(classifier, sharp, views)[0]
+    assert list(views) == [bound]
     # in-plane only: a slice's mean is kept, nothing of one slice leaks into the next
     middle = sharp.array.shape[0] // 2
     inside = sharp.array[middle] >= -1024

@@ -42,6 +42,8 @@ def main() -> None:
         raise SystemExit(f"{target} exists; models are never overwritten")
     card.version = args.version
     postprocessing, model_input = json.loads(args.set), json.loads(args.set_input)
+    if not postprocessing and not model_input:
+        raise SystemExit("nothing to change: give --set, --set-input or both")
     card.postprocessing = {**card.postprocessing, **postprocessing}
     card.input = {**card.input, **model_input}
     card.metrics = {}

@@ -101,11 +101,14 @@ def analyze_one(
     segmented = segment_volume(
         volume, models.segmentation, device, on_progress=lambda s, f: progress(s, 0.05 + 0.45 * f)
     )
-    detected = detect_volume(volume, models.detection, device, min_score, lambda s, f: progress(s, 0.5 + 0.4 * f))
+    views = {}  # a sharp-kernel scan smoothed once for the detector and the classifier alike
+    detected = detect_volume(
+        volume, models.detection, device, min_score, lambda s, f: progress(s, 0.5 + 0.4 * f), views
+    )
     progress("classify", 0.9)
     nodules = segmented.labels.array == 2
     candidates = from_findings(detected.findings, volume, nodules)
-    seen, typing_warnings = network_view(models.classification, volume)
+    seen, typing_warnings = network_view(models.classification, volume, views)
     findings = classify_candidates(models.classification, volume, candidates, device, seen)
     stem = input_stem(path)
     key_images = {}

@@ -57,13 +57,18 @@ def harmonized(volume: Volume, max_noise_hu: float | None) -> tuple[Volume, floa
     return volume.with_array(smoothed), sigma_mm
 
 
-def network_view(card, volume: Volume, what_it_did: str) -> tuple[Volume, list[str]]:
+def network_view(card, volume: Volume, what_it_did: str, views: dict | None = None) -> tuple[Volume, list[str]]:
     """The scan as the network of the model ``card`` describes is given it: smoothed in-plane
     when its kernel is noisier than the card's ``input.max_air_noise_hu``, else ``volume``
     itself; and the warning that says so, ``what_it_did`` naming the model's work ("typed the
-    findings")."""
+    findings"). ``views`` (by bound) lets the models of one run on one scan share a smoothing."""
     bound = card.input.get("max_air_noise_hu")
-    seen, sigma_mm = harmonized(volume, None if bound is None else float(bound))
+    if bound is None:
+        return volume, []
+    views, bound = ({} if views is None else views), float(bound)
+    if bound not in views:
+        views[bound] = harmonized(volume, bound)
+    seen, sigma_mm = views[bound]
     if not sigma_mm:
         return seen, []
     return seen, [

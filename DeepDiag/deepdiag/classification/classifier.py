@@ -114,10 +114,10 @@ def _heat_patches(model: LoadedModel, seen: Volume, centers_lps: list, classes: 
         yield drop / drop.max() if drop.max() > 0 else drop
 
 
-def network_view(model: LoadedModel, volume: Volume) -> tuple[Volume, list[str]]:
-    """The scan as the network is given it (:func:`deepdiag.kernel_noise.network_view`) and the
-    warning when it was smoothed. Measurements are always taken on the scan as it is."""
-    seen, warnings = kernel_noise.network_view(model.card, volume, "typed the findings")
+def network_view(model: LoadedModel, volume: Volume, views: dict | None = None) -> tuple[Volume, list[str]]:
+    """The scan as the network is given it (:func:`deepdiag.kernel_noise.network_view`, ``views``
+    as there) and the warning when it was smoothed. Measurements are always taken on the scan as it is."""
+    seen, warnings = kernel_noise.network_view(model.card, volume, "typed the findings", views)
     return seen, [f"{warning}; the measurements are on the scan as it is" for warning in warnings]
 
 

@@ -21,7 +21,7 @@ from ..geometry import Volume
 from ..kernel_noise import network_view
 from ..models.store import LoadedModel
 from ..segmentation.candidate_filter import load_candidate_filter
-from ..segmentation.model_grid import find_chest, normalize, to_model_grid
+from ..segmentation.model_grid import Chest, find_chest, normalize, to_model_grid
 from ..segmentation.pipeline import input_warnings
 from .merge import SliceBox, merge_slice_boxes
 from .slices import slice_stack
@@ -42,11 +42,14 @@ def detect_volume(
     device: torch.device,
     min_score: float,
     on_progress: Callable[[str, float], None] | None = None,
+    views: dict | None = None,
 ) -> DetectionResult:
-    """Findings (centre in LPS mm, diameter, score >= ``min_score``) of a CT volume in HU."""
+    """Findings (centre in LPS mm, diameter, score >= ``min_score``) of a CT volume in HU;
+    ``views``: smoothed views of ``volume`` other models of the same run made, shared
+    (:func:`deepdiag.kernel_noise.network_view`)."""
     report = on_progress or (lambda stage, fraction: None)
     report("resample", 0.0)
-    seen, noise_warnings = network_view(model.card, volume, "looked for nodules")
+    seen, noise_warnings = network_view(model.card, volume, "looked for nodules", views)
     model_volume = to_model_grid(seen, model.card.spacing_mm)
     chest = find_chest(model_volume)
     crop = chest.crop
@@ -60,13 +63,10 @@ def detect_volume(
     spacing = np.array(spacing_kji)
     candidate_filter = load_candidate_filter(model.card, device)
     ranked_by_filter = candidate_filter is not None and candidate_filter.score != "detector"
-    # a finding lies in the lungs or touches them: a round spot in the heart, the liver or the
-    # chest wall is no lung nodule, however sure the detector is
     kept = [
         (center, diameter, score)
         for center, diameter, score in merged
-        if (ranked_by_filter or score >= min_score)
-        and chest.touches_lungs(offset + center, (diameter / 2 + _LUNG_CONTACT_MM) / spacing)
+        if (ranked_by_filter or score >= min_score) and reaches_lungs(chest, offset + center, diameter, spacing)
     ]
     if candidate_filter and kept:
         report("filter", 0.97)
@@ -74,6 +74,12 @@ def detect_volume(
     findings = [(model_volume.ijk_to_lps((offset + center)[::-1]), diameter, score) for center, diameter, score in kept]
     report("done", 1.0)
     return DetectionResult(numbered(findings), warnings)
+
+
+def reaches_lungs(chest: Chest, centre_kji, diameter_mm: float, spacing_kji) -> bool:
+    """Whether a finding lies in the lungs or touches them: a round spot in the heart, the liver or
+    the chest wall is no lung nodule, however sure the detector is."""
+    return chest.touches_lungs(centre_kji, (diameter_mm / 2 + _LUNG_CONTACT_MM) / np.asarray(spacing_kji))
 
 
 def _second_stage(candidate_filter, image: np.ndarray, kept: list, device: torch.device, min_score: float) -> list:

@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..detection.inference import slice_boxes
+from ..detection.inference import reaches_lungs, slice_boxes
 from ..detection.merge import merge_slice_boxes
 from ..measurements import equivalent_diameter_mm
 from ..models.store import LoadedModel
 from ..segmentation.bright_spots import SpotSearch, bright_spots
 from ..segmentation.candidate_filter import nodule_probabilities, patch_around
 from ..segmentation.inference import predict_probabilities
+from ..segmentation.model_grid import Chest, Crop
 from ..segmentation.postprocess import component_centres, keep_plausible_nodules, most_likely_class
 from .classification import JITTER_VOXELS, NodulePatches
 from .segmentation_data import Example
@@ -37,8 +38,6 @@ DENSE = 0.36
 VESSEL_POINTS_PER_CASE = 20
 #: a negative lies at least this many voxels from every truth nodule
 CLEARANCE_VOXELS = 4
-#: a detector candidate within this many voxels of the lungs is one the detector would report
-LUNG_CONTACT_VOXELS = 2
 SPOTS_PER_NODULE = 2  # a large nodule has dozens of spots; the strongest two are enough
 HARD_SPOTS_PER_CASE = 20  # false spots an earlier filter scores highest
 RANDOM_SPOTS_PER_CASE = 20
@@ -114,19 +113,20 @@ def detector_patches(
     """Patches centred where a 2.5D detector puts its merged 3D candidates on one prepared
     training case, at every score it reports: those on a nodule are positives (often off the
     nodule's centre: the filter must accept a nodule where the detector sees it), those away from
-    every nodule and touching the lungs negatives (vessel cross-sections, the chest wall, the
-    real scan's own structures)."""
+    every nodule that the detector would report (in or touching the lungs) negatives (vessel
+    cross-sections, the chest wall, the real scan's own structures)."""
     image = example.image.astype(np.float32)
     instances = _instances(example)
     near_nodule = _near_nodules(instances)
-    near_lungs = ndimage.binary_dilation(example.labels >= 1, iterations=LUNG_CONTACT_VOXELS)
+    # the training case is a crop inside the body: all of it counts as body
+    chest = Chest(np.ones(image.shape, bool), example.labels >= 1, Crop((0, 0, 0), image.shape), 0.0)
     diameters_mm = _diameters_mm(example, spacing_kji)
     positives, negatives = [], []
-    for centre, _, _ in merge_slice_boxes(slice_boxes(detector.network, image, device), spacing_kji):
+    for centre, diameter_mm, _ in merge_slice_boxes(slice_boxes(detector.network, image, device), spacing_kji):
         at = tuple(np.clip(np.round(centre).astype(int), 0, np.array(image.shape) - 1))
         if instances[at]:
             positives.append((np.asarray(centre), diameters_mm[instances[at] - 1]))
-        elif near_lungs[at] and not near_nodule[at]:
+        elif not near_nodule[at] and reaches_lungs(chest, centre, diameter_mm, spacing_kji):
             negatives.append(np.asarray(centre))
     return _labelled_patches(image, positives, negatives, stored_size(patch))
 
