@@ -17,6 +17,7 @@ from deepdiag.segmentation.candidate_filter import (
     load_candidate_filter,
     nodule_probabilities,
     patch_around,
+    patches_around,
     with_zoomed_centre,
 )
 from deepdiag.training.candidate_filter import VESSEL_POINTS_PER_CASE, case_patches, detector_patches, stored_size
@@ -119,6 +120,15 @@ def test_patches_reach_past_the_image_edge_as_air():
     assert patch[3:, 3:, 3:].min() == 1.0 and patch[:3].max() == 0.0
 
 
+def test_patches_cut_at_once_are_the_patches_cut_one_by_one():
+    image = np.random.default_rng(3).random((20, 24, 28), dtype=np.float32)
+    centres = [(10, 12, 14), (2.6, 20, 27), (0, 0, 0), (9.4, 11.5, 3), (19, 23, 27)]  # inside, across edges, rounding
+    together = patches_around(image, centres, (6, 8, 10))
+    assert together.shape == (5, 6, 8, 10)
+    for centre, patch in zip(centres, together):
+        assert np.array_equal(patch, patch_around(image, centre, (6, 8, 10))), centre
+
+
 def _card(**changes) -> ModelCard:
     card = ModelCard(
         id="seg-test",
@@ -156,6 +166,32 @@ def test_filters_combined_by_min_keep_only_what_each_one_accepts():
     assert both.nodule_probabilities(image, centres, torch.device("cpu")) == pytest.approx((single[0] + single[1]) / 2)
     first = both.nodule_probabilities(image, centres, torch.device("cpu"), combine="first")
     assert first == pytest.approx(single[0]), "the first filter alone"
+
+
+class CountedDarkness(CentreDarkness):
+    """CentreDarkness that counts the patches it is asked about."""
+
+    asked = 0
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        self.asked += len(patches)
+        return super().forward(patches)
+
+
+def test_under_min_the_second_filter_is_asked_only_about_what_the_first_accepts():
+    image, probabilities = _two_blobs()
+    both, counted = _filter(), CountedDarkness()
+    both.others = (LoadedModel(both.model.card, counted, None),)
+    centres = [(12, 12, 10), (12, 12, 30), (12, 12, 20)]
+    full = both.nodule_probabilities(image, centres, torch.device("cpu"))
+    counted.asked = 0
+    lazy = both.nodule_probabilities(image, centres, torch.device("cpu"), needed=0.5)
+    first_accepts = nodule_probabilities(both.model, image, centres, torch.device("cpu")) >= 0.5
+    assert counted.asked == first_accepts.sum() < len(centres)
+    assert np.array_equal(lazy >= 0.5, full >= 0.5), "the same verdicts"
+    assert lazy[first_accepts] == pytest.approx(full[first_accepts]), "the asked ones get both filters' minimum"
+    cleaned = both.keep_nodules(probabilities, image, torch.device("cpu"))
+    assert not (np.argmax(cleaned, axis=0) == 2).any(), "keep_nodules still needs both filters' consent"
 
 
 def test_a_card_names_several_filters_and_how_they_combine():

@@ -6,6 +6,7 @@ is tested in test_segmentation_accuracy.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -143,3 +144,21 @@ def test_logic_on_a_real_scene_adds_one_segmentation_node_or_nothing(scene, smal
     with pytest.raises(EngineError, match="no-such-model"):
         SegmentationLogic(scene).process(volume_node, modelId="no-such-model", device="cpu", timeout=600)
     assert scene.GetNumberOfNodes() == added
+
+
+def test_a_map_zero_outside_a_small_box_comes_back_as_the_whole_crop_would(oblique_volume):
+    from deepdiag.segmentation.model_grid import Crop, _resampled, _target_box, back_to_input, to_model_grid
+
+    big = dataclasses.replace(oblique_volume, array=np.zeros((30, 40, 50), np.int16))
+    model_volume = to_model_grid(big, (1.0, 1.0, 1.25))
+    crop = Crop((3, 4, 5), tuple(n - 2 for n in model_volume.array.shape))
+    shape = tuple(b - a for a, b in zip(crop.start, crop.stop))
+    sparse = np.zeros(shape, np.float32)
+    sparse[10:13, 12:16, 20:22] = np.linspace(0.2, 1.0, 24).reshape(3, 4, 2)
+    dense = np.random.default_rng(5).random(shape, dtype=np.float32)
+    region, (sparse_back, dense_back) = back_to_input([sparse, dense], model_volume, crop, big)
+    low, high = _target_box(crop.start, crop.stop, model_volume, big)
+    for mapped, whole_crop in ((sparse_back, sparse), (dense_back, dense)):
+        assert np.array_equal(mapped, _resampled(whole_crop, model_volume, crop.start, big, low, high))
+    assert (sparse_back > 0.5).sum() > 0, "the box's nodule reaches the input grid"
+    assert not back_to_input([np.zeros(shape, np.float32)], model_volume, crop, big)[1][0].any()

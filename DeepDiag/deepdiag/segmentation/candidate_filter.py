@@ -76,14 +76,25 @@ class CandidateFilter:
     small_min_probability: float = 1.0
 
     def nodule_probabilities(
-        self, image: np.ndarray, centres, device: torch.device, combine: str | None = None
+        self, image: np.ndarray, centres, device: torch.device, combine: str | None = None, needed=None
     ) -> np.ndarray:
         """The nodule probability for a patch around each centre, the filters' combined by
-        ``combine`` (default: the card's ``combine``; ``"first"``: the first filter alone)."""
+        ``combine`` (default: the card's ``combine``; ``"first"``: the first filter alone).
+
+        ``needed`` (a score per centre, or one for all), under ``"min"``: the further filters are
+        asked only about the centres the first scores at least that; the others are rejected
+        whatever they say, and keep the first's score, which is already under ``needed``. Most
+        candidates on a real scan are vessels the first filter rejects: this halves the cost."""
         combine = combine or self.combine
-        models = (self.model,) if combine == "first" else (self.model, *self.others)
-        scores = np.stack([nodule_probabilities(m, image, centres, device) for m in models])
-        return scores.mean(axis=0) if combine == "mean" else scores.min(axis=0)
+        scores = nodule_probabilities(self.model, image, centres, device)
+        if combine == "first" or not self.others:
+            return scores
+        asked = np.ones(len(scores), bool) if needed is None or combine != "min" else scores >= needed
+        centres_asked = [c for c, ask in zip(centres, asked) if ask]
+        others = np.stack([nodule_probabilities(m, image, centres_asked, device) for m in self.others])
+        all_scores = np.concatenate([scores[None, asked], others])
+        scores[asked] = all_scores.mean(axis=0) if combine == "mean" else all_scores.min(axis=0)
+        return scores
 
     def searches_spots(self, slice_mm: float) -> bool:
         return self.spot_min_probability is not None and slice_mm <= self.spot_max_slice_mm
@@ -95,9 +106,10 @@ class CandidateFilter:
         components, count = ndimage.label(most_likely_class(probabilities) == 2, structure=_CONNECTIVITY)
         if not count:
             return probabilities
-        scores = self.nodule_probabilities(image, component_centres(components, count), device)
         needed = np.where(self._volumes_mm3(components, count) < self.small_below_mm3, self.small_min_probability, 0.0)
-        rejected = np.concatenate([[False], scores < np.maximum(needed, self.min_probability)])[components]
+        needed = np.maximum(needed, self.min_probability)
+        scores = self.nodule_probabilities(image, component_centres(components, count), device, needed=needed)
+        rejected = np.concatenate([[False], scores < needed])[components]
         cleaned = probabilities.copy()
         cleaned[0][rejected] += cleaned[2][rejected]
         cleaned[2][rejected] = 0.0
@@ -132,7 +144,9 @@ class CandidateFilter:
             nodules &= ~searched_over
         excluded = ndimage.binary_dilation(nodules, iterations=SPOT_CLEARANCE_VOXELS)
         spots = bright_spots(image, lungs, spacing_kji, excluded, SpotSearch.from_card(self.model.card))
-        scores = self.nodule_probabilities(image, [s.centre for s in spots], device, self.spot_combine)
+        scores = self.nodule_probabilities(
+            image, [s.centre for s in spots], device, self.spot_combine, needed=self.spot_min_probability
+        )
         accepted = scores >= self.spot_min_probability
         return mark_spots(probabilities, [s for s, keep in zip(spots, accepted) if keep], scores[accepted])
 
@@ -256,15 +270,27 @@ def network_input(card: ModelCard):
     return functools.partial(with_zoomed_centre, zoom=centre_zoom(card))
 
 
+def patches_around(image: np.ndarray, centres, size: tuple[int, int, int]) -> np.ndarray:
+    """:func:`patch_around` for each centre, (N, *size) float32. The patches that lie wholly
+    inside ``image`` come out of one indexing of its sliding-window view: one small copy per
+    patch cost 0.4 ms each, and a real scan has thousands of spots."""
+    starts = np.round(np.asarray(centres, dtype=float).reshape(-1, 3)).astype(int) - np.array(size) // 2
+    inside = np.all((starts >= 0) & (starts + np.array(size) <= image.shape), axis=1)
+    patches = np.empty((len(starts), *size), dtype=np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(image, size)
+    patches[inside] = windows[tuple(starts[inside].T)]
+    for index in np.flatnonzero(~inside):
+        patches[index] = patch_around(image, centres[index], size)
+    return patches
+
+
 def nodule_probabilities(model: LoadedModel, image: np.ndarray, centres, device: torch.device) -> np.ndarray:
     """The filter's nodule probability for a patch around each centre."""
     size, to_input = tuple(model.card.patch_size), network_input(model.card)
-    patches = (
-        np.stack([patch_around(image, c, size) for c in centres]) if len(centres) else np.zeros((0, *size), np.float32)
-    )
     scores = []
     with torch.inference_mode():
-        for start in range(0, len(patches), _BATCH):
-            batch = to_input(torch.from_numpy(patches[start : start + _BATCH, None]).to(device))
+        for start in range(0, len(centres), _BATCH):
+            patches = patches_around(image, centres[start : start + _BATCH], size)
+            batch = to_input(torch.from_numpy(patches[:, None]).to(device))
             scores.append(torch.softmax(model.network(batch).float(), dim=1)[:, NODULE_CLASS].cpu().numpy())
     return np.concatenate(scores) if scores else np.zeros(0, np.float32)

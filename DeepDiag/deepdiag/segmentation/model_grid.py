@@ -113,23 +113,58 @@ def back_to_input(
     """Resample crop-sized probability maps (linear) onto the input grid, within the region of
     it that the crop covers: returns that region (``[k, j, i]`` slices of the input array; every
     map is zero outside it) and the maps on it. Full-size maps would be three float32 copies of the
-    whole scan, mostly zeros."""
-    ijk = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
-    box = np.array(crop.start)[::-1] + ijk * (np.array(crop.stop)[::-1] - 1 - np.array(crop.start)[::-1])
-    in_target = target.lps_to_ijk(model_volume.ijk_to_lps(box))
+    whole scan, mostly zeros. A map that is zero outside a small box (the nodules that passed one
+    rule, a few hundred voxels) is resampled only where that box reaches: the same values, a
+    fraction of the work."""
+    low, high = _target_box(crop.start, crop.stop, model_volume, target)
+    region = tuple(slice(int(bottom), int(top) + 1) for bottom, top in zip(low[::-1], high[::-1]))
+    outputs = []
+    for probability in probabilities:
+        output = np.zeros(tuple(int(top - bottom + 1) for bottom, top in zip(low[::-1], high[::-1])), np.float32)
+        box = _nonzero_box(probability)
+        if box is not None:
+            start, stop = np.add(crop.start, box[0]), np.add(crop.start, box[1])
+            box_low, box_high = _target_box(start, stop, model_volume, target)
+            box_low, box_high = np.maximum(box_low, low), np.minimum(box_high, high)
+            if (box_high >= box_low).all():
+                within = tuple(slice(int(a - b), int(c - b) + 1) for a, c, b in zip(box_low, box_high, low))[::-1]
+                source = probability[tuple(slice(a, b) for a, b in zip(*box))]
+                output[within] = _resampled(source, model_volume, start, target, box_low, box_high)
+        outputs.append(output)
+    return region, outputs
+
+
+def _target_box(start_kji, stop_kji, model_volume: Volume, target: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """The (i, j, k) index box of ``target`` that the model-grid box ``[start, stop)`` covers,
+    one voxel more on each side, within ``target``."""
+    first, last = np.array(start_kji)[::-1], np.array(stop_kji)[::-1] - 1
+    corners = first + np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (last - first)
+    in_target = target.lps_to_ijk(model_volume.ijk_to_lps(corners))
     low = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.size) - 1)
     high = np.clip(np.ceil(in_target.max(axis=0)).astype(int) + 1, 0, np.array(target.size) - 1)
-    region_size = [int(top - bottom + 1) for bottom, top in zip(low, high)]
-    reference = sitk.Image(region_size, sitk.sitkFloat32)
+    return low, high
+
+
+def _nonzero_box(array: np.ndarray, margin: int = 2) -> tuple[np.ndarray, np.ndarray] | None:
+    """``[start, stop)`` (k, j, i) of the nonzero voxels plus ``margin`` zero voxels (within the
+    array), None if all are zero. With the margin, linear interpolation in the box gives what it
+    gives in the whole array, and zero outside it."""
+    present = [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if not len(present[0]):
+        return None
+    start = np.array([max(int(p[0]) - margin, 0) for p in present])
+    stop = np.array([min(int(p[-1]) + 1 + margin, n) for p, n in zip(present, array.shape)])
+    return start, stop
+
+
+def _resampled(source: np.ndarray, model_volume: Volume, start_kji, target: Volume, low, high) -> np.ndarray:
+    """``source``, the model grid's box from ``start_kji``, resampled (linear, 0 outside) onto
+    the (i, j, k) index box ``[low, high]`` of ``target``."""
+    reference = sitk.Image([int(top - bottom + 1) for bottom, top in zip(low, high)], sitk.sitkFloat32)
     reference.SetSpacing(target.spacing)
     reference.SetDirection(tuple(target.direction.ravel()))
     reference.SetOrigin(tuple(target.ijk_to_lps(low)))
-    crop_origin = model_volume.ijk_to_lps(np.array(crop.start)[::-1])
-    outputs = []
-    for probability in probabilities:
-        source = sitk.GetImageFromArray(probability.astype(np.float32, copy=False))
-        source.SetSpacing(model_volume.spacing)
-        source.SetOrigin(tuple(crop_origin))
-        outputs.append(sitk.GetArrayFromImage(sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0)))
-    region = tuple(slice(int(bottom), int(top) + 1) for bottom, top in zip(low[::-1], high[::-1]))
-    return region, outputs
+    image = sitk.GetImageFromArray(np.ascontiguousarray(source, dtype=np.float32))
+    image.SetSpacing(model_volume.spacing)
+    image.SetOrigin(tuple(model_volume.ijk_to_lps(np.array(start_kji)[::-1])))
+    return sitk.GetArrayFromImage(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0))
