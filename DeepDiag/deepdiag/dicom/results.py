@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +18,10 @@ from ..findings_file import Finding
 from ..geometry import Volume
 from ..models.card import ModelCard
 from ..terminology import NODULE
-from .seg import Segment, write_dicom_seg
 from .source import SourceSeries, is_dicom_series, read_source_series
-from .sr import write_dicom_sr
+
+if TYPE_CHECKING:
+    from .seg import Segment
 
 
 def check_dicom_inputs(inputs: Sequence[str]) -> None:
@@ -48,6 +50,11 @@ def write_dicom_results(
 ) -> dict[str, str]:
     """Write the SEG of ``segmentation`` (labels, model) and the SR of ``findings`` (findings,
     detector ``id@version``, the candidates they were measured on); returns their paths by kind."""
+    # highdicom is imported here, not with the module: every command imports this module, and
+    # highdicom's 0.4 s at start-up is for --dicom-out alone
+    from .seg import write_dicom_seg
+    from .sr import write_dicom_sr
+
     written, seg, finding_segments = {}, None, {}
     if segmentation is not None:
         labels, model = segmentation
