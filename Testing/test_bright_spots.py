@@ -4,12 +4,13 @@ verdict decides which spots become nodules."""
 from __future__ import annotations
 
 import numpy as np
+import SimpleITK as sitk
 import torch
 from test_candidate_filter import CentreBrightness
 
 from deepdiag.models import ModelCard
 from deepdiag.models.store import LoadedModel
-from deepdiag.segmentation.bright_spots import SpotSearch, bright_spots
+from deepdiag.segmentation.bright_spots import SCALES_MM, SpotSearch, _smoothed_at_scales, bright_spots
 from deepdiag.segmentation.candidate_filter import CandidateFilter, load_candidate_filter
 
 SPACING_KJI = (1.25, 1.0, 1.0)
@@ -205,3 +206,15 @@ def test_training_spots_are_positives_on_nodules_and_negatives_elsewhere():
     assert len(negatives) >= 1 and all(p[centre] == np.float16(DENSE) for p in negatives), (
         "negatives are bright spots, off the nodule"
     )
+
+
+def test_the_scales_are_smoothed_in_millimetres_as_itks_gaussian_smooths_them():
+    """The search's spots were first defined with SimpleITK's recursive Gaussian; the sampled one
+    that replaced it for speed must smooth each axis by the scale in millimetres, as ITK does."""
+    image, _, _ = _lung_with()
+    spacing = (2.5, 0.7, 1.0)
+    for scale, smoothed in zip(SCALES_MM, _smoothed_at_scales(image, spacing)):
+        reference = sitk.GetImageFromArray(image)
+        reference.SetSpacing(spacing[::-1])
+        itk_smoothed = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(reference, scale))
+        assert np.abs(smoothed - itk_smoothed).max() < 0.01 * (DENSE - LUNG), scale
