@@ -162,3 +162,27 @@ def test_a_map_zero_outside_a_small_box_comes_back_as_the_whole_crop_would(obliq
         assert np.array_equal(mapped, _resampled(whole_crop, model_volume, crop.start, big, low, high))
     assert (sparse_back > 0.5).sum() > 0, "the box's nodule reaches the input grid"
     assert not back_to_input([np.zeros(shape, np.float32)], model_volume, crop, big)[1][0].any()
+
+
+def test_models_of_one_run_share_the_model_grid_and_leave_it_as_it_was(small_case, tiny_model, monkeypatch):
+    import torch
+
+    from deepdiag.models.store import load_model
+    from deepdiag.segmentation import model_grid
+    from deepdiag.segmentation.pipeline import segment_volume
+
+    searches = []
+    find_chest = model_grid.find_chest
+    monkeypatch.setattr(model_grid, "find_chest", lambda volume: searches.append(volume) or find_chest(volume))
+    ct = read_volume(next((small_case / "images").iterdir()))
+    model = load_model(tiny_model, torch.device("cpu"))
+    views = {}
+    model_volume, chest = model_grid.chest_on_model_grid(ct, model.card.spacing_mm, views)
+    before = [array.copy() for array in (model_volume.array, chest.body, chest.lungs)]
+    segment_volume(ct, model, torch.device("cpu"), views=views)
+    assert len(searches) == 1, "the segmentation took the run's model grid and lungs instead of searching again"
+    for array, kept in zip((model_volume.array, chest.body, chest.lungs), before):
+        assert np.array_equal(array, kept), "a later model of the run gets them as they were"
+    other_view = ct.with_array(ct.array.copy())
+    assert model_grid.chest_on_model_grid(other_view, model.card.spacing_mm, views)[0] is not model_volume
+    assert len(searches) == 2, "another view of the scan (a smoothed one) gets its own"

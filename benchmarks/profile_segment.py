@@ -30,7 +30,7 @@ from deepdiag.devices import pick_device  # noqa: E402
 from deepdiag.image_io import input_stem, read_volume  # noqa: E402
 from deepdiag.models import find_model  # noqa: E402
 from deepdiag.models.store import load_model  # noqa: E402
-from deepdiag.segmentation import pipeline  # noqa: E402
+from deepdiag.segmentation import model_grid, pipeline  # noqa: E402
 from deepdiag.segmentation.candidate_filter import CandidateFilter  # noqa: E402
 from deepdiag.segmentation_file import write_segmentation  # noqa: E402
 
@@ -38,8 +38,8 @@ IMPORT_SECONDS = time.perf_counter() - started
 
 #: the stages of segment_volume, in its order: (where the function is looked up, its name, label)
 STAGES = [
-    (pipeline, "to_model_grid", "resample to the model grid"),
-    (pipeline, "find_chest", "body, lungs and lung box"),
+    (model_grid, "to_model_grid", "resample to the model grid"),
+    (model_grid, "find_chest", "body, lungs and lung box"),
     (pipeline, "predict_probabilities", "U-Net (sliding window)"),
     (pipeline, "keep_inside_chest", "keep inside the chest"),
     (pipeline, "keep_plausible_nodules", "component rules"),

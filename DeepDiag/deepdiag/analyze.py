@@ -98,10 +98,12 @@ def analyze_one(
     progress("read", 0.0)
     volume = read_volume(path)
     source = dicom_source(path, volume, dicom_out)
+    # a sharp-kernel scan smoothed once for the detector and the classifier alike; the model grid
+    # and its lungs made once for the segmentation and the detector where both see the same scan
+    views = {}
     segmented = segment_volume(
-        volume, models.segmentation, device, on_progress=lambda s, f: progress(s, 0.05 + 0.45 * f)
+        volume, models.segmentation, device, on_progress=lambda s, f: progress(s, 0.05 + 0.45 * f), views=views
     )
-    views = {}  # a sharp-kernel scan smoothed once for the detector and the classifier alike
     detected = detect_volume(
         volume, models.detection, device, min_score, lambda s, f: progress(s, 0.5 + 0.4 * f), views
     )

@@ -21,7 +21,7 @@ from ..geometry import Volume
 from ..kernel_noise import network_view
 from ..models.store import LoadedModel
 from ..segmentation.candidate_filter import load_candidate_filter
-from ..segmentation.model_grid import Chest, find_chest, normalize, to_model_grid
+from ..segmentation.model_grid import Chest, chest_on_model_grid, normalize
 from ..segmentation.pipeline import input_warnings
 from .merge import SliceBox, merge_slice_boxes
 from .slices import slice_stack
@@ -45,13 +45,13 @@ def detect_volume(
     views: dict | None = None,
 ) -> DetectionResult:
     """Findings (centre in LPS mm, diameter, score >= ``min_score``) of a CT volume in HU;
-    ``views``: smoothed views of ``volume`` other models of the same run made, shared
-    (:func:`deepdiag.kernel_noise.network_view`)."""
+    ``views``: what other models of the same run made of ``volume`` and share: its smoothed views
+    (:func:`deepdiag.kernel_noise.network_view`) and its model grid with the lungs found on it
+    (:func:`deepdiag.segmentation.model_grid.chest_on_model_grid`)."""
     report = on_progress or (lambda stage, fraction: None)
     report("resample", 0.0)
     seen, noise_warnings = network_view(model.card, volume, "looked for nodules", views)
-    model_volume = to_model_grid(seen, model.card.spacing_mm)
-    chest = find_chest(model_volume)
+    model_volume, chest = chest_on_model_grid(seen, model.card.spacing_mm, views)
     crop = chest.crop
     warnings = input_warnings(volume, chest.lung_litres) + noise_warnings
     image = normalize(model_volume.array[crop.slices], model.card.input["intensity"])

@@ -15,7 +15,7 @@ from ..info import guess_modality
 from ..models.store import LoadedModel
 from .candidate_filter import load_candidate_filter
 from .inference import predict_probabilities
-from .model_grid import back_to_input, find_chest, normalize, to_model_grid
+from .model_grid import back_to_input, chest_on_model_grid, normalize
 from .postprocess import (
     SMALLEST_NODULE_MM3,
     keep_inside_chest,
@@ -66,13 +66,14 @@ def segment_volume(
     device,
     with_probabilities: bool = False,
     on_progress: Callable[[str, float], None] | None = None,
+    views: dict | None = None,
 ) -> SegmentationResult:
-    """Segment lungs and lung nodules of a CT volume (HU); every output lies on its grid."""
+    """Segment lungs and lung nodules of a CT volume (HU); every output lies on its grid.
+    ``views``: what the models of one run on this scan share (:func:`.chest_on_model_grid`)."""
     report = on_progress or (lambda stage, fraction: None)
     card = model.card
     report("resample", 0.0)
-    model_volume = to_model_grid(volume, card.spacing_mm)
-    chest = find_chest(model_volume)
+    model_volume, chest = chest_on_model_grid(volume, card.spacing_mm, views)
     crop = chest.crop
     warnings = input_warnings(volume, chest.lung_litres)
     image = normalize(model_volume.array[crop.slices], card.input["intensity"])
