@@ -277,8 +277,8 @@ def patches_around(image: np.ndarray, centres, size: tuple[int, int, int]) -> np
     starts = np.round(np.asarray(centres, dtype=float).reshape(-1, 3)).astype(int) - np.array(size) // 2
     inside = np.all((starts >= 0) & (starts + np.array(size) <= image.shape), axis=1)
     patches = np.empty((len(starts), *size), dtype=np.float32)
-    windows = np.lib.stride_tricks.sliding_window_view(image, size)
-    patches[inside] = windows[tuple(starts[inside].T)]
+    if inside.any():  # else the image may be smaller than a patch, which has no sliding-window view
+        patches[inside] = np.lib.stride_tricks.sliding_window_view(image, size)[tuple(starts[inside].T)]
     for index in np.flatnonzero(~inside):
         patches[index] = patch_around(image, centres[index], size)
     return patches
