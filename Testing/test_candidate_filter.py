@@ -128,7 +128,9 @@ def test_patches_cut_at_once_are_the_patches_cut_one_by_one():
     for centre, patch in zip(centres, together):
         assert np.array_equal(patch, patch_around(image, centre, (6, 8, 10))), centre
     thin = image[:4]  # a scan of a few slices, thinner than a patch
-    assert np.array_equal(patches_around(thin, [(2, 12, 14)], (6, 8, 10))[0], patch_around(thin, (2, 12, 14), (6, 8, 10)))
+    assert np.array_equal(
+        patches_around(thin, [(2, 12, 14)], (6, 8, 10))[0], patch_around(thin, (2, 12, 14), (6, 8, 10))
+    )
 
 
 def _card(**changes) -> ModelCard:
