@@ -76,7 +76,12 @@ class CandidateFilter:
     small_min_probability: float = 1.0
 
     def nodule_probabilities(
-        self, image: np.ndarray, centres, device: torch.device, combine: str | None = None, needed=None
+        self,
+        image: np.ndarray,
+        centres,
+        device: torch.device,
+        combine: str | None = None,
+        needed: float | np.ndarray | None = None,
     ) -> np.ndarray:
         """The nodule probability for a patch around each centre, the filters' combined by
         ``combine`` (default: the card's ``combine``; ``"first"``: the first filter alone).

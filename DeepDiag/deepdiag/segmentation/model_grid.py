@@ -36,8 +36,7 @@ class Crop:
 def to_model_grid(volume: Volume, spacing: tuple[float, float, float], labels: bool = False) -> Volume:
     """Resample onto an axis-aligned LPS grid of ``spacing`` covering the volume: linear for
     images (outside and the scanner's padding: air), nearest neighbour for label maps (outside: 0)."""
-    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (np.array(volume.size) - 1)
-    lps = volume.ijk_to_lps(corners)
+    lps = volume.ijk_to_lps(_box_corners(np.zeros(3), np.array(volume.size) - 1))
     low, high = lps.min(axis=0), lps.max(axis=0)
     size = [int(np.floor((top - bottom) / s)) + 1 for bottom, top, s in zip(low, high, spacing)]
     source = volume if labels else volume.with_array(padding_as_air(volume.array))
@@ -84,15 +83,10 @@ def find_chest(volume: Volume) -> Chest:
     body = find_body(volume)
     lungs = find_lungs(volume, body)
     litres = float(lungs.sum() * volume.voxel_volume_mm3() / 1e6)
-    if not lungs.any():
+    box = _nonzero_box(lungs, [int(np.ceil(_CROP_MARGIN_MM / s)) for s in volume.spacing[::-1]])
+    if box is None:
         return Chest(body, lungs, Crop((0, 0, 0), volume.array.shape), litres)
-    margin = [int(np.ceil(_CROP_MARGIN_MM / s)) for s in volume.spacing[::-1]]
-    start, stop = [], []
-    for axis in range(3):
-        present = np.flatnonzero(lungs.any(axis=tuple(a for a in range(3) if a != axis)))
-        start.append(max(0, int(present[0]) - margin[axis]))
-        stop.append(min(volume.array.shape[axis], int(present[-1]) + 1 + margin[axis]))
-    return Chest(body, lungs, Crop(tuple(start), tuple(stop)), litres)
+    return Chest(body, lungs, Crop(tuple(int(a) for a in box[0]), tuple(int(b) for b in box[1])), litres)
 
 
 def chest_on_model_grid(volume: Volume, spacing_mm, shared: dict | None = None) -> tuple[Volume, Chest]:
@@ -133,42 +127,50 @@ def back_to_input(
     fraction of the work."""
     low, high = _target_box(crop.start, crop.stop, model_volume, target)
     region = tuple(slice(int(bottom), int(top) + 1) for bottom, top in zip(low[::-1], high[::-1]))
-    outputs = []
-    for probability in probabilities:
-        output = np.zeros(tuple(int(top - bottom + 1) for bottom, top in zip(low[::-1], high[::-1])), np.float32)
-        box = _nonzero_box(probability)
-        if box is not None:
-            start, stop = np.add(crop.start, box[0]), np.add(crop.start, box[1])
-            box_low, box_high = _target_box(start, stop, model_volume, target)
-            box_low, box_high = np.maximum(box_low, low), np.minimum(box_high, high)
-            if (box_high >= box_low).all():
-                within = tuple(slice(int(a - b), int(c - b) + 1) for a, c, b in zip(box_low, box_high, low))[::-1]
-                source = probability[tuple(slice(a, b) for a, b in zip(*box))]
-                output[within] = _resampled(source, model_volume, start, target, box_low, box_high)
-        outputs.append(output)
-    return region, outputs
+    return region, [_map_back(probability, model_volume, crop, target, low, high) for probability in probabilities]
+
+
+def _map_back(probability: np.ndarray, model_volume: Volume, crop: Crop, target: Volume, low, high) -> np.ndarray:
+    """One map of :func:`back_to_input` on the region ``[low, high]`` (i, j, k) of ``target``,
+    resampled only over the box of its nonzero voxels."""
+    output = np.zeros(tuple(int(top - bottom + 1) for bottom, top in zip(low[::-1], high[::-1])), np.float32)
+    box = _nonzero_box(probability, 2)  # two zero voxels: interpolation at the box's edge sees zeros, as in the crop
+    if box is None:
+        return output
+    start, stop = np.add(crop.start, box[0]), np.add(crop.start, box[1])
+    box_low, box_high = _target_box(start, stop, model_volume, target)
+    box_low, box_high = np.maximum(box_low, low), np.minimum(box_high, high)
+    if (box_high >= box_low).all():
+        within = tuple(slice(int(a - b), int(c - b) + 1) for a, c, b in zip(box_low, box_high, low))[::-1]
+        source = probability[tuple(slice(a, b) for a, b in zip(*box))]
+        output[within] = _resampled(source, model_volume, start, target, box_low, box_high)
+    return output
+
+
+def _box_corners(first_ijk: np.ndarray, last_ijk: np.ndarray) -> np.ndarray:
+    """The 8 corner indices (i, j, k) of the index box from ``first_ijk`` to ``last_ijk``."""
+    return first_ijk + np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (last_ijk - first_ijk)
 
 
 def _target_box(start_kji, stop_kji, model_volume: Volume, target: Volume) -> tuple[np.ndarray, np.ndarray]:
     """The (i, j, k) index box of ``target`` that the model-grid box ``[start, stop)`` covers,
     one voxel more on each side, within ``target``."""
     first, last = np.array(start_kji)[::-1], np.array(stop_kji)[::-1] - 1
-    corners = first + np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (last - first)
-    in_target = target.lps_to_ijk(model_volume.ijk_to_lps(corners))
+    in_target = target.lps_to_ijk(model_volume.ijk_to_lps(_box_corners(first, last)))
     low = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.size) - 1)
     high = np.clip(np.ceil(in_target.max(axis=0)).astype(int) + 1, 0, np.array(target.size) - 1)
     return low, high
 
 
-def _nonzero_box(array: np.ndarray, margin: int = 2) -> tuple[np.ndarray, np.ndarray] | None:
-    """``[start, stop)`` (k, j, i) of the nonzero voxels plus ``margin`` zero voxels (within the
-    array), None if all are zero. With the margin, linear interpolation in the box gives what it
-    gives in the whole array, and zero outside it."""
+def _nonzero_box(array: np.ndarray, margin) -> tuple[np.ndarray, np.ndarray] | None:
+    """``[start, stop)`` (k, j, i) of the nonzero voxels plus ``margin`` voxels (one for all axes
+    or one per axis) within the array; None if all are zero."""
+    margin = np.broadcast_to(margin, (3,))
     present = [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
     if not len(present[0]):
         return None
-    start = np.array([max(int(p[0]) - margin, 0) for p in present])
-    stop = np.array([min(int(p[-1]) + 1 + margin, n) for p, n in zip(present, array.shape)])
+    start = np.array([max(int(p[0]) - m, 0) for p, m in zip(present, margin)])
+    stop = np.array([min(int(p[-1]) + 1 + m, n) for p, m, n in zip(present, margin, array.shape)])
     return start, stop
 
 

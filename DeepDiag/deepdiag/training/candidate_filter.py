@@ -22,7 +22,7 @@ from ..detection.merge import merge_slice_boxes
 from ..measurements import equivalent_diameter_mm
 from ..models.store import LoadedModel
 from ..segmentation.bright_spots import SpotSearch, bright_spots
-from ..segmentation.candidate_filter import nodule_probabilities, patch_around
+from ..segmentation.candidate_filter import nodule_probabilities, patches_around
 from ..segmentation.inference import predict_probabilities
 from ..segmentation.model_grid import Chest, Crop
 from ..segmentation.postprocess import component_centres, keep_plausible_nodules, most_likely_class
@@ -139,9 +139,8 @@ def _labelled_patches(
 ) -> NodulePatches:
     """Patches around (centre, nodule diameter) positives and around negative centres."""
     centres = [c for c, _ in positives] + negatives
-    images = [patch_around(image, c, size).astype(np.float16) for c in centres]
     return NodulePatches(
-        np.stack(images) if images else np.zeros((0, *size), np.float16),
+        patches_around(image, centres, size).astype(np.float16),
         np.array([1] * len(positives) + [0] * len(negatives), dtype=np.int64),
         np.array([d for _, d in positives] + [0.0] * len(negatives), dtype=np.float32),
     )
