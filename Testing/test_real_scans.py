@@ -210,3 +210,38 @@ def test_a_sheet_along_the_diaphragm_is_no_nodule_but_a_ball_and_a_lens_are():
         probabilities[2][mask], probabilities[1][mask] = 1.0, 0.0
     kept = np.argmax(keep_plausible_nodules(probabilities, spacing, 25.0, 0.5, min_thickness_ratio=0.3), axis=0) == 2
     assert kept[ball].all() and not kept[sheet].any()
+
+
+def test_the_trachea_and_main_bronchi_are_found_inside_the_threshold_lungs():
+    from deepdiag.image_io import read_volume
+    from deepdiag.lung_mask import find_central_airways, find_lungs
+
+    ct = read_volume(FULL_THORAX["thorax_4dct_phase00"])
+    lungs = find_lungs(ct)
+    airways = find_central_airways(ct, lungs)
+    millilitres = airways.sum() * ct.voxel_volume_mm3() / 1000
+    assert 10 < millilitres < 80, "the trachea and main bronchi hold a few tens of mL"
+    assert lungs[airways].all() and airways[-1].any(), "they enter the lungs' mask at its top (superior) slice"
+    assert np.median(ct.array[airways]) < -930 < np.median(ct.array[lungs & ~airways]), "air, not parenchyma"
+    length_mm = np.ptp(np.flatnonzero(airways.any(axis=(1, 2)))) * ct.spacing[2]
+    assert length_mm > 100, "down past the carina"
+    below_carina = read_volume(SHARED_DATA / "totalseg" / "abdomen_ct_3mm.nii.gz")
+    assert not find_central_airways(below_carina, find_lungs(below_carina)).any()
+
+
+def test_nodules_inserted_into_a_real_ct_stay_out_of_its_central_airways():
+    """Copy 3 of the held-out LIDC-shaped set (seed 6002) once put a 10 mm nodule inside the
+    trachea: the threshold lungs hold the airways, and a juxtapleural nodule walked to their wall."""
+    from deepdiag.evaluation.real_scans import INSERTED_LIDC
+    from deepdiag.image_io import read_volume
+    from deepdiag.lung_mask import find_central_airways, find_lungs
+    from deepdiag.phantom.insertion import AIRWAY_CLEARANCE_MM, insert_into
+
+    source = FULL_THORAX["thorax_4dct_phase00"]
+    ct = read_volume(source)
+    airways = find_central_airways(ct, find_lungs(ct))
+    distance_mm = ndimage.distance_transform_edt(~airways, sampling=ct.spacing[::-1])
+    case = insert_into(ct, source, INSERTED_LIDC, seed=6002, index=3)
+    assert len(case.truth["nodules"]) >= 8
+    nodules = case.instances.array > 0
+    assert distance_mm[nodules].min() > AIRWAY_CLEARANCE_MM - 1.0

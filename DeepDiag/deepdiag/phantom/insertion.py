@@ -1,6 +1,7 @@
 """Insert synthetic nodules into the lungs of a real CT (``deepdiag phantom --insert-into``).
 
-The lungs are found by threshold (``deepdiag.lung_mask``). Nodules are drawn
+The lungs are found by threshold (``deepdiag.lung_mask``); nodules are placed in them but never in
+or against the lumen of the trachea and main bronchi, which that mask holds too. Nodules are drawn
 as in the procedural phantom, blurred by the scanner PSF and given noise of the level
 measured in the scan, then blended into the real image. Outputs keep the scan's grid.
 """
@@ -14,7 +15,7 @@ from scipy import ndimage
 
 from ..errors import DeepDiagError
 from ..geometry import Volume
-from ..lung_mask import MIN_LUNG_ML, find_lungs
+from ..lung_mask import MIN_LUNG_ML, find_central_airways, find_lungs
 from .anatomy import Anatomy, sample_vessel_points
 from .config import PhantomConfig
 from .grid import Grid
@@ -35,7 +36,7 @@ def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, inde
     vessels = lungs & (ct.array > -400)
     anatomy = Anatomy(
         np.zeros(grid.shape, np.uint8),
-        lungs,
+        lungs & ~_by_central_airways(ct, lungs),  # where nodules may go; the truth's lungs stay ``lungs``
         vessels,
         *sample_vessel_points(grid, vessels, rng),
         source=f"ct:{source.name}",
@@ -50,6 +51,28 @@ def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, inde
     truth = case_truth(name, config, seed, index, anatomy.source, nodules)
     truth["lungs_label"] = "threshold estimate of the real scan's lungs"
     return PhantomCase(name, ct.with_array(image), ct.with_array(labels), ct.with_array(instances), truth)
+
+
+#: an airway wall is 1-3 mm thick: a nodule placed within this of the lumen would sit in the wall
+AIRWAY_CLEARANCE_MM = 3.0
+
+
+def _by_central_airways(ct: Volume, lungs: np.ndarray) -> np.ndarray:
+    """The central airways' lumen (:func:`.find_central_airways`) and what lies within
+    :data:`AIRWAY_CLEARANCE_MM` of it."""
+    airways = find_central_airways(ct, lungs)
+    if not airways.any():
+        return airways
+    reach = [int(np.ceil(AIRWAY_CLEARANCE_MM / s)) for s in ct.spacing[::-1]]
+    k, j, i = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
+    ball = (k * ct.spacing[2]) ** 2 + (j * ct.spacing[1]) ** 2 + (i * ct.spacing[0]) ** 2 <= AIRWAY_CLEARANCE_MM**2
+    box = tuple(
+        slice(max(s.start - r, 0), min(s.stop + r, n))
+        for s, r, n in zip(ndimage.find_objects(airways.astype(np.uint8))[0], reach, airways.shape)
+    )
+    near = np.zeros_like(airways)
+    near[box] = ndimage.binary_dilation(airways[box], structure=ball)
+    return near
 
 
 def _blend(ct, grid, tissue, nodules, lungs, blur_mm, rng) -> np.ndarray:
