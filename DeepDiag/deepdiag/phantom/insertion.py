@@ -53,6 +53,9 @@ def insert_into(ct: Volume, source: Path, config: PhantomConfig, seed: int, inde
     return PhantomCase(name, ct.with_array(image), ct.with_array(labels), ct.with_array(instances), truth)
 
 
+#: which placement rules made an inserted copy; cached training copies carry it in their name.
+#: 2: nodules kept out of the central airways (version 1 put some inside the trachea)
+INSERTION_VERSION = 2
 #: an airway wall is 1-3 mm thick: a nodule placed within this of the lumen would sit in the wall
 AIRWAY_CLEARANCE_MM = 3.0
 

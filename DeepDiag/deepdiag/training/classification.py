@@ -29,7 +29,7 @@ from ..phantom.case import PhantomCase
 from ..phantom.config import PROCEDURAL_SHAPES
 from ..phantom.insertion import insert_into
 from ..segmentation.model_grid import normalize
-from .real_backgrounds import background_name
+from .real_backgrounds import real_copy_name
 from .segmentation_data import shapes_suffix, varied_scanner_config
 
 #: extra voxels on each side of a stored patch, so that training crops can move the finding
@@ -92,8 +92,8 @@ def real_background_patches(
     inserted = (
         f"nodules{config.nodules[0]}to{config.nodules[1]}of{config.diameter_mm[0]:g}to{config.diameter_mm[1]:g}mm"
     )
-    copy = f"real-{background_name(background)}-s{seed}-{index:03d}"
-    name = f"{copy}-{inserted}-{'+'.join(config.shapes)}-patch{patch[0]}at{spacing[0]}mm.npz"
+    shapes = "+".join(config.shapes)
+    name = f"{real_copy_name(background, seed, index)}-{inserted}-{shapes}-patch{patch[0]}at{spacing[0]}mm.npz"
 
     def make() -> NodulePatches:
         case = insert_into(_background(background), background, config, seed, index)

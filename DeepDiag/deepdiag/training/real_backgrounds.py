@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..image_io import input_stem, read_volume
 from ..phantom import PhantomConfig
-from ..phantom.insertion import insert_into
+from ..phantom.insertion import INSERTION_VERSION, insert_into
 from .segmentation_data import Example, prepare_example, shapes_suffix
 
 #: nodules inserted into a real training background: many per scan, of every size and type
@@ -52,7 +52,13 @@ def real_example_name(
 ) -> str:
     """The cache name of copy ``index`` of ``background`` with the nodules of ``config`` and ``seed``."""
     nodules = f"nodules{config.nodules[0]}to{config.nodules[1]}"
-    return f"real-{background_name(background)}-s{seed}-{index:03d}-{nodules}{shapes_suffix(config.shapes)}"
+    return f"{real_copy_name(background, seed, index)}-{nodules}{shapes_suffix(config.shapes)}"
+
+
+def real_copy_name(background: str | Path, seed: int, index: int) -> str:
+    """What names copy ``index`` of ``background`` with the nodules of ``seed`` in every cache:
+    the insertion's version too, so that a cache made by earlier placement rules is not reused."""
+    return f"real-{background_name(background)}-v{INSERTION_VERSION}-s{seed}-{index:03d}"
 
 
 def background_name(background: str | Path) -> str:
