@@ -93,3 +93,23 @@ def test_bfloat16_detection_gives_the_findings_of_float32_with_float32_boxes(bfl
         assert np.linalg.norm(np.subtract(ours.center_lps, theirs.center_lps)) < 1.0
         assert abs(ours.diameter_mm - theirs.diameter_mm) < 1.0
         assert abs(ours.score - theirs.score) < 0.02
+
+
+@needs_onednn_bfloat16
+def test_the_candidate_filter_runs_in_bfloat16_and_scores_as_float32(bfloat16_cpu, monkeypatch, small_case):
+    from deepdiag.segmentation.candidate_filter import nodule_probabilities
+    from deepdiag.segmentation.model_grid import chest_on_model_grid, normalize
+
+    model = load_model(find_model("lung-nodules-fpr@9", "candidate-classification", "lung-nodules-fpr@9"), CPU)
+    model_volume, chest = chest_on_model_grid(_case_ct(small_case), model.card.spacing_mm)
+    image = normalize(model_volume.array[chest.crop.slices], model.card.input["intensity"])
+    lung_voxels = np.argwhere(chest.lungs[chest.crop.slices])
+    centres = lung_voxels[np.random.default_rng(0).choice(len(lung_voxels), 40, replace=False)].astype(float)
+    first_layer = next(m for m in model.network.modules() if isinstance(m, torch.nn.Conv3d))
+    output_types = []
+    first_layer.register_forward_hook(lambda module, inputs, output: output_types.append(output.dtype))
+    reduced = nodule_probabilities(model, image, centres, CPU)
+    monkeypatch.setenv(precision.PRECISION_VARIABLE, "float32")
+    full = nodule_probabilities(model, image, centres, CPU)
+    assert output_types[0] == torch.bfloat16 and output_types[-1] == torch.float32
+    assert reduced.dtype == np.float32 and np.abs(reduced - full).max() < 0.03
