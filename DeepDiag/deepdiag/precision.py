@@ -1,7 +1,7 @@
 """Reduced precision for inference, where the hardware runs it natively and the results hold.
 
 On CUDA the networks run under float16 autocast (the U-Net did before; the detector's backbone
-now does too); on CPUs with native bfloat16 (AVX512-BF16 or AMX: recent Xeon and EPYC) under
+and the candidate filters now do too); on CPUs with native bfloat16 (AVX512-BF16 or AMX: recent Xeon and EPYC) under
 bfloat16 autocast, which makes the segmentation U-Net about 2.4x and the detector's backbone
 about 1.6x faster on 2 cores. On the two real chest CTs and a default phantom the segmentation
 agrees with float32 to a nodule Dice of 0.999 with the same components, and the detector gives
