@@ -67,14 +67,12 @@ def _by_central_airways(ct: Volume, lungs: np.ndarray) -> np.ndarray:
     if not airways.any():
         return airways
     reach = [int(np.ceil(AIRWAY_CLEARANCE_MM / s)) for s in ct.spacing[::-1]]
-    k, j, i = np.ogrid[tuple(slice(-r, r + 1) for r in reach)]
-    ball = (k * ct.spacing[2]) ** 2 + (j * ct.spacing[1]) ** 2 + (i * ct.spacing[0]) ** 2 <= AIRWAY_CLEARANCE_MM**2
     box = tuple(
         slice(max(s.start - r, 0), min(s.stop + r, n))
         for s, r, n in zip(ndimage.find_objects(airways.astype(np.uint8))[0], reach, airways.shape)
-    )
+    )  # the lumen and all within reach of it: the distances are needed nowhere else
     near = np.zeros_like(airways)
-    near[box] = ndimage.binary_dilation(airways[box], structure=ball)
+    near[box] = ndimage.distance_transform_edt(~airways[box], sampling=ct.spacing[::-1]) <= AIRWAY_CLEARANCE_MM
     return near
 
 
