@@ -23,6 +23,7 @@ from deepdiag.models import ModelCard, find_model
 from deepdiag.models.store import load_model
 from deepdiag.phantom import PhantomConfig, generate_case
 from deepdiag.phantom.imaging import sharper_kernel
+from deepdiag.phantom.insertion import insertion_host
 
 THORAX = SHARED_DATA / "chest_ct" / "thorax_4dct_phase00" / "ct.nii.gz"
 CPU = torch.device("cpu")
@@ -31,6 +32,11 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def thorax():
     return read_volume(THORAX)
+
+
+@pytest.fixture(scope="module")
+def thorax_host(thorax):
+    return insertion_host(thorax, THORAX)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ def test_a_sharp_kernel_rendition_is_noisier_and_is_smoothed_in_plane_under_the_
     assert abs(seen.array[middle][inside].mean() - sharp.array[middle][inside].mean()) < 1.0
 
 
-def test_on_a_sharp_kernel_real_ct_the_bound_types_more_inserted_nodules_right(thorax, classifier):
+def test_on_a_sharp_kernel_real_ct_the_bound_types_more_inserted_nodules_right(thorax_host, classifier):
     """Two copies of the held-out real CT with nodules inserted (the real-scan evaluation's seed and
     set, copies 1 and 3: 9 of their 19 nodules are ground glass), shown through a sharp kernel."""
     without_bound = load_model(classifier.folder, CPU)
@@ -82,7 +88,7 @@ def test_on_a_sharp_kernel_real_ct_the_bound_types_more_inserted_nodules_right(t
     right = {"shipped": 0, "without the bound": 0}
     total = 0
     for index in (1, 3):
-        case = inserted_case(thorax, THORAX, INSERTED, 6001, index, SHARP_KERNEL)
+        case = inserted_case(thorax_host, INSERTED, 6001, index, SHARP_KERNEL)
         nodules = case.truth["nodules"]
         truth = np.array([NODULE_TYPES.index(n["type"]) for n in nodules])
         centres = [n["center_lps"] for n in nodules]
@@ -102,14 +108,14 @@ def test_a_card_whose_noise_bound_is_not_a_positive_number_is_refused(classifier
             ModelCard.read(tmp_path)
 
 
-def test_on_a_sharp_kernel_real_ct_the_bounded_detector_marks_fewer_false_positives_and_says_why(thorax):
+def test_on_a_sharp_kernel_real_ct_the_bounded_detector_marks_fewer_false_positives_and_says_why(thorax_host):
     """Copy 0 of the held-out real CT's inserted set (seed 6001) through a sharp kernel: version 4
     of the detector, the same weights without the bound, marked 3 places there that are no
     inserted nodule at its default score; the shipped detector marks at most one."""
     detector = load_model(find_model(None, "detection", "lung-nodules-det"), CPU)
     without_bound = load_model(detector.folder, CPU)
     without_bound.card.input.pop("max_air_noise_hu")
-    case = inserted_case(thorax, THORAX, INSERTED, 6001, 0, SHARP_KERNEL)
+    case = inserted_case(thorax_host, INSERTED, 6001, 0, SHARP_KERNEL)
     nodules = [(n["center_lps"], n["equivalent_diameter_mm"]) for n in case.truth["nodules"]]
     false_positives, warnings = {}, {}
     for name, model in (("shipped", detector), ("without the bound", without_bound)):

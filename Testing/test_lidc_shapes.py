@@ -9,7 +9,7 @@ from deepdiag.errors import DeepDiagError
 from deepdiag.image_io import read_volume
 from deepdiag.lung_mask import find_lungs
 from deepdiag.phantom import PhantomConfig, generate_case, lidc_nodules
-from deepdiag.phantom.insertion import insert_into
+from deepdiag.phantom.insertion import insert_into, insertion_host
 from deepdiag.phantom.lidc_nodules import TYPE_OF_TEXTURE, database_path, lidc_annotations, lidc_shape, rasterize
 
 
@@ -51,7 +51,7 @@ def test_lidc_shapes_inserted_into_a_real_ct_lie_in_its_lungs_with_their_truth(s
     source = shared_data / "totalseg" / "chest_ct_crop_1p5mm.nii.gz"
     ct = read_volume(source)
     config = PhantomConfig(nodules=(4, 4), diameter_mm=(5.0, 15.0), shapes=("lidc",))
-    case = insert_into(ct, source, config, seed=11, index=0)
+    case = insert_into(insertion_host(ct, source), config, seed=11, index=0)
     lungs = find_lungs(ct)
     instances = case.instances.array
     assert len(case.truth["nodules"]) >= 3

@@ -339,3 +339,20 @@ def test_insertion_refuses_a_scan_without_lungs(shared_data, tmp_path):
     assert result.returncode == 1
     assert "no lungs found" in result.stderr and str(source) in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_nodules_blur_computed_near_them_equals_the_whole_volumes_blur():
+    from deepdiag.phantom.insertion import _blurred_near
+
+    rng = np.random.default_rng(3)
+    shape = (40, 60, 70)
+    for corner in ((0, 0, 0), (18, 25, 30), (35, 55, 64)):  # against two volume edges and inside
+        support = np.zeros(shape, dtype=bool)
+        support[tuple(slice(c, c + 5) for c in corner)] = (
+            rng.random((5, 5, 5))[tuple(slice(0, n - c) for c, n in zip(corner, shape))] > 0.3
+        )
+        values = np.where(support, rng.normal(0, 300, shape), 0).astype(np.float32)
+        for sigma in ([0.3, 0.61, 0.61], [1.5, 0.8, 2.2]):
+            whole = ndimage.gaussian_filter(values, sigma)
+            assert np.array_equal(_blurred_near(values, support, sigma), whole)
+    assert not _blurred_near(np.zeros(shape, np.float32), np.zeros(shape, bool), [1.0] * 3).any()

@@ -235,13 +235,13 @@ def test_nodules_inserted_into_a_real_ct_stay_out_of_its_central_airways():
     from deepdiag.evaluation.real_scans import INSERTED_LIDC
     from deepdiag.image_io import read_volume
     from deepdiag.lung_mask import find_central_airways, find_lungs
-    from deepdiag.phantom.insertion import AIRWAY_CLEARANCE_MM, insert_into
+    from deepdiag.phantom.insertion import AIRWAY_CLEARANCE_MM, insert_into, insertion_host
 
     source = FULL_THORAX["thorax_4dct_phase00"]
     ct = read_volume(source)
     airways = find_central_airways(ct, find_lungs(ct))
     distance_mm = ndimage.distance_transform_edt(~airways, sampling=ct.spacing[::-1])
-    case = insert_into(ct, source, INSERTED_LIDC, seed=6002, index=3)
+    case = insert_into(insertion_host(ct, source), INSERTED_LIDC, seed=6002, index=3)
     assert len(case.truth["nodules"]) >= 8
     nodules = case.instances.array > 0
     assert distance_mm[nodules].min() > AIRWAY_CLEARANCE_MM - 1.0

@@ -46,7 +46,7 @@ def run_info(args: argparse.Namespace, reporter: ProgressReporter) -> None:
 def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
     from .image_io import read_volume
     from .phantom import PhantomConfig, generate_case, write_case
-    from .phantom.insertion import insert_into
+    from .phantom.insertion import insert_into, insertion_host
     from .phantom.lidc_anatomy import anatomy_folders
 
     config = PhantomConfig(
@@ -70,14 +70,14 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
         raise DeepDiagError(
             "--hu-scale and --hu-offset shape made phantoms; --insert-into keeps the real scan's calibration"
         )
-    host = read_volume(args.insert_into) if args.insert_into else None
+    host = insertion_host(read_volume(args.insert_into), Path(args.insert_into)) if args.insert_into else None
     cases = []
     for index in range(args.cases):
         reporter.progress("generate", index / args.cases, f"case {index + 1} of {args.cases}")
         if host is None:
             case = generate_case(config, args.seed, index)
         else:
-            case = insert_into(host, Path(args.insert_into), config, args.seed, index)
+            case = insert_into(host, config, args.seed, index)
         files = write_case(case, args.output, preview=args.preview, dicom=args.dicom)
         cases.append({"case": case.name, "nodules": len(case.truth["nodules"]), **files})
     reporter.progress("done", 1.0)

@@ -28,7 +28,7 @@ from ..models.store import LoadedModel
 from ..phantom import PhantomConfig, write_case
 from ..phantom.case import PhantomCase
 from ..phantom.imaging import sharper_kernel
-from ..phantom.insertion import insert_into
+from ..phantom.insertion import InsertionHost, insert_into, insertion_host
 from ..segmentation import segment_volume
 from ..segmentation.postprocess import component_centres
 from ..segmentation_file import write_segmentation
@@ -120,20 +120,20 @@ def write_inserted_cases(
     ``kernel`` (:data:`SHARP_KERNEL`), each copy as that sharper reconstruction kernel shows it."""
     background = Path(background)
     truth_dir = Path(folder) / "truth"
-    host = read_volume(background)
+    host = insertion_host(read_volume(background), background)
     for index in range(cases):
-        case = inserted_case(host, background, config, seed, index, kernel)
+        case = inserted_case(host, config, seed, index, kernel)
         write_case(case, truth_dir)
     return truth_dir
 
 
 def inserted_case(
-    host: Volume, background: Path, config: PhantomConfig, seed: int, index: int, kernel: dict | None = None
+    host: InsertionHost, config: PhantomConfig, seed: int, index: int, kernel: dict | None = None
 ) -> PhantomCase:
-    """Copy ``index`` of ``host`` (read from ``background``) with nodules inserted, its known lesions
-    in the truth, and shown through ``kernel`` when given."""
-    case = insert_into(host, background, config, seed, index)
-    case.truth["known_lesions"] = known_lesions(background)
+    """Copy ``index`` of ``host`` with nodules inserted, its known lesions in the truth, and shown
+    through ``kernel`` when given."""
+    case = insert_into(host, config, seed, index)
+    case.truth["known_lesions"] = known_lesions(host.source)
     if kernel:
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2)))
         case.ct = case.ct.with_array(sharper_kernel(case.ct.array, case.ct.spacing, **kernel, rng=rng))

@@ -22,12 +22,11 @@ from monai.transforms import (
 )
 
 from ..classification.patches import extract_patch
-from ..geometry import Volume
 from ..image_io import read_volume
 from ..phantom import PhantomConfig, generate_case
 from ..phantom.case import PhantomCase
 from ..phantom.config import PROCEDURAL_SHAPES
-from ..phantom.insertion import insert_into
+from ..phantom.insertion import InsertionHost, insert_into, insertion_host
 from ..segmentation.model_grid import normalize
 from .real_backgrounds import real_copy_name
 from .segmentation_data import shapes_suffix, varied_scanner_config
@@ -96,16 +95,16 @@ def real_background_patches(
     name = f"{real_copy_name(background, seed, index)}-{inserted}-{shapes}-patch{patch[0]}at{spacing[0]}mm.npz"
 
     def make() -> NodulePatches:
-        case = insert_into(_background(background), background, config, seed, index)
+        case = insert_into(_host(background), config, seed, index)
         return truth_patches(case, classes, patch, spacing, window)
 
     return cached_patches(Path(cache) / name if cache else None, make)
 
 
 @lru_cache(maxsize=1)
-def _background(path: Path) -> Volume:
-    """The real CT whose copies are made one after the other, read once."""
-    return read_volume(path)
+def _host(path: Path) -> InsertionHost:
+    """The real CT whose copies are made one after the other, read and prepared once."""
+    return insertion_host(read_volume(path), path)
 
 
 def truth_patches(case: PhantomCase, classes: list[str], patch: list[int], spacing, window) -> NodulePatches:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..image_io import input_stem, read_volume
 from ..phantom import PhantomConfig
-from ..phantom.insertion import INSERTION_VERSION, insert_into
+from ..phantom.insertion import INSERTION_VERSION, insert_into, insertion_host
 from .segmentation_data import Example, prepare_example, shapes_suffix
 
 #: nodules inserted into a real training background: many per scan, of every size and type
@@ -38,8 +38,8 @@ def real_background_examples(
         if cached and cached.is_file():
             examples.append(Example.load(cached))
             continue
-        host = host if host is not None else read_volume(background)
-        case = insert_into(host, background, config, seed, index)
+        host = host if host is not None else insertion_host(read_volume(background), background)
+        case = insert_into(host, config, seed, index)
         example = prepare_example(case.ct, case.labels, spacing, window, case.instances)
         if cached:
             example.save(cached)
