@@ -21,7 +21,7 @@ def _ball(shape, center, radius):
 
 @pytest.fixture
 def truth_dir(tmp_path):
-    """One 1-mm case: lungs, a large (10 mm) and a small (4 mm) nodule."""
+    """One 1-mm case: lungs, a large (10 mm) solid and a small (4 mm) ground-glass nodule."""
     shape = (48, 48, 48)
     lungs = _ball(shape, (24, 24, 24), 20)
     instances = np.zeros(shape, np.uint8)
@@ -32,7 +32,8 @@ def truth_dir(tmp_path):
     write_volume(grid, tmp_path / "truth" / "labels" / "c.nrrd")
     write_volume(grid.with_array(instances), tmp_path / "truth" / "instances" / "c.nrrd")
     nodules = [
-        {"id": i, "equivalent_diameter_mm": float((6 * (instances == i).sum() / np.pi) ** (1 / 3))} for i in (1, 2)
+        {"id": i, "type": kind, "equivalent_diameter_mm": float((6 * (instances == i).sum() / np.pi) ** (1 / 3))}
+        for i, kind in ((1, "solid"), (2, "ground-glass"))
     ]
     (tmp_path / "truth" / "truth").mkdir(parents=True)
     (tmp_path / "truth" / "truth" / "c.json").write_text(json.dumps({"nodules": nodules}))
@@ -67,6 +68,7 @@ def test_missed_small_nodule_and_extra_blob_are_counted_and_dice_ignores_small_n
     figures = _evaluate(truth, prediction, grid, tmp_path)
     assert figures["sensitivity_3to6mm"] == 0.0
     assert figures["sensitivity_ge6mm"] == 1.0
+    assert figures["sensitivity_by_type"] == {"ground-glass": {"3to6mm": "0/1"}, "solid": {"ge6mm": "1/1"}}
     assert figures["false_positives_per_scan"] == 1
     result = run_cli("evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "pred"), "--per-case")
     (case,) = json.loads(result.stdout)["per_case"]
