@@ -3,7 +3,7 @@ Runtime and OpenVINO, on windows of a real chest CT, side by side in one process
 
 Issue #23 asks whether another CPU back end beats PyTorch here by 1.3x or more; below that,
 PyTorch stays the only one. The other back ends are not requirements of the extension: install
-them for this script only (``pip install onnxruntime openvino``); one that is missing is skipped
+them for this script only (``pip install onnx onnxruntime openvino``); one that is missing is skipped
 and said so.
 
 Usage: python benchmarks/cpu_backends.py [--model lung-nodules-seg] [--scan CT] [--repeats 3]
@@ -52,11 +52,21 @@ def main() -> None:
     results["PyTorch, reduced precision (shipped)"] = timed(
         lambda: torch_run(model.network, batch, reduced=True), args.repeats
     )
-    setup = {}  # what each process pays before its first window: loading the export, compiling it
+    others, setup = other_back_ends(model.network, batch, args.repeats)
+    print_ratios({**results, **others}, setup, reference)
+
+
+def other_back_ends(network, batch: np.ndarray, repeats: int) -> tuple[dict, dict]:
+    """Timings and logits of the installed back ends, and the seconds each took to load the
+    exported network (what every process pays before its first window)."""
+    results, setup = {}, {}
+    if importlib.util.find_spec("onnx") is None:
+        print("ONNX Runtime and OpenVINO: skipped, the export needs the onnx package (pip install onnx)")
+        return results, setup
     with tempfile.TemporaryDirectory() as folder:
         exported = Path(folder) / "unet.onnx"
         torch.onnx.export(
-            model.network, torch.from_numpy(batch), exported, input_names=["image"], output_names=["logits"],
+            network, torch.from_numpy(batch), exported, input_names=["image"], output_names=["logits"],
             opset_version=17, dynamo=False,
         )  # fmt: skip
         for name, make in (
@@ -70,7 +80,11 @@ def main() -> None:
                 print(f"{name}: not installed, skipped")
                 continue
             setup[name] = time.perf_counter() - start
-            results[name] = timed(lambda: run(batch), args.repeats)
+            results[name] = timed(lambda: run(batch), repeats)
+    return results, setup
+
+
+def print_ratios(results: dict, setup: dict, reference: np.ndarray) -> None:
     base = results["PyTorch, reduced precision (shipped)"][0]
     for name, (seconds, logits) in results.items():
         start_up = f", {setup[name]:.2f} s to load" if name in setup else ""
