@@ -4,13 +4,14 @@ test_scene_state.py)."""
 
 from __future__ import annotations
 
+import os
 import weakref
 
 import numpy as np
 import pytest
 import torch
 
-from deepdiag.devices import pick_device
+from deepdiag.devices import available_memory_bytes, pick_device
 from deepdiag.errors import DeepDiagError
 from deepdiag.segmentation import inference
 from deepdiag.segmentation.inference import WINDOWS_PER_BATCH, predict_probabilities
@@ -96,3 +97,13 @@ def test_an_apple_gpu_that_stays_out_of_memory_is_the_batchs_gpu_row_not_an_inte
     reporter.result = results.append
     assert not run_batch(["big.nrrd"], process_one, reporter, {})
     assert "big.nrrd: the GPU ran out of memory" in results[0]["failed"][0]["error"]
+
+
+def test_memory_the_kernel_can_reclaim_counts_as_available(tmp_path):
+    """A machine that has just written many scans holds them in its page cache: free pages were
+    1.1 GB of 18 GB available, and a 3.5 GB segmentation was refused."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1100000 kB\nMemAvailable:   18000000 kB\n")
+    assert available_memory_bytes(str(meminfo)) == 18_000_000 * 1024
+    if os.path.isfile("/proc/meminfo"):
+        assert available_memory_bytes() >= os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.9

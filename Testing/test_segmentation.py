@@ -186,17 +186,3 @@ def test_models_of_one_run_share_the_model_grid_and_leave_it_as_it_was(small_cas
     other_view = ct.with_array(ct.array.copy())
     assert model_grid.chest_on_model_grid(other_view, model.card.spacing_mm, views)[0] is not model_volume
     assert len(searches) == 2, "another view of the scan (a smoothed one) gets its own"
-
-
-def test_memory_the_kernel_can_reclaim_counts_as_available(tmp_path):
-    """A machine that has just written many scans holds them in its page cache: free pages were
-    1.1 GB of 18 GB available, and a 3.5 GB segmentation was refused."""
-    import os
-
-    from deepdiag.segmentation.pipeline import available_memory_bytes
-
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1100000 kB\nMemAvailable:   18000000 kB\n")
-    assert available_memory_bytes(str(meminfo)) == 18_000_000 * 1024
-    if os.path.isfile("/proc/meminfo"):
-        assert available_memory_bytes() >= os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.9

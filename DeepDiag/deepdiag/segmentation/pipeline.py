@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
+from ..devices import available_memory_bytes
 from ..errors import DeepDiagError
 from ..geometry import Volume
 from ..info import guess_modality
@@ -58,25 +58,6 @@ def check_memory(
             f"{available / 1e9:.1f} GB are available",
             source,
         )
-
-
-def available_memory_bytes(meminfo: str = "/proc/meminfo") -> int | None:
-    """Memory a new allocation can get: on Linux ``MemAvailable``, the free pages and what the
-    kernel can reclaim (the page cache of files read or written before). The free pages alone
-    (``SC_AVPHYS_PAGES``) were 1.1 GB of 18 GB available on a machine that had just written many
-    scans, and a 512x512x300 phantom needing 3.5 GB was refused. Elsewhere the free pages where
-    the OS reports them; None (no check) where it does not (Windows)."""
-    try:
-        with open(meminfo, encoding="ascii") as lines:
-            for line in lines:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # reported in kB
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name (macOS)
-        return None
 
 
 def segment_volume(
