@@ -68,7 +68,7 @@ def test_missed_small_nodule_and_extra_blob_are_counted_and_dice_ignores_small_n
     figures = _evaluate(truth, prediction, grid, tmp_path)
     assert figures["sensitivity_3to6mm"] == 0.0
     assert figures["sensitivity_ge6mm"] == 1.0
-    assert figures["sensitivity_by_type"] == {"ground-glass": {"3to6mm": "0/1"}, "solid": {"ge6mm": "1/1"}}
+    assert figures["found_by_type"] == {"ground-glass": {"3to6mm": "0/1"}, "solid": {"ge6mm": "1/1"}}
     assert figures["false_positives_per_scan"] == 1
     result = run_cli("evaluate", "segmentation", "--truth", str(truth), "--pred", str(tmp_path / "pred"), "--per-case")
     (case,) = json.loads(result.stdout)["per_case"]

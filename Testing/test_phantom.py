@@ -342,11 +342,13 @@ def test_insertion_refuses_a_scan_without_lungs(shared_data, tmp_path):
 
 
 def test_the_nodules_blur_computed_near_them_equals_the_whole_volumes_blur():
-    from deepdiag.phantom.insertion import _blurred_near
+    """Insertion blurs a copy's nodules only in the box the blur can reach: the voxels must be the
+    ones a blur of the whole scan gives, at the scan's corners as inside it."""
+    from deepdiag.phantom.insertion import _blur_box, _blurred_in
 
     rng = np.random.default_rng(3)
     shape = (40, 60, 70)
-    for corner in ((0, 0, 0), (18, 25, 30), (35, 55, 64)):  # against two volume edges and inside
+    for corner in ((0, 0, 0), (18, 25, 30), (35, 55, 64)):  # on three faces of the volume, inside, on three others
         support = np.zeros(shape, dtype=bool)
         support[tuple(slice(c, c + 5) for c in corner)] = (
             rng.random((5, 5, 5))[tuple(slice(0, n - c) for c, n in zip(corner, shape))] > 0.3
@@ -354,5 +356,6 @@ def test_the_nodules_blur_computed_near_them_equals_the_whole_volumes_blur():
         values = np.where(support, rng.normal(0, 300, shape), 0).astype(np.float32)
         for sigma in ([0.3, 0.61, 0.61], [1.5, 0.8, 2.2]):
             whole = ndimage.gaussian_filter(values, sigma)
-            assert np.array_equal(_blurred_near(values, support, sigma), whole)
-    assert not _blurred_near(np.zeros(shape, np.float32), np.zeros(shape, bool), [1.0] * 3).any()
+            assert np.array_equal(_blurred_in(values, _blur_box(support, sigma), sigma), whole)
+    assert _blur_box(np.zeros(shape, bool), [1.0] * 3) is None
+    assert not _blurred_in(np.zeros(shape, np.float32), None, [1.0] * 3).any()

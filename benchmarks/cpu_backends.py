@@ -45,7 +45,7 @@ def main() -> None:
     batch = windows_of(args.scan, model)
     print(
         f"{model.card.full_id}: {batch.shape[0]} windows of {tuple(batch.shape[2:])} voxels from {args.scan.name}; "
-        f"{torch.get_num_threads()} torch threads, {len(os.sched_getaffinity(0))} CPU cores"
+        f"{torch.get_num_threads()} torch threads, {cpu_cores()} CPU cores"
     )
     reference = torch_run(model.network, batch, reduced=False)
     results = {"PyTorch float32": timed(lambda: torch_run(model.network, batch, reduced=False), args.repeats)}
@@ -92,6 +92,11 @@ def print_ratios(results: dict, setup: dict, reference: np.ndarray) -> None:
             f"{name:38s} {seconds:6.2f} s per batch, {base / seconds:4.2f}x the shipped path{start_up}; "
             f"{agreement(logits, reference)}"
         )
+
+
+def cpu_cores() -> int:
+    """The cores this process may use (Linux), or the machine's (macOS and Windows have no affinity)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def windows_of(scan: Path, model) -> np.ndarray:

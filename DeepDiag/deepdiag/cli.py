@@ -70,7 +70,10 @@ def run_phantom(args: argparse.Namespace, reporter: ProgressReporter) -> None:
         raise DeepDiagError(
             "--hu-scale and --hu-offset shape made phantoms; --insert-into keeps the real scan's calibration"
         )
-    host = insertion_host(read_volume(args.insert_into), Path(args.insert_into)) if args.insert_into else None
+    host = None
+    if args.insert_into:
+        reporter.progress("generate", 0.0, f"finding the lungs of {Path(args.insert_into).name}")
+        host = insertion_host(read_volume(args.insert_into), Path(args.insert_into))
     cases = []
     for index in range(args.cases):
         reporter.progress("generate", index / args.cases, f"case {index + 1} of {args.cases}")

@@ -1,4 +1,5 @@
-"""The device a run computes on: picking it, the memory it has, and knowing when it ran out of it.
+"""The device a run computes on: picking it and knowing when it ran out of memory; and the memory
+the machine has left for a scan.
 
 The names a user can ask for are ``deepdiag.cli.DEVICES`` (there so that the command line parses
 without importing torch).

@@ -4,7 +4,8 @@
   and predicted components that touch only those, are left out of the count.
 - Per-nodule sensitivity: a truth nodule is found if any predicted nodule voxel overlaps it;
   reported for ≥ 6 mm and 3–6 mm (equivalent diameter), and for each nodule type apart
-  (``sensitivity_by_type``): solid, part-solid and ground-glass nodules fail for different reasons.
+  (``found_by_type``: "found/inserted" per type and size): solid, part-solid and ground-glass
+  nodules fail for different reasons.
 - False positives: predicted nodule components (26-connected) that overlap no truth nodule,
   averaged per scan; each case also lists their centres (``false_positive_centres_lps``).
   Components that reach into a ``known_lesions`` sphere of the truth (real findings of a real
@@ -87,7 +88,7 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
         "nodules_large": sum(d >= LARGE_MM for d in sizes.values()),
         "found_small": sum(found[i] for i, d in sizes.items() if SMALL_MM <= d < LARGE_MM),
         "nodules_small": sum(SMALL_MM <= d < LARGE_MM for d in sizes.values()),
-        "found_by_type": _found_by_type(found, sizes, types),
+        "nodules_by_type": _nodules_by_type(found, sizes, types),
         "false_positive_components": len(false),
         # ndimage, not segmentation.postprocess.component_centres: importing the segmentation
         # package loads torch, which `deepdiag evaluate segmentation` does without
@@ -99,7 +100,7 @@ def _evaluate_case(truth_dir: Path, pred_dir: Path, name: str) -> dict:
     }
 
 
-def _found_by_type(found: dict, sizes: dict, types: dict) -> dict:
+def _nodules_by_type(found: dict, sizes: dict, types: dict) -> dict:
     """``{type: {"ge6mm": [found, nodules], "3to6mm": [...]}}`` over the nodules of one case."""
     counts: dict = {}
     for i, diameter in sizes.items():
@@ -140,7 +141,7 @@ def _pool(cases: list[dict]) -> dict:
         "nodules_3to6mm": total("nodules_small"),
         "false_positives_per_scan": round(total("false_positive_components") / len(cases), 3),
         "lungs_dice": round(float(np.mean([c["lungs_dice"] for c in cases])), 4),
-        "sensitivity_by_type": _pooled_by_type(cases),
+        "found_by_type": _pooled_by_type(cases),
     }
 
 
@@ -148,7 +149,7 @@ def _pooled_by_type(cases: list[dict]) -> dict:
     """``{type: {"ge6mm": "found/nodules", ...}}`` over all cases, as a reader would tally them."""
     pooled: dict = {}
     for case in cases:
-        for nodule_type, sizes in case["found_by_type"].items():
+        for nodule_type, sizes in case["nodules_by_type"].items():
             for size, (found, nodules) in sizes.items():
                 tally = pooled.setdefault(nodule_type, {}).setdefault(size, [0, 0])
                 tally[0] += found
