@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         evaluate,
         "segmentation",
         run_evaluate_segmentation,
-        "nodule Dice, per-nodule sensitivity, false positives, lung Dice",
+        "nodule Dice, per-nodule sensitivity (by size and by type), false positives, lung Dice",
     )
     evaluate_segmentation.add_argument(
         "--truth", required=True, help="folder as written by deepdiag phantom (labels/, instances/, truth/)"
