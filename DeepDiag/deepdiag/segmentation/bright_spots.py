@@ -20,7 +20,8 @@ the wall is gone and the nodule's lung side is a blob in dark surroundings.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -58,10 +59,20 @@ class SpotSearch:
 
 @dataclass
 class Spot:
+    """A spot's centre and scale; its extent is worked out when first asked for: most spots are
+    judged by their centre alone and rejected (0.38 s for the 2,080 spots of a real chest CT, of
+    which a few are kept)."""
+
     centre: np.ndarray  # voxel index (k, j, i) on the model grid
     scale_mm: float
     blobness: float
-    voxels: tuple[np.ndarray, np.ndarray, np.ndarray]  # the spot's extent, as numpy index arrays
+    _searched: tuple = field(repr=False)  # (image, its smoothing at this scale, spacing), shared by all spots
+
+    @cached_property
+    def voxels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The spot's extent, as numpy index arrays."""
+        image, smoothed, spacing_kji = self._searched
+        return _extent(image, smoothed, self.centre, self.scale_mm, spacing_kji)
 
 
 def bright_spots(
@@ -90,7 +101,7 @@ def bright_spots(
         blobness = _least_curvature(smoothed[index], at_scale, spacing_kji) * scale**2
         strong = blobness > min_blobness
         for point, value in zip(at_scale[strong], blobness[strong]):
-            spots.append(Spot(point, scale, float(value), _extent(image, smoothed[index], point, scale, spacing_kji)))
+            spots.append(Spot(point, scale, float(value), (image, smoothed[index], spacing_kji)))
     return spots
 
 
