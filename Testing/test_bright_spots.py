@@ -218,3 +218,31 @@ def test_the_scales_are_smoothed_in_millimetres_as_itks_gaussian_smooths_them():
         reference.SetSpacing(spacing[::-1])
         itk_smoothed = sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(reference, scale))
         assert np.abs(smoothed - itk_smoothed).max() < 0.01 * (DENSE - LUNG), scale
+
+
+def test_the_laplacians_and_filters_worked_out_in_slabs_give_the_whole_crops_voxels():
+    """The spot search works slab by slab in threads: every voxel must be what one pass over the
+    whole crop gives, at the crop's first and last slices and at every slab's edge."""
+    from scipy import ndimage
+
+    from deepdiag.segmentation import bright_spots as spots
+
+    rng = np.random.default_rng(5)
+    image = ndimage.gaussian_filter(rng.random((61, 40, 36)), 1.0).astype(np.float32)  # 61: slabs of 24 do not fit
+    lungs = image > 0.5
+    smoothed = _smoothed_at_scales(image, SPACING_KJI)
+    response, best_scale = spots._strongest_response(smoothed, SPACING_KJI)
+    expected = None
+    for index, (blurred, scale) in enumerate(zip(smoothed, SCALES_MM)):
+        at_scale = spots._laplacian(blurred, SPACING_KJI) * np.float32(-(scale**2))
+        if expected is None:
+            expected, expected_scale = at_scale, np.zeros(at_scale.shape, np.uint8)
+            continue
+        expected_scale[at_scale > expected] = index
+        expected = np.maximum(expected, at_scale)
+    assert np.array_equal(response, expected) and np.array_equal(best_scale, expected_scale)
+    assert len(set(best_scale.ravel().tolist())) > 1, "the scales compete"
+    dilated = spots._in_slabs(lambda slab: ndimage.binary_dilation(slab, iterations=2), lungs, 2)
+    assert np.array_equal(dilated, ndimage.binary_dilation(lungs, iterations=2))
+    peaks = spots._in_slabs(lambda slab: ndimage.maximum_filter(slab, size=3), response, 1)
+    assert np.array_equal(peaks, ndimage.maximum_filter(response, size=3))

@@ -19,6 +19,7 @@ the wall is gone and the nodule's lung side is a blob in dark surroundings.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -36,6 +37,8 @@ SCALES_MM = (1.0, 1.5, 2.0)
 #: (a third of a solid nodule's contrast), solid ones at 0.06-0.15.
 MIN_BLOBNESS = 0.03
 _LUNG_MARGIN_VOXELS = 2  # juxtapleural nodules sit on the lung's edge
+_SLAB_SLICES = 24  # axial slices per piece of the Laplacians' work: a few MB each on a chest crop
+_WORKERS = min(8, os.cpu_count() or 1)
 _BACKGROUND_PERCENTILE = 20
 
 
@@ -89,11 +92,14 @@ def bright_spots(
     min_blobness = search.min_blobness
     smoothed = _smoothed_at_scales(image, spacing_kji)
     response, best_scale = _strongest_response(smoothed, spacing_kji)
-    allowed = ndimage.binary_dilation(lungs, iterations=_LUNG_MARGIN_VOXELS)
+    allowed = _in_slabs(
+        lambda slab: ndimage.binary_dilation(slab, iterations=_LUNG_MARGIN_VOXELS), lungs, _LUNG_MARGIN_VOXELS
+    )
     if excluded is not None:
         allowed &= ~excluded
     # a blob's Laplacian is the sum of three eigenvalues, each at least min_blobness in size
-    peaks = (response == ndimage.maximum_filter(response, size=3)) & allowed & (response > 3 * min_blobness)
+    peaks = (response == _in_slabs(lambda slab: ndimage.maximum_filter(slab, size=3), response, 1)) & allowed
+    peaks &= response > 3 * min_blobness
     points = np.argwhere(peaks)
     spots = []
     for index, scale in enumerate(SCALES_MM):
@@ -126,22 +132,51 @@ def _smoothed_at_scales(image: np.ndarray, spacing_kji) -> list[np.ndarray]:
 
 def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.ndarray, np.ndarray]:
     """The largest scale-normalized minus-Laplacian over the scales, and the index of its scale
-    (the first on ties); kept as a running maximum, not a stack, to hold two crop-sized arrays
-    fewer on a full-size scan."""
-    response = best_scale = None
-    for index, (blurred, scale) in enumerate(zip(smoothed, SCALES_MM)):
-        at_scale = _laplacian(blurred, spacing_kji)
-        at_scale *= -(scale**2)
-        if response is None:
-            response, best_scale = at_scale, np.zeros(at_scale.shape, np.uint8)
-            continue
-        best_scale[at_scale > response] = index
-        np.maximum(response, at_scale, out=response)
+    (the first on ties). Worked out slab by slab of axial slices, the slabs side by side in
+    threads (SciPy's 1D filters and NumPy's arithmetic run without the Python lock): each slab
+    reads one slice more on each side, so every voxel gets the same sums, in the same order, as
+    from passes over the whole crop, and no crop-sized array is held per scale."""
+    shape = smoothed[0].shape
+    response = np.empty(shape, smoothed[0].dtype)
+    best_scale = np.zeros(shape, np.uint8)
+
+    def fill(start: int) -> None:
+        stop = min(start + _SLAB_SLICES, shape[0])
+        low, high = max(start - 1, 0), min(stop + 1, shape[0])
+        inner = slice(start - low, stop - low)  # the halo slices' own sums are not kept
+        for index, (blurred, scale) in enumerate(zip(smoothed, SCALES_MM)):
+            at_scale = _laplacian(blurred[low:high], spacing_kji)[inner]
+            at_scale *= -(scale**2)
+            if index == 0:
+                response[start:stop] = at_scale
+                continue
+            best_scale[start:stop][at_scale > response[start:stop]] = index
+            np.maximum(response[start:stop], at_scale, out=response[start:stop])
+
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        list(pool.map(fill, range(0, shape[0], _SLAB_SLICES)))
     return response, best_scale
 
 
+def _in_slabs(compute, array: np.ndarray, halo: int) -> np.ndarray:
+    """``compute(array)`` for a filter that keeps the array's type and reaches ``halo`` slices
+    along the first axis, worked out slab by slab in threads, each slab with ``halo`` slices more
+    on each side: the same voxels as one pass over the whole array (the array's own faces are the
+    slabs' faces there)."""
+    result = np.empty_like(array)
+
+    def fill(start: int) -> None:
+        stop = min(start + _SLAB_SLICES, array.shape[0])
+        low, high = max(start - halo, 0), min(stop + halo, array.shape[0])
+        result[start:stop] = compute(array[low:high])[start - low : stop - low]
+
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        list(pool.map(fill, range(0, array.shape[0], _SLAB_SLICES)))
+    return result
+
+
 def _laplacian(smoothed: np.ndarray, spacing_kji) -> np.ndarray:
-    """Sum of the central second differences (zero on the crop's faces), one pass per axis."""
+    """Sum of the central second differences (zero on the array's faces), one pass per axis."""
     result = np.zeros_like(smoothed)
     term = np.empty_like(smoothed)
     for axis, step in enumerate(spacing_kji):
