@@ -226,6 +226,7 @@ def test_the_laplacians_and_filters_worked_out_in_slabs_give_the_whole_crops_vox
     from scipy import ndimage
 
     from deepdiag.segmentation import bright_spots as spots
+    from deepdiag.slabs import in_slabs, per_slice
 
     rng = np.random.default_rng(5)
     image = ndimage.gaussian_filter(rng.random((61, 40, 36)), 1.0).astype(np.float32)  # 61: slabs of 24 do not fit
@@ -242,7 +243,9 @@ def test_the_laplacians_and_filters_worked_out_in_slabs_give_the_whole_crops_vox
         expected = np.maximum(expected, at_scale)
     assert np.array_equal(response, expected) and np.array_equal(best_scale, expected_scale)
     assert len(set(best_scale.ravel().tolist())) > 1, "the scales compete"
-    dilated = spots._in_slabs(lambda slab: ndimage.binary_dilation(slab, iterations=2), lungs, 2)
+    dilated = in_slabs(lambda slab: ndimage.binary_dilation(slab, iterations=2), lungs, 2)
     assert np.array_equal(dilated, ndimage.binary_dilation(lungs, iterations=2))
-    peaks = spots._in_slabs(lambda slab: ndimage.maximum_filter(slab, size=3), response, 1)
+    peaks = in_slabs(lambda slab: ndimage.maximum_filter(slab, size=3), response, 1)
     assert np.array_equal(peaks, ndimage.maximum_filter(response, size=3))
+    filled = per_slice(ndimage.binary_fill_holes, lungs)
+    assert np.array_equal(filled, np.stack([ndimage.binary_fill_holes(axial) for axial in lungs]))

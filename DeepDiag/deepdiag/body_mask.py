@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from .geometry import Volume
+from .slabs import per_slice
 
 #: the lowest Hounsfield value a scanner measures (air); anything below is outside-field padding
 OUTSIDE_FIELD_HU = -1024.0
@@ -53,7 +54,7 @@ def find_body(ct: Volume) -> np.ndarray:
         return np.zeros(ct.array.shape, bool)
     largest = np.argmax(np.bincount(components[tissue])[1:]) + 1  # over the tissue only: see find_lungs
     field = inside_field(coarse)
-    body = np.stack([_axial_body(axial, in_field) for axial, in_field in zip(components == largest, field)])
+    body = per_slice(_axial_body, components == largest, field)
     k, j, i = (np.arange(n) // _STEP for n in ct.array.shape)
     return body[np.ix_(k, j, i)] & inside_field(ct.array)
 

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from .body_mask import find_body
 from .geometry import Volume
+from .slabs import per_slice
 
 MIN_LUNG_ML = 100.0
 #: airway lumen is air (-1000 HU) with noise; smoothed over 3 voxels it stays under this, while
@@ -53,7 +54,7 @@ def find_lungs(ct: Volume, body: np.ndarray | None = None) -> np.ndarray:
     box = tuple(
         slice(min(boxes[c - 1][a].start for c in keep), max(boxes[c - 1][a].stop for c in keep)) for a in range(3)
     )
-    lungs[box] = np.stack([ndimage.binary_fill_holes(axial) for axial in lungs[box]])
+    lungs[box] = per_slice(ndimage.binary_fill_holes, lungs[box])
     return lungs
 
 

@@ -19,13 +19,14 @@ the wall is gone and the nodule's lung side is a blob in dark surroundings.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
+
+from ..slabs import SLAB_SLICES, in_slabs, run_slabs
 
 #: Gaussian scales searched; a sphere of radius r responds most at sigma = r / sqrt(3), so these
 #: cover nodules of about 3.5-7 mm
@@ -37,8 +38,6 @@ SCALES_MM = (1.0, 1.5, 2.0)
 #: (a third of a solid nodule's contrast), solid ones at 0.06-0.15.
 MIN_BLOBNESS = 0.03
 _LUNG_MARGIN_VOXELS = 2  # juxtapleural nodules sit on the lung's edge
-_SLAB_SLICES = 24  # axial slices per piece of the Laplacians' work: a few MB each on a chest crop
-_WORKERS = min(8, os.cpu_count() or 1)
 _BACKGROUND_PERCENTILE = 20
 
 
@@ -92,13 +91,13 @@ def bright_spots(
     min_blobness = search.min_blobness
     smoothed = _smoothed_at_scales(image, spacing_kji)
     response, best_scale = _strongest_response(smoothed, spacing_kji)
-    allowed = _in_slabs(
+    allowed = in_slabs(
         lambda slab: ndimage.binary_dilation(slab, iterations=_LUNG_MARGIN_VOXELS), lungs, _LUNG_MARGIN_VOXELS
     )
     if excluded is not None:
         allowed &= ~excluded
     # a blob's Laplacian is the sum of three eigenvalues, each at least min_blobness in size
-    peaks = (response == _in_slabs(lambda slab: ndimage.maximum_filter(slab, size=3), response, 1)) & allowed
+    peaks = (response == in_slabs(lambda slab: ndimage.maximum_filter(slab, size=3), response, 1)) & allowed
     peaks &= response > 3 * min_blobness
     points = np.argwhere(peaks)
     spots = []
@@ -141,7 +140,7 @@ def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.nda
     best_scale = np.zeros(shape, np.uint8)
 
     def fill(start: int) -> None:
-        stop = min(start + _SLAB_SLICES, shape[0])
+        stop = min(start + SLAB_SLICES, shape[0])
         low, high = max(start - 1, 0), min(stop + 1, shape[0])
         inner = slice(start - low, stop - low)  # the halo slices' own sums are not kept
         for index, (blurred, scale) in enumerate(zip(smoothed, SCALES_MM)):
@@ -153,26 +152,8 @@ def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.nda
             best_scale[start:stop][at_scale > response[start:stop]] = index
             np.maximum(response[start:stop], at_scale, out=response[start:stop])
 
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        list(pool.map(fill, range(0, shape[0], _SLAB_SLICES)))
+    run_slabs(fill, shape[0])
     return response, best_scale
-
-
-def _in_slabs(compute, array: np.ndarray, halo: int) -> np.ndarray:
-    """``compute(array)`` for a filter that keeps the array's type and reaches ``halo`` slices
-    along the first axis, worked out slab by slab in threads, each slab with ``halo`` slices more
-    on each side: the same voxels as one pass over the whole array (the array's own faces are the
-    slabs' faces there)."""
-    result = np.empty_like(array)
-
-    def fill(start: int) -> None:
-        stop = min(start + _SLAB_SLICES, array.shape[0])
-        low, high = max(start - halo, 0), min(stop + halo, array.shape[0])
-        result[start:stop] = compute(array[low:high])[start - low : stop - low]
-
-    with ThreadPoolExecutor(_WORKERS) as pool:
-        list(pool.map(fill, range(0, array.shape[0], _SLAB_SLICES)))
-    return result
 
 
 def _laplacian(smoothed: np.ndarray, spacing_kji) -> np.ndarray:
