@@ -109,3 +109,20 @@ def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     flat = points.reshape(-1, 3)
     mapped = flat @ matrix[:3, :3].T + matrix[:3, 3]
     return mapped.reshape(points.shape)
+
+
+def nonzero_box(array: np.ndarray, margin) -> tuple[np.ndarray, np.ndarray] | None:
+    """``[start, stop)`` (k, j, i) of the nonzero voxels plus ``margin`` voxels (one for all axes
+    or one per axis) within the array; None if all are zero. :func:`box_slices` makes it an index."""
+    margin = np.broadcast_to(margin, (3,))
+    present = [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if not len(present[0]):
+        return None
+    start = np.array([max(int(p[0]) - m, 0) for p, m in zip(present, margin)])
+    stop = np.array([min(int(p[-1]) + 1 + m, n) for p, m, n in zip(present, margin, array.shape)])
+    return start, stop
+
+
+def box_slices(box: tuple[np.ndarray, np.ndarray]) -> tuple[slice, slice, slice]:
+    """A ``(start, stop)`` box (:func:`nonzero_box`) as an index of the array."""
+    return tuple(slice(int(a), int(b)) for a, b in zip(*box))

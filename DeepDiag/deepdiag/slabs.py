@@ -17,12 +17,16 @@ import numpy as np
 
 #: axial slices per piece of work: a few MB each on a chest CT's lung box
 SLAB_SLICES = 24
-WORKERS = min(8, os.cpu_count() or 1)
+#: the cores this process may use (Linux counts its affinity; elsewhere the machine's)
+WORKERS = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def slab_starts(depth: int) -> range:
-    """The first slice of each slab of an array ``depth`` slices deep."""
-    return range(0, depth, SLAB_SLICES)
+def slab_with_halo(start: int, depth: int, halo: int) -> tuple[slice, slice, slice]:
+    """For the slab from slice ``start`` of an array ``depth`` slices deep: the slab, the slices
+    read to work it out (``halo`` more on either side, within the array), and the slab within those."""
+    stop = min(start + SLAB_SLICES, depth)
+    low, high = max(start - halo, 0), min(stop + halo, depth)
+    return slice(start, stop), slice(low, high), slice(start - low, stop - low)
 
 
 def in_slabs(compute: Callable[[np.ndarray], np.ndarray], array: np.ndarray, halo: int) -> np.ndarray:
@@ -31,9 +35,8 @@ def in_slabs(compute: Callable[[np.ndarray], np.ndarray], array: np.ndarray, hal
     result = np.empty_like(array)
 
     def fill(start: int) -> None:
-        stop = min(start + SLAB_SLICES, array.shape[0])
-        low, high = max(start - halo, 0), min(stop + halo, array.shape[0])
-        result[start:stop] = compute(array[low:high])[start - low : stop - low]
+        slab, read, inner = slab_with_halo(start, array.shape[0], halo)
+        result[slab] = compute(array[read])[inner]
 
     run_slabs(fill, array.shape[0])
     return result
@@ -54,4 +57,4 @@ def per_slice(compute: Callable[..., np.ndarray], *arrays: np.ndarray) -> np.nda
 def run_slabs(fill: Callable[[int], None], depth: int) -> None:
     """``fill(start)`` for every slab of an array ``depth`` slices deep, in threads."""
     with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(fill, slab_starts(depth)))  # list(): an error in a slab is raised here
+        list(pool.map(fill, range(0, depth, SLAB_SLICES)))  # list(): an error in a slab is raised here

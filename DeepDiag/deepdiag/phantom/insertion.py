@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import DeepDiagError
-from ..geometry import Volume
+from ..geometry import Volume, box_slices, nonzero_box
 from ..lung_mask import MIN_LUNG_ML, find_central_airways, find_lungs
 from .anatomy import Anatomy, sample_vessel_points
 from .config import PhantomConfig
@@ -93,13 +93,11 @@ def _by_central_airways(ct: Volume, lungs: np.ndarray) -> np.ndarray:
     """The central airways' lumen (:func:`.find_central_airways`) and what lies within
     :data:`AIRWAY_CLEARANCE_MM` of it."""
     airways = find_central_airways(ct, lungs)
-    if not airways.any():
+    # the lumen and all within reach of it: the distances are needed nowhere else
+    box = nonzero_box(airways, [int(np.ceil(AIRWAY_CLEARANCE_MM / s)) for s in ct.spacing[::-1]])
+    if box is None:
         return airways
-    reach = [int(np.ceil(AIRWAY_CLEARANCE_MM / s)) for s in ct.spacing[::-1]]
-    box = tuple(
-        slice(max(s.start - r, 0), min(s.stop + r, n))
-        for s, r, n in zip(ndimage.find_objects(airways.astype(np.uint8))[0], reach, airways.shape)
-    )  # the lumen and all within reach of it: the distances are needed nowhere else
+    box = box_slices(box)
     near = np.zeros_like(airways)
     near[box] = ndimage.distance_transform_edt(~airways[box], sampling=ct.spacing[::-1]) <= AIRWAY_CLEARANCE_MM
     return near
@@ -127,13 +125,9 @@ def _blur_box(support: np.ndarray, sigma: list[float]) -> tuple[slice, ...] | No
     it: what the filter reflects at the box's edge is then zero, as it is in the whole volume, so
     blurring the box alone gives the same voxels (about a tenth of a chest CT for a copy's
     nodules). None when ``support`` is empty."""
-    if not support.any():
-        return None
     reach = [int(_GAUSSIAN_TRUNCATE * s + 0.5) for s in sigma]  # scipy's kernel radius
-    nonzero = ndimage.find_objects(support.astype(np.uint8))[0]  # the one label of a boolean mask
-    return tuple(
-        slice(max(s.start - 2 * r - 1, 0), min(s.stop + 2 * r + 1, n)) for s, r, n in zip(nonzero, reach, support.shape)
-    )
+    box = nonzero_box(support, [2 * r + 1 for r in reach])
+    return None if box is None else box_slices(box)
 
 
 def _blurred_in(values: np.ndarray, box: tuple[slice, ...] | None, sigma: list[float]) -> np.ndarray:

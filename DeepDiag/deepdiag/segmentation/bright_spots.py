@@ -26,7 +26,7 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage
 
-from ..slabs import SLAB_SLICES, in_slabs, run_slabs
+from ..slabs import in_slabs, run_slabs, slab_with_halo
 
 #: Gaussian scales searched; a sphere of radius r responds most at sigma = r / sqrt(3), so these
 #: cover nodules of about 3.5-7 mm
@@ -140,17 +140,15 @@ def _strongest_response(smoothed: list[np.ndarray], spacing_kji) -> tuple[np.nda
     best_scale = np.zeros(shape, np.uint8)
 
     def fill(start: int) -> None:
-        stop = min(start + SLAB_SLICES, shape[0])
-        low, high = max(start - 1, 0), min(stop + 1, shape[0])
-        inner = slice(start - low, stop - low)  # the halo slices' own sums are not kept
+        slab, read, inner = slab_with_halo(start, shape[0], 1)  # a second difference reaches one slice
         for index, (blurred, scale) in enumerate(zip(smoothed, SCALES_MM)):
-            at_scale = _laplacian(blurred[low:high], spacing_kji)[inner]
+            at_scale = _laplacian(blurred[read], spacing_kji)[inner]
             at_scale *= -(scale**2)
             if index == 0:
-                response[start:stop] = at_scale
+                response[slab] = at_scale
                 continue
-            best_scale[start:stop][at_scale > response[start:stop]] = index
-            np.maximum(response[start:stop], at_scale, out=response[start:stop])
+            best_scale[slab][at_scale > response[slab]] = index
+            np.maximum(response[slab], at_scale, out=response[slab])
 
     run_slabs(fill, shape[0])
     return response, best_scale

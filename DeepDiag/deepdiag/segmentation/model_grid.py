@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..body_mask import find_body, padding_as_air
-from ..geometry import Volume
+from ..geometry import Volume, nonzero_box
 from ..image_io import image_from_volume, volume_from_image
 from ..lung_mask import find_lungs
 
@@ -83,7 +83,7 @@ def find_chest(volume: Volume) -> Chest:
     body = find_body(volume)
     lungs = find_lungs(volume, body)
     litres = float(lungs.sum() * volume.voxel_volume_mm3() / 1e6)
-    box = _nonzero_box(lungs, [int(np.ceil(_CROP_MARGIN_MM / s)) for s in volume.spacing[::-1]])
+    box = nonzero_box(lungs, [int(np.ceil(_CROP_MARGIN_MM / s)) for s in volume.spacing[::-1]])
     if box is None:
         return Chest(body, lungs, Crop((0, 0, 0), volume.array.shape), litres)
     return Chest(body, lungs, Crop(tuple(int(a) for a in box[0]), tuple(int(b) for b in box[1])), litres)
@@ -134,7 +134,7 @@ def _map_back(probability: np.ndarray, model_volume: Volume, crop: Crop, target:
     """One map of :func:`back_to_input` on the region ``[low, high]`` (i, j, k) of ``target``,
     resampled only over the box of its nonzero voxels."""
     output = np.zeros(tuple(int(top - bottom + 1) for bottom, top in zip(low[::-1], high[::-1])), np.float32)
-    box = _nonzero_box(probability, 2)  # two zero voxels: interpolation at the box's edge sees zeros, as in the crop
+    box = nonzero_box(probability, 2)  # two zero voxels: interpolation at the box's edge sees zeros, as in the crop
     if box is None:
         return output
     start, stop = np.add(crop.start, box[0]), np.add(crop.start, box[1])
@@ -160,18 +160,6 @@ def _target_box(start_kji, stop_kji, model_volume: Volume, target: Volume) -> tu
     low = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.size) - 1)
     high = np.clip(np.ceil(in_target.max(axis=0)).astype(int) + 1, 0, np.array(target.size) - 1)
     return low, high
-
-
-def _nonzero_box(array: np.ndarray, margin) -> tuple[np.ndarray, np.ndarray] | None:
-    """``[start, stop)`` (k, j, i) of the nonzero voxels plus ``margin`` voxels (one for all axes
-    or one per axis) within the array; None if all are zero."""
-    margin = np.broadcast_to(margin, (3,))
-    present = [np.flatnonzero(array.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
-    if not len(present[0]):
-        return None
-    start = np.array([max(int(p[0]) - m, 0) for p, m in zip(present, margin)])
-    stop = np.array([min(int(p[-1]) + 1 + m, n) for p, m, n in zip(present, margin, array.shape)])
-    return start, stop
 
 
 def _resampled(source: np.ndarray, model_volume: Volume, start_kji, target: Volume, low, high) -> np.ndarray:
