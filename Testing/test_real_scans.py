@@ -53,8 +53,7 @@ def test_padding_is_neither_lung_nor_body(shared_data):
     from deepdiag.image_io import read_volume
     from deepdiag.lung_mask import find_lungs
 
-    # a scan with lungs to lose: on the abdominal CT's own 3 mm grid no piece of its lung bases
-    # reaches the 100 mL of a lung, so its threshold lungs are empty, padded or not
+    # a scan with lungs to lose: the abdominal CT's lung bases are 75 mL on its own 3 mm grid
     volume = read_volume(FULL_THORAX["thorax_4dct_phase00"])
     padded = _padded(volume, -3024)
     outside = padded.array < -1024
@@ -190,6 +189,33 @@ def test_the_real_mass_is_segmented(segmented_thorax):
     mass = KNOWN_LESIONS["thorax_4dct_phase00"][0]
     i, j, k = np.round(volume.lps_to_ijk(np.array(mass["center_lps"]))).astype(int)
     assert (labels[k - 3 : k + 4, j - 3 : j + 4, i - 3 : i + 4] == 2).any()
+
+
+def test_bowel_gas_below_the_lung_bases_is_not_lung():
+    """The colon's gas in the abdominal CT passes the lungs' median rule on the 1 mm model grid (-900
+    HU: stool and partial volume) and reaches up to the top slice; the lung bases beside it are
+    under 100 mL each."""
+    from deepdiag.image_io import read_volume
+    from deepdiag.lung_mask import find_lungs
+    from deepdiag.segmentation.model_grid import to_model_grid
+
+    ct = to_model_grid(read_volume(SHARED_DATA / "totalseg" / "abdomen_ct_3mm.nii.gz"), (1.0, 1.0, 1.0))
+    lungs = find_lungs(ct)
+    lung_slices = np.flatnonzero(lungs.any(axis=(1, 2)))  # the model grid's k goes up
+    assert 50 < lungs.sum() / 1000 < 200, "both bases, some 100 mL"
+    assert lung_slices[0] > ct.array.shape[0] - 50, "all within the top 50 mm, above the diaphragm"
+
+
+def test_segmenting_an_abdominal_ct_marks_the_lung_bases_and_nothing_in_the_bowel(tmp_path):
+    source = SHARED_DATA / "totalseg" / "abdomen_ct_3mm.nii.gz"
+    result = run_cli("segment", str(source), "-o", str(tmp_path), "--progress", "none", timeout=900)
+    assert result.returncode == 0, result.stderr
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "abdomen_ct_3mm.seg.nrrd")))
+    top = labels.shape[0] - 1  # the lung bases lie in the top slices of this scan (3 mm apart)
+    lung_slices = np.flatnonzero((labels >= 1).any(axis=(1, 2)))
+    assert (labels >= 1).sum() * 27 / 1000 > 50
+    assert lung_slices[0] >= top - 15, "no lung 45 mm or more below the top slice: the colon is not lung"
+    assert json.loads(result.stdout)["outputs"][0]["nodules"] == 0
 
 
 def _joined_to_edge(air: np.ndarray) -> np.ndarray:
