@@ -126,3 +126,8 @@ def nonzero_box(array: np.ndarray, margin) -> tuple[np.ndarray, np.ndarray] | No
 def box_slices(box: tuple[np.ndarray, np.ndarray]) -> tuple[slice, slice, slice]:
     """A ``(start, stop)`` box (:func:`nonzero_box`) as an index of the array."""
     return tuple(slice(int(a), int(b)) for a, b in zip(*box))
+
+
+def box_corners(first_ijk: np.ndarray, last_ijk: np.ndarray) -> np.ndarray:
+    """The 8 corner indices (i, j, k) of the index box from ``first_ijk`` to ``last_ijk``."""
+    return first_ijk + np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (last_ijk - first_ijk)

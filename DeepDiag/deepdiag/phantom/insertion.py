@@ -46,8 +46,10 @@ class InsertionHost:
 def insertion_host(ct: Volume, source: Path) -> InsertionHost:
     """``ct`` (read from ``source``, which errors name) ready for :func:`insert_into`."""
     lungs = find_lungs(ct)
-    if lungs.sum() * ct.voxel_volume_mm3() / 1000 < MIN_LUNG_ML:
-        raise DeepDiagError("no lungs found (no air-filled region of 100 mL or more between -950 and -500 HU)", source)
+    found_ml = lungs.sum() * ct.voxel_volume_mm3() / 1000
+    if found_ml < MIN_LUNG_ML:  # an abdominal CT's lung bases, or no lungs at all
+        found = "no lungs found" if found_ml == 0 else f"only {found_ml:.0f} mL of lung found"
+        raise DeepDiagError(f"{found}; nodules are inserted into 100 mL or more of air-filled lung", source)
     placeable = lungs & ~_by_central_airways(ct, lungs)
     vessels = lungs & (ct.array > -400)
     for mask in (lungs, placeable, vessels):

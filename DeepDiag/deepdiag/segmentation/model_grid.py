@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..body_mask import find_body, padding_as_air
-from ..geometry import Volume, nonzero_box
+from ..geometry import Volume, box_corners, nonzero_box
 from ..image_io import image_from_volume, volume_from_image
 from ..lung_mask import find_lungs
 
@@ -36,7 +36,7 @@ class Crop:
 def to_model_grid(volume: Volume, spacing: tuple[float, float, float], labels: bool = False) -> Volume:
     """Resample onto an axis-aligned LPS grid of ``spacing`` covering the volume: linear for
     images (outside and the scanner's padding: air), nearest neighbour for label maps (outside: 0)."""
-    lps = volume.ijk_to_lps(_box_corners(np.zeros(3), np.array(volume.size) - 1))
+    lps = volume.ijk_to_lps(box_corners(np.zeros(3), np.array(volume.size) - 1))
     low, high = lps.min(axis=0), lps.max(axis=0)
     size = [int(np.floor((top - bottom) / s)) + 1 for bottom, top, s in zip(low, high, spacing)]
     source = volume if labels else volume.with_array(padding_as_air(volume.array))
@@ -147,16 +147,11 @@ def _map_back(probability: np.ndarray, model_volume: Volume, crop: Crop, target:
     return output
 
 
-def _box_corners(first_ijk: np.ndarray, last_ijk: np.ndarray) -> np.ndarray:
-    """The 8 corner indices (i, j, k) of the index box from ``first_ijk`` to ``last_ijk``."""
-    return first_ijk + np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * (last_ijk - first_ijk)
-
-
 def _target_box(start_kji, stop_kji, model_volume: Volume, target: Volume) -> tuple[np.ndarray, np.ndarray]:
     """The (i, j, k) index box of ``target`` that the model-grid box ``[start, stop)`` covers,
     one voxel more on each side, within ``target``."""
     first, last = np.array(start_kji)[::-1], np.array(stop_kji)[::-1] - 1
-    in_target = target.lps_to_ijk(model_volume.ijk_to_lps(_box_corners(first, last)))
+    in_target = target.lps_to_ijk(model_volume.ijk_to_lps(box_corners(first, last)))
     low = np.clip(np.floor(in_target.min(axis=0)).astype(int) - 1, 0, np.array(target.size) - 1)
     high = np.clip(np.ceil(in_target.max(axis=0)).astype(int) + 1, 0, np.array(target.size) - 1)
     return low, high
